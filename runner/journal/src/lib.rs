@@ -1,0 +1,578 @@
+//! The execution journal: the single source of truth for every execution.
+//!
+//! SQLite in WAL mode. Rows are written *before* the executor acts on them (an event is
+//! appended before the engine sees it, a task is recorded as scheduled before it runs),
+//! and every append is its own committed transaction, so a SIGKILL at any instant loses
+//! nothing that was acted upon. `synchronous=NORMAL` in WAL mode survives process death;
+//! only a power cut can lose the last commits.
+//!
+//! Four streams per execution:
+//! - `events`: the engine's inputs (start, task results, timers, aborts) with the time
+//!   they were fed in. Replaying them into a fresh engine reproduces its state exactly.
+//! - `history`: the engine's Step Functions–shaped history, for `runbook show`.
+//! - `calls`: every capability call (service, action, region, resource, outcome, duration).
+//! - `logs`: plugin log lines, by state.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("journal: execution '{0}' not found")]
+    NotFound(String),
+    #[error("journal: corrupt record: {0}")]
+    Corrupt(String),
+}
+
+impl JournalError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            JournalError::Sql(_) => "E-JOURNAL-SQL",
+            JournalError::NotFound(_) => "E-JOURNAL-NOT-FOUND",
+            JournalError::Corrupt(_) => "E-JOURNAL-CORRUPT",
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, JournalError>;
+
+/// One execution's header row.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExecutionRow {
+    pub id: String,
+    pub name: String,
+    /// Path the runbook was read from.
+    pub runbook_path: String,
+    /// The runbook text as it was when the execution started: resume uses this, not
+    /// whatever the file says now.
+    pub runbook_text: String,
+    pub input: Value,
+    pub provider: Option<String>,
+    /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED.
+    pub status: String,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub seed: u64,
+    pub redrive_count: u32,
+    /// PID of the runner driving it, while RUNNING.
+    pub runner_pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventRow {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub event: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryRow {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub kind: String,
+    pub state: Option<String>,
+    pub details: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CallRow {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub state: String,
+    pub plugin: String,
+    pub service: String,
+    pub action: String,
+    pub region: Option<String>,
+    pub resource: Option<String>,
+    /// ok, error, denied, timed_out.
+    pub outcome: String,
+    pub error_code: Option<String>,
+    pub duration_us: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogRow {
+    pub seq: i64,
+    pub at_ms: i64,
+    pub state: String,
+    pub plugin: String,
+    pub level: String,
+    pub message: String,
+}
+
+pub struct Journal {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    runbook_path TEXT NOT NULL,
+    runbook_text TEXT NOT NULL,
+    input TEXT NOT NULL,
+    provider TEXT,
+    status TEXT NOT NULL,
+    started_ms INTEGER NOT NULL,
+    ended_ms INTEGER,
+    output TEXT,
+    error TEXT,
+    cause TEXT,
+    seed INTEGER NOT NULL,
+    redrive_count INTEGER NOT NULL DEFAULT 0,
+    runner_pid INTEGER
+);
+CREATE TABLE IF NOT EXISTS events (
+    execution_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (execution_id, seq)
+);
+CREATE TABLE IF NOT EXISTS history (
+    execution_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT,
+    details TEXT NOT NULL,
+    PRIMARY KEY (execution_id, seq)
+);
+CREATE TABLE IF NOT EXISTS calls (
+    execution_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    service TEXT NOT NULL,
+    action TEXT NOT NULL,
+    region TEXT,
+    resource TEXT,
+    outcome TEXT NOT NULL,
+    error_code TEXT,
+    duration_us INTEGER NOT NULL,
+    PRIMARY KEY (execution_id, seq)
+);
+CREATE TABLE IF NOT EXISTS logs (
+    execution_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (execution_id, seq)
+);
+"#;
+
+fn json(v: &Value) -> String {
+    serde_json::to_string(&redact(v.clone())).expect("JSON values serialize")
+}
+
+fn parse(s: &str) -> Result<Value> {
+    serde_json::from_str(s).map_err(|e| JournalError::Corrupt(e.to_string()))
+}
+
+/// Keys whose values never enter the journal, whatever a plugin returns.
+fn is_secret_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    k.contains("password") || k == "secret_string" || k == "secretstring" || k.contains("secret_value")
+}
+
+/// Replace secret-looking values with "***" (defence in depth: plugins cannot read
+/// secrets through the capability contract, but a task input could carry one).
+pub fn redact(v: Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    if is_secret_key(&k) && !v.is_null() {
+                        (k, Value::String("***".into()))
+                    } else {
+                        (k, redact(v))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(redact).collect()),
+        other => other,
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Journal {
+    pub fn open(path: &Path) -> Result<Journal> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Journal> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Journal> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Journal { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(f(&conn)?)
+    }
+
+    pub fn create_execution(&self, e: &ExecutionRow) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO executions (id, name, runbook_path, runbook_text, input, provider, status, started_ms, seed, redrive_count, runner_pid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    e.id,
+                    e.name,
+                    e.runbook_path,
+                    e.runbook_text,
+                    json(&e.input),
+                    e.provider,
+                    e.status,
+                    e.started_ms,
+                    e.seed as i64,
+                    e.redrive_count,
+                    e.runner_pid
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Append an engine input; returns its sequence number.
+    pub fn append_event(&self, id: &str, at_ms: i64, event: &Value) -> Result<i64> {
+        self.with(|c| {
+            let seq: i64 = c.query_row(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE execution_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            c.execute(
+                "INSERT INTO events (execution_id, seq, at_ms, event) VALUES (?1, ?2, ?3, ?4)",
+                params![id, seq, at_ms, json(event)],
+            )?;
+            Ok(seq)
+        })
+    }
+
+    /// Append history rows in one transaction.
+    pub fn append_history(&self, id: &str, rows: &[(i64, String, Option<String>, Value)]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction()?;
+        {
+            let mut seq: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM history WHERE execution_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO history (execution_id, seq, at_ms, kind, state, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (at, kind, state, details) in rows {
+                seq += 1;
+                stmt.execute(params![id, seq, at, kind, state, json(details)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn record_call(&self, id: &str, at_ms: i64, row: &CallRow) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO calls (execution_id, seq, at_ms, state, plugin, service, action, region, resource, outcome, error_code, duration_us)
+                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM calls WHERE execution_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    id,
+                    at_ms,
+                    row.state,
+                    row.plugin,
+                    row.service,
+                    row.action,
+                    row.region,
+                    row.resource,
+                    row.outcome,
+                    row.error_code,
+                    row.duration_us
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn record_log(&self, id: &str, at_ms: i64, state: &str, plugin: &str, level: &str, message: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO logs (execution_id, seq, at_ms, state, plugin, level, message)
+                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM logs WHERE execution_id = ?1), ?2, ?3, ?4, ?5, ?6)",
+                params![id, at_ms, state, plugin, level, message],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn set_running(&self, id: &str, pid: u32, redrive_count: u32) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE executions SET status = 'RUNNING', ended_ms = NULL, output = NULL, error = NULL, cause = NULL,
+                 runner_pid = ?2, redrive_count = ?3 WHERE id = ?1",
+                params![id, pid, redrive_count],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn finish(
+        &self,
+        id: &str,
+        status: &str,
+        at_ms: i64,
+        output: Option<&Value>,
+        error: Option<&str>,
+        cause: Option<&str>,
+    ) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE executions SET status = ?2, ended_ms = ?3, output = ?4, error = ?5, cause = ?6, runner_pid = NULL WHERE id = ?1",
+                params![id, status, at_ms, output.map(json), error, cause],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(ExecutionRow, String, Option<String>)> {
+        Ok((
+            ExecutionRow {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                runbook_path: r.get(2)?,
+                runbook_text: r.get(3)?,
+                input: Value::Null,
+                provider: r.get(5)?,
+                status: r.get(6)?,
+                started_ms: r.get(7)?,
+                ended_ms: r.get(8)?,
+                output: None,
+                error: r.get(10)?,
+                cause: r.get(11)?,
+                seed: r.get::<_, i64>(12)? as u64,
+                redrive_count: r.get(13)?,
+                runner_pid: r.get(14)?,
+            },
+            r.get(4)?,
+            r.get(9)?,
+        ))
+    }
+
+    fn finish_row((mut e, input, output): (ExecutionRow, String, Option<String>)) -> Result<ExecutionRow> {
+        e.input = parse(&input)?;
+        e.output = output.as_deref().map(parse).transpose()?;
+        Ok(e)
+    }
+
+    const COLS: &'static str = "id, name, runbook_path, runbook_text, input, provider, status, started_ms, ended_ms, output, error, cause, seed, redrive_count, runner_pid";
+
+    pub fn execution(&self, id: &str) -> Result<ExecutionRow> {
+        let sql = format!("SELECT {} FROM executions WHERE id = ?1", Self::COLS);
+        let raw = self.with(|c| c.query_row(&sql, [id], Self::row).optional())?;
+        match raw {
+            Some(raw) => Self::finish_row(raw),
+            None => Err(JournalError::NotFound(id.to_string())),
+        }
+    }
+
+    /// Find an execution by full id or unique prefix.
+    pub fn resolve(&self, prefix: &str) -> Result<ExecutionRow> {
+        if let Ok(e) = self.execution(prefix) {
+            return Ok(e);
+        }
+        let like = format!("{}%", prefix.replace('%', ""));
+        let ids: Vec<String> = self.with(|c| {
+            let mut s = c.prepare("SELECT id FROM executions WHERE id LIKE ?1 LIMIT 2")?;
+            s.query_map([like], |r| r.get(0))?.collect()
+        })?;
+        match ids.as_slice() {
+            [one] => self.execution(one),
+            _ => Err(JournalError::NotFound(prefix.to_string())),
+        }
+    }
+
+    /// Most recent first.
+    pub fn executions(&self, limit: usize) -> Result<Vec<ExecutionRow>> {
+        let sql = format!("SELECT {} FROM executions ORDER BY started_ms DESC, rowid DESC LIMIT ?1", Self::COLS);
+        let raws = self.with(|c| {
+            let mut s = c.prepare(&sql)?;
+            s.query_map([limit as i64], Self::row)?.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        raws.into_iter().map(Self::finish_row).collect()
+    }
+
+    pub fn events(&self, id: &str) -> Result<Vec<EventRow>> {
+        let raws: Vec<(i64, i64, String)> = self.with(|c| {
+            let mut s = c.prepare("SELECT seq, at_ms, event FROM events WHERE execution_id = ?1 ORDER BY seq")?;
+            s.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect()
+        })?;
+        raws.into_iter().map(|(seq, at_ms, e)| Ok(EventRow { seq, at_ms, event: parse(&e)? })).collect()
+    }
+
+    pub fn history(&self, id: &str) -> Result<Vec<HistoryRow>> {
+        let raws: Vec<(i64, i64, String, Option<String>, String)> = self.with(|c| {
+            let mut s = c.prepare(
+                "SELECT seq, at_ms, kind, state, details FROM history WHERE execution_id = ?1 ORDER BY seq",
+            )?;
+            s.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect()
+        })?;
+        raws.into_iter()
+            .map(|(seq, at_ms, kind, state, d)| Ok(HistoryRow { seq, at_ms, kind, state, details: parse(&d)? }))
+            .collect()
+    }
+
+    pub fn calls(&self, id: &str) -> Result<Vec<CallRow>> {
+        self.with(|c| {
+            let mut s = c.prepare(
+                "SELECT seq, at_ms, state, plugin, service, action, region, resource, outcome, error_code, duration_us
+                 FROM calls WHERE execution_id = ?1 ORDER BY seq",
+            )?;
+            s.query_map([id], |r| {
+                Ok(CallRow {
+                    seq: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    state: r.get(2)?,
+                    plugin: r.get(3)?,
+                    service: r.get(4)?,
+                    action: r.get(5)?,
+                    region: r.get(6)?,
+                    resource: r.get(7)?,
+                    outcome: r.get(8)?,
+                    error_code: r.get(9)?,
+                    duration_us: r.get(10)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    pub fn logs(&self, id: &str) -> Result<Vec<LogRow>> {
+        self.with(|c| {
+            let mut s = c.prepare(
+                "SELECT seq, at_ms, state, plugin, level, message FROM logs WHERE execution_id = ?1 ORDER BY seq",
+            )?;
+            s.query_map([id], |r| {
+                Ok(LogRow {
+                    seq: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    state: r.get(2)?,
+                    plugin: r.get(3)?,
+                    level: r.get(4)?,
+                    message: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn exec(id: &str) -> ExecutionRow {
+        ExecutionRow {
+            id: id.into(),
+            name: "n".into(),
+            runbook_path: "r.yaml".into(),
+            runbook_text: "StartAt: A".into(),
+            input: json!({"a": 1, "Password": "hunter2"}),
+            provider: Some("local".into()),
+            status: "RUNNING".into(),
+            started_ms: 1,
+            ended_ms: None,
+            output: None,
+            error: None,
+            cause: None,
+            seed: u64::MAX - 3,
+            redrive_count: 0,
+            runner_pid: Some(42),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_redacts_secrets() {
+        let j = Journal::open_in_memory().unwrap();
+        j.create_execution(&exec("e1")).unwrap();
+        assert_eq!(j.append_event("e1", 5, &json!({"k": 1})).unwrap(), 1);
+        assert_eq!(j.append_event("e1", 6, &json!({"k": 2})).unwrap(), 2);
+        j.append_history("e1", &[(5, "ExecutionStarted".into(), None, json!({"password": "x"}))]).unwrap();
+        j.finish("e1", "SUCCEEDED", 9, Some(&json!({"ok": true})), None, None).unwrap();
+        let e = j.execution("e1").unwrap();
+        assert_eq!(e.status, "SUCCEEDED");
+        assert_eq!(e.seed, u64::MAX - 3);
+        assert_eq!(e.input, json!({"a": 1, "Password": "***"}));
+        assert_eq!(e.output, Some(json!({"ok": true})));
+        assert_eq!(j.events("e1").unwrap().len(), 2);
+        assert_eq!(j.history("e1").unwrap()[0].details, json!({"password": "***"}));
+        assert_eq!(j.resolve("e").unwrap().id, "e1");
+        assert!(matches!(j.execution("nope"), Err(JournalError::NotFound(_))));
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let dir = std::env::temp_dir().join(format!("runbook-journal-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("j.db");
+        {
+            let j = Journal::open(&path).unwrap();
+            j.create_execution(&exec("e2")).unwrap();
+            j.record_call(
+                "e2",
+                3,
+                &CallRow {
+                    seq: 0,
+                    at_ms: 3,
+                    state: "S".into(),
+                    plugin: "p".into(),
+                    service: "rds".into(),
+                    action: "DescribeDBInstances".into(),
+                    region: Some("us-east-1".into()),
+                    resource: None,
+                    outcome: "ok".into(),
+                    error_code: None,
+                    duration_us: 12,
+                },
+            )
+            .unwrap();
+            j.record_log("e2", 4, "S", "p", "info", "hello").unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(j.calls("e2").unwrap()[0].action, "DescribeDBInstances");
+        assert_eq!(j.logs("e2").unwrap()[0].message, "hello");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
