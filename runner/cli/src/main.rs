@@ -1,0 +1,342 @@
+//! `runbook`: the command line. Thin: parsing arguments, printing, exit codes.
+//! Exit codes: 0 SUCCEEDED (or command ok), 1 FAILED / TIMED_OUT / ABORTED,
+//! 2 invalid runbook, bad usage or internal error.
+
+mod progress;
+mod providers;
+mod show;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use runbook_executor::{Outcome, Progress, RunError, Runner, RunnerConfig};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(name = "runbook", version, about = "Disaster-recovery runbooks for multi-region PostgreSQL: ASL state machines whose Tasks are sandboxed WebAssembly plugins.")]
+struct Cli {
+    /// Directory holding the journal, compile cache and local environments
+    /// (default: $RUNBOOK_HOME, else $XDG_DATA_HOME/runbook, else ~/.local/share/runbook).
+    #[arg(long, global = true, env = "RUNBOOK_HOME")]
+    state_dir: Option<PathBuf>,
+    /// Extra directories searched for `plugin:<name>` (as <name>.wasm), before the built-ins.
+    #[arg(long, global = true, env = "RUNBOOK_PLUGIN_PATH", value_delimiter = ':')]
+    plugin_path: Vec<PathBuf>,
+    /// Log filter for the runner's own diagnostics (e.g. `info`, `runbook_host=debug`).
+    #[arg(long, global = true, env = "RUNBOOK_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProviderArg {
+    Local,
+    Aws,
+}
+
+impl ProviderArg {
+    fn name(self) -> &'static str {
+        match self {
+            ProviderArg::Local => "local",
+            ProviderArg::Aws => "aws",
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a runbook to its end.
+    Run {
+        file: PathBuf,
+        /// Execution input as JSON, or @file.
+        #[arg(long)]
+        input: Option<String>,
+        /// Set one runbook parameter (repeatable).
+        #[arg(long = "param", value_name = "K=V")]
+        params: Vec<String>,
+        #[arg(long, value_enum)]
+        provider: Option<ProviderArg>,
+        /// Print exactly one JSON object on stdout: {execution_id, status, output, error, cause}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a runbook (syntax, references, Choice/Retry/Catch rules, plugins and grants).
+    Validate { file: PathBuf },
+    /// Dry run: the Tasks, their plugins, and which capability calls could mutate what.
+    Plan {
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        provider: Option<ProviderArg>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Continue an interrupted execution from its journal.
+    Resume {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a FAILED or TIMED_OUT execution again from the state that failed.
+    Redrive {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List executions, newest first.
+    Executions {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An execution's history, timeline, capability calls and logs.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw a runbook as Mermaid (default) or Graphviz DOT.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: GraphFormat,
+    },
+    /// Plugin tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Print the JSON Schema of runbooks (for editors).
+    Schema,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Print a plugin's imports and exports.
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the built-in plugins.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn state_dir(cli: &Cli) -> PathBuf {
+    if let Some(d) = &cli.state_dir {
+        return d.clone();
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("runbook");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/runbook")
+}
+
+fn runner(cli: &Cli) -> anyhow::Result<Runner> {
+    let mut cfg = RunnerConfig::new(state_dir(cli));
+    cfg.plugin_path = cli.plugin_path.clone();
+    Ok(Runner::open(cfg, Arc::new(providers::Factory::new(state_dir(cli))))?)
+}
+
+fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+/// Invalid runbooks print their diagnostics and exit 2; other errors bubble up.
+fn prepare_or_exit(runner: &Runner, file: &Path) -> anyhow::Result<Result<runbook_executor::Prepared, ExitCode>> {
+    match runner.prepare(file) {
+        Ok(p) => Ok(Ok(p)),
+        Err(RunError::Invalid(msg)) => {
+            eprintln!("{msg}");
+            Ok(Err(ExitCode::from(2)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Run { file, input, params, provider, json } => {
+            let runner = runner(&cli)?;
+            let prepared = match prepare_or_exit(&runner, file)? {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            let overrides = match input {
+                None => Value::Object(Default::default()),
+                Some(s) => parse_input(s)?,
+            };
+            let params: Vec<(String, String)> = params
+                .iter()
+                .map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).context(format!("--param {p}: expected K=V")))
+                .collect::<anyhow::Result<_>>()?;
+            let input = match runbook_engine::build_input(&prepared.runbook.meta, overrides, &params) {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let progress = progress::for_terminal(*json);
+            let outcome = rt()?.block_on(runner.run(&prepared, input, provider.map(|p| p.name()), progress))?;
+            Ok(report(&outcome, *json))
+        }
+        Command::Validate { file } => {
+            let runner = runner(&cli)?;
+            match prepare_or_exit(&runner, file)? {
+                Ok(p) => {
+                    let tasks = p.task_plugins().count();
+                    println!("{}: valid ({} states, {tasks} tasks)", file.display(), p.runbook.machine.states.len());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(code) => Ok(code),
+            }
+        }
+        Command::Plan { file, provider, json } => {
+            let runner = runner(&cli)?;
+            let prepared = match prepare_or_exit(&runner, file)? {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            show::plan(&prepared, provider.map(|p| p.name()), *json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Resume { id, json } => {
+            let runner = runner(&cli)?;
+            let outcome = rt()?.block_on(runner.resume(id, progress::for_terminal(*json)))?;
+            Ok(report(&outcome, *json))
+        }
+        Command::Redrive { id, json } => {
+            let runner = runner(&cli)?;
+            let outcome = rt()?.block_on(runner.redrive(id, progress::for_terminal(*json)))?;
+            Ok(report(&outcome, *json))
+        }
+        Command::Executions { limit, json } => {
+            let runner = runner(&cli)?;
+            show::executions(runner.journal(), *limit, *json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { id, json } => {
+            let runner = runner(&cli)?;
+            show::execution(runner.journal(), id, *json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Graph { file, format } => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let rb = match runbook_engine::parse_runbook(&file.display().to_string(), &text) {
+                Ok(rb) => rb,
+                Err(d) => {
+                    for x in d.iter() {
+                        eprintln!("{x}");
+                    }
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            match format {
+                GraphFormat::Mermaid => println!("{}", runbook_engine::to_mermaid(&rb.machine)),
+                GraphFormat::Dot => println!("{}", runbook_engine::to_dot(&rb.machine)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin { command: PluginCommand::Inspect { file, json } } => {
+            let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let info = runbook_host::inspect_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                show::inspection(file, &info);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin { command: PluginCommand::List } => {
+            for (name, bytes, path) in runbook_plugins_builtin::PLUGINS {
+                println!("{name:<16} {:>8} bytes  {path}", bytes.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&runbook_engine::json_schema())?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn parse_input(s: &str) -> anyhow::Result<Value> {
+    let text = match s.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("--input {s}"))?,
+        None => s.to_string(),
+    };
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("--input is not JSON: {text}"))?;
+    if !v.is_object() {
+        bail!("--input must be a JSON object");
+    }
+    Ok(v)
+}
+
+fn report(outcome: &Outcome, json: bool) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            json!({
+                "execution_id": outcome.execution_id,
+                "status": outcome.status,
+                "output": outcome.output,
+                "error": outcome.error,
+                "cause": outcome.cause,
+            })
+        );
+    } else {
+        let mut out = std::io::stdout();
+        match &outcome.output {
+            Some(o) if outcome.succeeded() => {
+                let _ = writeln!(out, "{}", serde_json::to_string_pretty(o).unwrap_or_default());
+            }
+            _ => {}
+        }
+        let mut err = std::io::stderr();
+        let _ = writeln!(err, "execution {} {}", outcome.execution_id, outcome.status);
+        if let Some(e) = &outcome.error {
+            let _ = writeln!(err, "  error: {e}");
+        }
+        if let Some(c) = &outcome.cause {
+            let _ = writeln!(err, "  cause: {c}");
+        }
+        if !outcome.succeeded() && std::io::stderr().is_terminal() {
+            let _ = writeln!(err, "  see: runbook show {}", outcome.execution_id);
+        }
+    }
+    if outcome.succeeded() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// Unused-import guard for `Progress` in this module.
+#[allow(dead_code)]
+fn _assert_progress(_: &dyn Progress) {}

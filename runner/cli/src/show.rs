@@ -1,0 +1,210 @@
+//! Human and JSON views: `plan`, `executions`, `show`, `plugin inspect`.
+
+use std::path::Path;
+
+use runbook_executor::Prepared;
+use runbook_journal::Journal;
+use serde_json::{Value, json};
+
+fn fmt_ms(ms: i64) -> String {
+    let secs = ms / 1000;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let days = secs / 86_400;
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{:03}Z", ms % 1000)
+}
+
+pub fn plan(prepared: &Prepared, provider: Option<&str>, json_out: bool) {
+    let mut tasks = Vec::new();
+    for (path, plugin, grants) in prepared.task_plugins() {
+        let services: Vec<&str> = plugin.capability_imports().iter().map(|(s, _)| *s).collect();
+        let mut mutating = Vec::new();
+        let mut reads = Vec::new();
+        for spec in runbook_caps::CATALOG.iter().filter(|s| services.contains(&s.service)) {
+            let scoped: Vec<String> = grants
+                .iter()
+                .filter(|g| g.allows(spec.service, spec.action, g.resource.as_deref().or(Some("*"))) || g.allows(spec.service, spec.action, None))
+                .map(|g| g.resource.clone().unwrap_or_else(|| "*".into()))
+                .collect();
+            if scoped.is_empty() {
+                continue;
+            }
+            let entry = json!({"action": format!("{}:{}", spec.service, spec.action), "on": scoped});
+            if spec.mutating { mutating.push(entry) } else { reads.push(entry) }
+        }
+        tasks.push(json!({
+            "state": path,
+            "plugin": plugin.name,
+            "sha256": plugin.sha256,
+            "imports": services,
+            "may_mutate": mutating,
+            "may_read": reads,
+        }));
+    }
+    let doc = json!({
+        "runbook": prepared.path.display().to_string(),
+        "provider": provider.unwrap_or("local"),
+        "tasks": tasks,
+    });
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap());
+        return;
+    }
+    println!("plan for {} (provider {}): nothing is called", prepared.path.display(), provider.unwrap_or("local"));
+    for t in doc["tasks"].as_array().unwrap() {
+        println!("\n{}  [plugin {}]", t["state"].as_str().unwrap(), t["plugin"].as_str().unwrap());
+        let m = t["may_mutate"].as_array().unwrap();
+        if m.is_empty() {
+            println!("  mutates nothing");
+        }
+        for e in m {
+            println!("  ~ {} on {}", e["action"].as_str().unwrap(), e["on"]);
+        }
+        for e in t["may_read"].as_array().unwrap() {
+            println!("    reads {} on {}", e["action"].as_str().unwrap(), e["on"]);
+        }
+    }
+}
+
+pub fn executions(journal: &Journal, limit: usize, json_out: bool) -> anyhow::Result<()> {
+    let rows = journal.executions(limit)?;
+    if json_out {
+        let v: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                json!({"execution_id": r.id, "name": r.name, "status": r.status, "started": fmt_ms(r.started_ms),
+                       "ended": r.ended_ms.map(fmt_ms), "runbook": r.runbook_path, "provider": r.provider,
+                       "error": r.error})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{:<36}  {:<10}  {:<24}  {:>9}  NAME", "EXECUTION", "STATUS", "STARTED", "DURATION");
+    for r in rows {
+        let dur = r.ended_ms.map(|e| format!("{:.1}s", (e - r.started_ms) as f64 / 1000.0)).unwrap_or_else(|| "-".into());
+        println!("{:<36}  {:<10}  {:<24}  {:>9}  {}", r.id, r.status, fmt_ms(r.started_ms), dur, r.name);
+    }
+    Ok(())
+}
+
+pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<()> {
+    let row = journal.resolve(id)?;
+    let history = journal.history(&row.id)?;
+    let calls = journal.calls(&row.id)?;
+    let logs = journal.logs(&row.id)?;
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "execution_id": row.id, "name": row.name, "status": row.status, "runbook": row.runbook_path,
+                "provider": row.provider, "input": row.input, "output": row.output, "error": row.error,
+                "cause": row.cause, "started": fmt_ms(row.started_ms), "ended": row.ended_ms.map(fmt_ms),
+                "redrive_count": row.redrive_count, "history": history, "calls": calls, "logs": logs,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("execution  {}", row.id);
+    println!("name       {}", row.name);
+    println!("runbook    {}", row.runbook_path);
+    println!("provider   {}", row.provider.as_deref().unwrap_or("-"));
+    println!("status     {}", row.status);
+    println!("started    {}", fmt_ms(row.started_ms));
+    if let Some(e) = row.ended_ms {
+        println!("ended      {}  ({:.3}s)", fmt_ms(e), (e - row.started_ms) as f64 / 1000.0);
+    }
+    if let Some(e) = &row.error {
+        println!("error      {e}");
+    }
+    if let Some(c) = &row.cause {
+        println!("cause      {c}");
+    }
+    println!("\ntimeline");
+    // Per state: first entered to last exit, the shape of SFN's graph inspector.
+    let mut spans: Vec<(String, i64, i64, String)> = Vec::new();
+    for h in &history {
+        let Some(state) = &h.state else { continue };
+        if h.kind.ends_with("StateEntered") {
+            spans.push((state.clone(), h.at_ms, h.at_ms, "running".into()));
+        } else if let Some(s) = spans.iter_mut().rev().find(|s| &s.0 == state) {
+            s.2 = h.at_ms;
+            if h.kind.ends_with("Exited") || h.kind.ends_with("Succeeded") {
+                s.3 = "ok".into();
+            } else if h.kind.contains("Failed") || h.kind.contains("TimedOut") {
+                s.3 = h.kind.clone();
+            }
+        }
+    }
+    let total = row.ended_ms.unwrap_or_else(runbook_journal::now_ms).saturating_sub(row.started_ms).max(1);
+    for (state, from, to, how) in &spans {
+        let w = 40usize;
+        let a = (((from - row.started_ms) as f64 / total as f64) * w as f64) as usize;
+        let b = ((((to - row.started_ms) as f64 / total as f64) * w as f64).ceil() as usize).clamp(a + 1, w.max(a + 1));
+        let bar: String = (0..w).map(|i| if i >= a && i < b { '#' } else { '.' }).collect();
+        println!(
+            "  +{:>8.3}s {:>8.3}s |{bar}| {state} ({how})",
+            (from - row.started_ms) as f64 / 1000.0,
+            (to - from) as f64 / 1000.0
+        );
+    }
+    println!("\nhistory");
+    for h in &history {
+        println!("  +{:>8.3}s  {:<28} {}", (h.at_ms - row.started_ms) as f64 / 1000.0, h.kind, h.state.as_deref().unwrap_or(""));
+    }
+    if !calls.is_empty() {
+        println!("\ncapability calls");
+        for c in &calls {
+            println!(
+                "  +{:>8.3}s  {:<32} {:<10} {:<28} {}{}  {:.1}ms  [{}]",
+                (c.at_ms - row.started_ms) as f64 / 1000.0,
+                format!("{}:{}", c.service, c.action),
+                c.region.as_deref().unwrap_or("-"),
+                c.resource.as_deref().unwrap_or("*"),
+                c.outcome,
+                c.error_code.as_deref().map(|e| format!(" {e}")).unwrap_or_default(),
+                c.duration_us as f64 / 1000.0,
+                c.state
+            );
+        }
+    }
+    if !logs.is_empty() {
+        println!("\nlogs");
+        for l in &logs {
+            println!("  +{:>8.3}s  {:<5} [{}] {}", (l.at_ms - row.started_ms) as f64 / 1000.0, l.level, l.state, l.message);
+        }
+    }
+    Ok(())
+}
+
+pub fn inspection(file: &Path, info: &runbook_host::Inspection) {
+    println!("{}  ({} bytes, sha256 {})", file.display(), info.size, info.sha256);
+    println!("imports:");
+    for i in &info.imports {
+        let note = match runbook_host::service_of_import(&i.name) {
+            Some(s) => format!("  (capability: needs a '{s}:...' grant)"),
+            None if i.name.starts_with("wasi:") => "  (WASI: no files, sockets, env or args are granted)".into(),
+            None => String::new(),
+        };
+        println!("  {} [{}]{note}", i.name, i.kind);
+        for f in &i.functions {
+            println!("    {f}");
+        }
+    }
+    println!("exports:");
+    for e in &info.exports {
+        println!("  {} [{}]", e.name, e.kind);
+        for f in &e.functions {
+            println!("    {f}");
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! Input/output processing: InputPath, Parameters/ItemSelector/ResultSelector payload
+//! templates, ResultPath and OutputPath, with Step Functions' error names.
+
+use crate::error::{AslError, names};
+use crate::intrinsics::{self, Expr};
+use crate::path::{self, Path};
+use crate::rng::Rng;
+use serde_json::{Map, Value};
+use std::cell::OnceCell;
+
+/// A compiled payload template (Parameters, ItemSelector, ResultSelector).
+#[derive(Debug, Clone)]
+pub enum Template {
+    /// No `.$` keys below: copied as is.
+    Lit(Value),
+    /// `"key.$": "$.path"` (`field` is the original key, for error messages).
+    Path { field: String, path: Path },
+    /// `"key.$": "States.Fn(...)"`.
+    Intrinsic { field: String, expr: Expr },
+    Object(Vec<(String, Template)>),
+    Array(Vec<Template>),
+}
+
+impl Template {
+    /// Compile a template. Errors carry the JSON-pointer suffix of the offending member.
+    pub fn compile(v: &Value) -> Result<Template, Vec<(String, String)>> {
+        let mut errs = Vec::new();
+        let t = compile(v, "", &mut errs);
+        if errs.is_empty() { Ok(t) } else { Err(errs) }
+    }
+    /// Whether evaluating needs the context object (so callers can skip building it).
+    pub fn uses_context(&self) -> bool {
+        match self {
+            Template::Lit(_) => false,
+            Template::Path { path, .. } => path.is_context(),
+            Template::Intrinsic { expr, .. } => expr_uses_context(expr),
+            Template::Object(m) => m.iter().any(|(_, t)| t.uses_context()),
+            Template::Array(a) => a.iter().any(Template::uses_context),
+        }
+    }
+}
+
+fn expr_uses_context(e: &Expr) -> bool {
+    match e {
+        Expr::Path(p) => p.is_context(),
+        Expr::Call { args, .. } => args.iter().any(expr_uses_context),
+        _ => false,
+    }
+}
+
+fn compile(v: &Value, ptr: &str, errs: &mut Vec<(String, String)>) -> Template {
+    match v {
+        Value::Object(m) => {
+            let mut out = Vec::with_capacity(m.len());
+            let mut dynamic = false;
+            for (k, val) in m {
+                let child = format!("{ptr}/{}", crate::yaml::escape_token(k));
+                if let Some(name) = k.strip_suffix(".$") {
+                    dynamic = true;
+                    let Value::String(s) = val else {
+                        errs.push((child, format!("the value of '{k}' must be a string (a path or an intrinsic function)")));
+                        continue;
+                    };
+                    let t = if intrinsics::is_intrinsic(s) {
+                        match intrinsics::parse(s) {
+                            Ok(expr) => Template::Intrinsic { field: k.clone(), expr },
+                            Err(e) => {
+                                errs.push((child, format!("invalid intrinsic function in '{k}': {e}")));
+                                continue;
+                            }
+                        }
+                    } else {
+                        match Path::parse(s) {
+                            Ok(path) => Template::Path { field: k.clone(), path },
+                            Err(e) => {
+                                errs.push((child, format!("'{k}': {e}")));
+                                continue;
+                            }
+                        }
+                    };
+                    out.push((name.to_string(), t));
+                } else {
+                    let t = compile(val, &child, errs);
+                    dynamic |= !matches!(t, Template::Lit(_));
+                    out.push((k.clone(), t));
+                }
+            }
+            if dynamic { Template::Object(out) } else { Template::Lit(v.clone()) }
+        }
+        Value::Array(a) => {
+            let items: Vec<Template> = a
+                .iter()
+                .enumerate()
+                .map(|(i, x)| compile(x, &format!("{ptr}/{i}"), errs))
+                .collect();
+            if items.iter().all(|t| matches!(t, Template::Lit(_))) {
+                Template::Lit(v.clone())
+            } else {
+                Template::Array(items)
+            }
+        }
+        other => Template::Lit(other.clone()),
+    }
+}
+
+/// The context object (`$$`), built only when a path needs it.
+pub struct Ctx<'a> {
+    cell: OnceCell<Value>,
+    build: Option<&'a dyn Fn() -> Value>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context object given as a value (tests, tools).
+    pub fn from_value(v: Value) -> Ctx<'static> {
+        let cell = OnceCell::new();
+        let _ = cell.set(v);
+        Ctx { cell, build: None }
+    }
+    /// A context object built on first use.
+    pub fn lazy(build: &'a dyn Fn() -> Value) -> Ctx<'a> {
+        Ctx {
+            cell: OnceCell::new(),
+            build: Some(build),
+        }
+    }
+    pub fn get(&self) -> &Value {
+        self.cell
+            .get_or_init(|| self.build.map(|b| b()).unwrap_or(Value::Null))
+    }
+}
+
+/// Select `path` from the input or (for `$$` paths) the context object.
+pub fn select(path: &Path, input: &Value, ctx: &Ctx) -> Option<Value> {
+    if path.is_context() {
+        path.select(ctx.get())
+    } else {
+        path.select(input)
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 1024 {
+        let mut end = 1024;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &s[..end])
+    } else {
+        s
+    }
+}
+
+/// InputPath: `None` (null) gives `{}`; a path to nothing is a States.Runtime error.
+pub fn apply_input_path(path: Option<&Path>, input: &Value, ctx: &Ctx) -> Result<Value, AslError> {
+    match path {
+        None => Ok(Value::Object(Map::new())),
+        Some(p) if p.is_root() => Ok(input.clone()),
+        Some(p) => select(p, input, ctx).ok_or_else(|| {
+            AslError::runtime(format!(
+                "Invalid path '{}' : No results for path: the InputPath could not be found in the input '{}'",
+                p.as_str(),
+                short(input)
+            ))
+        }),
+    }
+}
+
+/// OutputPath: same rules as InputPath.
+pub fn apply_output_path(path: Option<&Path>, output: Value, ctx: &Ctx) -> Result<Value, AslError> {
+    match path {
+        None => Ok(Value::Object(Map::new())),
+        Some(p) if p.is_root() => Ok(output),
+        Some(p) => select(p, &output, ctx).ok_or_else(|| {
+            AslError::runtime(format!(
+                "Invalid path '{}' : No results for path: the OutputPath could not be found in the output '{}'",
+                p.as_str(),
+                short(&output)
+            ))
+        }),
+    }
+}
+
+/// Evaluate a Parameters / ItemSelector / ResultSelector template. A path to nothing is
+/// States.ParameterPathFailure; a failing intrinsic is States.IntrinsicFailure.
+pub fn apply_parameters(t: &Template, input: &Value, ctx: &Ctx, rng: &mut Rng) -> Result<Value, AslError> {
+    match t {
+        Template::Lit(v) => Ok(v.clone()),
+        Template::Path { field, path } => select(path, input, ctx).ok_or_else(|| {
+            let place = if path.is_context() { "context object".to_string() } else { format!("input '{}'", short(input)) };
+            AslError::new(
+                names::PARAMETER_PATH_FAILURE,
+                format!(
+                    "The JSONPath '{}' specified for the field '{}' could not be found in the {}",
+                    path.as_str(),
+                    field,
+                    place
+                ),
+            )
+        }),
+        Template::Intrinsic { field, expr } => {
+            let mut resolve = |p: &Path| select(p, input, ctx);
+            intrinsics::eval(expr, &mut resolve, rng).map_err(|mut e| {
+                if e.error == names::INTRINSIC_FAILURE {
+                    e.cause = e.cause.map(|c| format!("{c} (field '{field}')"));
+                }
+                e
+            })
+        }
+        Template::Object(m) => {
+            let mut out = Map::with_capacity(m.len());
+            for (k, t) in m {
+                out.insert(k.clone(), apply_parameters(t, input, ctx, rng)?);
+            }
+            Ok(Value::Object(out))
+        }
+        Template::Array(a) => a
+            .iter()
+            .map(|t| apply_parameters(t, input, ctx, rng))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+    }
+}
+
+/// ResultSelector: a template applied to the task result.
+pub fn apply_result_selector(t: &Template, result: &Value, ctx: &Ctx, rng: &mut Rng) -> Result<Value, AslError> {
+    apply_parameters(t, result, ctx, rng)
+}
+
+/// ResultPath: `None` (null) keeps the input, `$` replaces it, `$.a.b` writes into a copy of
+/// the input creating intermediate objects. A non-object in the way is
+/// States.ResultPathMatchFailure.
+pub fn apply_result_path(path: Option<&Path>, input: Value, result: Value) -> Result<Value, AslError> {
+    let Some(p) = path else { return Ok(input) };
+    let segs = p.segments().expect("ResultPath is a reference path");
+    if segs.is_empty() {
+        return Ok(result);
+    }
+    let mut out = input;
+    let before = if matches!(out, Value::Object(_)) { None } else { Some(short(&out)) };
+    match path::set(&mut out, segs, result) {
+        Ok(()) => Ok(out),
+        Err(why) => Err(AslError::new(
+            names::RESULT_PATH_MATCH_FAILURE,
+            format!(
+                "Unable to apply ResultPath '{}' to input '{}': {}",
+                p.as_str(),
+                before.unwrap_or_else(|| short(&out)),
+                why
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn p(s: &str) -> Path {
+        Path::parse(s).unwrap()
+    }
+
+    #[test]
+    fn input_output_paths() {
+        let ctx = Ctx::from_value(json!({}));
+        let input = json!({"a": {"b": 1}});
+        assert_eq!(apply_input_path(Some(&p("$.a")), &input, &ctx).unwrap(), json!({"b": 1}));
+        assert_eq!(apply_input_path(None, &input, &ctx).unwrap(), json!({}));
+        assert_eq!(apply_input_path(Some(&p("$.x")), &input, &ctx).unwrap_err().error, "States.Runtime");
+        assert_eq!(apply_output_path(None, input.clone(), &ctx).unwrap(), json!({}));
+    }
+
+    #[test]
+    fn parameters() {
+        let ctx = Ctx::from_value(json!({"Execution": {"Id": "e1"}}));
+        let t = Template::compile(&json!({
+            "static": [1, 2],
+            "x.$": "$.a",
+            "id.$": "$$.Execution.Id",
+            "nested": {"y.$": "States.Format('v={}', $.a)"},
+            "arr": [{"z.$": "$.a"}]
+        }))
+        .unwrap();
+        let mut rng = Rng::new(1);
+        let out = apply_parameters(&t, &json!({"a": 5}), &ctx, &mut rng).unwrap();
+        assert_eq!(out, json!({"static": [1, 2], "x": 5, "id": "e1", "nested": {"y": "v=5"}, "arr": [{"z": 5}]}));
+        let e = apply_parameters(&t, &json!({}), &ctx, &mut rng).unwrap_err();
+        assert_eq!(e.error, "States.ParameterPathFailure");
+        assert!(Template::compile(&json!({"x.$": 1})).is_err());
+    }
+
+    #[test]
+    fn result_path() {
+        let i = json!({"a": 1});
+        assert_eq!(apply_result_path(Some(&p("$")), i.clone(), json!(2)).unwrap(), json!(2));
+        assert_eq!(apply_result_path(None, i.clone(), json!(2)).unwrap(), i);
+        assert_eq!(apply_result_path(Some(&p("$.b.c")), i.clone(), json!(2)).unwrap(), json!({"a": 1, "b": {"c": 2}}));
+        assert_eq!(
+            apply_result_path(Some(&p("$.b")), json!("str"), json!(2)).unwrap_err().error,
+            "States.ResultPathMatchFailure"
+        );
+    }
+}

@@ -1,0 +1,370 @@
+//! The parsed state machine. Built by [`crate::parse`]; all paths, templates and intrinsic
+//! calls are compiled at parse time so execution never re-parses them.
+
+use crate::dataflow::Template;
+use crate::path::Path;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A state machine: the top level, a Parallel branch or a Map processor.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    pub comment: Option<String>,
+    pub start_at: String,
+    /// States in source order.
+    pub states: Vec<State>,
+    /// Top level only.
+    pub timeout_seconds: Option<u64>,
+    pub version: Option<String>,
+    pub query_language: Option<String>,
+    /// JSON pointer of this machine in the source (`""` for the top level).
+    pub pointer: String,
+    index: HashMap<String, usize>,
+}
+
+impl StateMachine {
+    pub(crate) fn new(start_at: String, states: Vec<State>, pointer: String) -> Self {
+        let index = states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        StateMachine {
+            comment: None,
+            start_at,
+            states,
+            timeout_seconds: None,
+            version: None,
+            query_language: None,
+            pointer,
+            index,
+        }
+    }
+    /// Index of a state by name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+    pub fn state(&self, name: &str) -> Option<&State> {
+        self.index_of(name).map(|i| &self.states[i])
+    }
+}
+
+/// One state with the fields common to all types.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub name: String,
+    /// JSON pointer of the state object.
+    pub pointer: String,
+    pub comment: Option<String>,
+    /// `None` = `InputPath: null` (input becomes `{}`); default `$`.
+    pub input_path: Option<Path>,
+    /// `None` = `OutputPath: null` (output becomes `{}`); default `$`.
+    pub output_path: Option<Path>,
+    pub next: Option<String>,
+    pub end: bool,
+    pub kind: StateKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum StateKind {
+    Pass(PassState),
+    Task(Box<TaskState>),
+    Choice(ChoiceState),
+    Wait(WaitState),
+    Succeed,
+    Fail(FailState),
+    Parallel(Box<ParallelState>),
+    Map(Box<MapState>),
+}
+
+impl StateKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            StateKind::Pass(_) => "Pass",
+            StateKind::Task(_) => "Task",
+            StateKind::Choice(_) => "Choice",
+            StateKind::Wait(_) => "Wait",
+            StateKind::Succeed => "Succeed",
+            StateKind::Fail(_) => "Fail",
+            StateKind::Parallel(_) => "Parallel",
+            StateKind::Map(_) => "Map",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PassState {
+    pub result: Option<Value>,
+    pub parameters: Option<Template>,
+    /// `None` = `ResultPath: null`.
+    pub result_path: Option<Path>,
+}
+
+/// What a Task runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Resource {
+    /// `plugin:<name>`, looked up in the plugin path.
+    Plugin(String),
+    /// A path ending in `.wasm`, relative to the runbook file (kept verbatim).
+    Wasm(String),
+    /// Anything else (e.g. an AWS ARN); the executor decides whether it can run it.
+    Other(String),
+}
+
+impl Resource {
+    pub fn parse(s: &str) -> Resource {
+        if let Some(n) = s.strip_prefix("plugin:") {
+            Resource::Plugin(n.to_string())
+        } else if s.ends_with(".wasm") {
+            Resource::Wasm(s.to_string())
+        } else {
+            Resource::Other(s.to_string())
+        }
+    }
+    /// The string as written in the runbook.
+    pub fn as_written(&self) -> String {
+        match self {
+            Resource::Plugin(n) => format!("plugin:{n}"),
+            Resource::Wasm(p) | Resource::Other(p) => p.clone(),
+        }
+    }
+}
+
+/// A number given literally or read from the input with a reference path.
+#[derive(Debug, Clone)]
+pub enum NumberSpec {
+    Value(f64),
+    Path(Path),
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskState {
+    pub resource: Resource,
+    pub sha256: Option<String>,
+    pub capabilities: Vec<String>,
+    pub parameters: Option<Template>,
+    pub result_selector: Option<Template>,
+    pub result_path: Option<Path>,
+    pub retry: Vec<Retrier>,
+    pub catch: Vec<Catcher>,
+    pub timeout: Option<NumberSpec>,
+    pub heartbeat: Option<NumberSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Jitter {
+    Full,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Retrier {
+    pub error_equals: Vec<String>,
+    pub interval_seconds: f64,
+    pub max_attempts: u32,
+    pub backoff_rate: f64,
+    pub max_delay_seconds: Option<f64>,
+    pub jitter: Jitter,
+    pub pointer: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Catcher {
+    pub error_equals: Vec<String>,
+    pub next: String,
+    /// Default `$`; `None` = `ResultPath: null`.
+    pub result_path: Option<Path>,
+    pub pointer: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChoiceState {
+    pub choices: Vec<ChoiceRule>,
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChoiceRule {
+    pub kind: RuleKind,
+    /// Required on top-level rules, absent on nested ones.
+    pub next: Option<String>,
+    pub pointer: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum RuleKind {
+    And(Vec<ChoiceRule>),
+    Or(Vec<ChoiceRule>),
+    Not(Box<ChoiceRule>),
+    Compare {
+        variable: Path,
+        op: Op,
+        operand: Operand,
+    },
+}
+
+/// The right-hand side of a comparison: a literal or (for `*Path` operators) a path.
+#[derive(Debug, Clone)]
+pub enum Operand {
+    Value(Value),
+    Path(Path),
+}
+
+/// Comparison operators (the `*Path` variants are `Operand::Path` of the base operator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    StringEquals,
+    StringLessThan,
+    StringGreaterThan,
+    StringLessThanEquals,
+    StringGreaterThanEquals,
+    StringMatches,
+    NumericEquals,
+    NumericLessThan,
+    NumericGreaterThan,
+    NumericLessThanEquals,
+    NumericGreaterThanEquals,
+    BooleanEquals,
+    TimestampEquals,
+    TimestampLessThan,
+    TimestampGreaterThan,
+    TimestampLessThanEquals,
+    TimestampGreaterThanEquals,
+    IsNull,
+    IsPresent,
+    IsNumeric,
+    IsString,
+    IsBoolean,
+    IsTimestamp,
+}
+
+impl Op {
+    pub const ALL: [(&'static str, Op); 23] = [
+        ("StringEquals", Op::StringEquals),
+        ("StringLessThan", Op::StringLessThan),
+        ("StringGreaterThan", Op::StringGreaterThan),
+        ("StringLessThanEquals", Op::StringLessThanEquals),
+        ("StringGreaterThanEquals", Op::StringGreaterThanEquals),
+        ("StringMatches", Op::StringMatches),
+        ("NumericEquals", Op::NumericEquals),
+        ("NumericLessThan", Op::NumericLessThan),
+        ("NumericGreaterThan", Op::NumericGreaterThan),
+        ("NumericLessThanEquals", Op::NumericLessThanEquals),
+        ("NumericGreaterThanEquals", Op::NumericGreaterThanEquals),
+        ("BooleanEquals", Op::BooleanEquals),
+        ("TimestampEquals", Op::TimestampEquals),
+        ("TimestampLessThan", Op::TimestampLessThan),
+        ("TimestampGreaterThan", Op::TimestampGreaterThan),
+        ("TimestampLessThanEquals", Op::TimestampLessThanEquals),
+        ("TimestampGreaterThanEquals", Op::TimestampGreaterThanEquals),
+        ("IsNull", Op::IsNull),
+        ("IsPresent", Op::IsPresent),
+        ("IsNumeric", Op::IsNumeric),
+        ("IsString", Op::IsString),
+        ("IsBoolean", Op::IsBoolean),
+        ("IsTimestamp", Op::IsTimestamp),
+    ];
+    pub fn name(self) -> &'static str {
+        Op::ALL.iter().find(|(_, o)| *o == self).map(|(n, _)| *n).unwrap_or("?")
+    }
+    /// Operators that take a `*Path` variant (all but the type tests, and StringMatches).
+    pub fn has_path_variant(self) -> bool {
+        !matches!(
+            self,
+            Op::StringMatches | Op::IsNull | Op::IsPresent | Op::IsNumeric | Op::IsString | Op::IsBoolean | Op::IsTimestamp
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum WaitSpec {
+    Seconds(u64),
+    Timestamp(String),
+    SecondsPath(Path),
+    TimestampPath(Path),
+}
+
+#[derive(Debug, Clone)]
+pub struct WaitState {
+    pub wait: WaitSpec,
+}
+
+#[derive(Debug, Clone)]
+pub enum StringSpec {
+    Value(String),
+    Path(Path),
+    Intrinsic(crate::intrinsics::Expr),
+}
+
+#[derive(Debug, Clone)]
+pub struct FailState {
+    pub error: Option<StringSpec>,
+    pub cause: Option<StringSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ParallelState {
+    pub branches: Vec<Arc<StateMachine>>,
+    pub parameters: Option<Template>,
+    pub result_selector: Option<Template>,
+    pub result_path: Option<Path>,
+    pub retry: Vec<Retrier>,
+    pub catch: Vec<Catcher>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MapState {
+    pub processor: Arc<StateMachine>,
+    /// `INLINE` or `DISTRIBUTED` (run inline here).
+    pub mode: String,
+    /// Default `$`.
+    pub items_path: Path,
+    /// ItemSelector, or the legacy Parameters.
+    pub item_selector: Option<Template>,
+    pub max_concurrency: Option<NumberSpec>,
+    pub tolerated_failure_percentage: Option<NumberSpec>,
+    pub tolerated_failure_count: Option<NumberSpec>,
+    pub result_selector: Option<Template>,
+    pub result_path: Option<Path>,
+    pub retry: Vec<Retrier>,
+    pub catch: Vec<Catcher>,
+}
+
+/// Declared type of a runbook parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Object,
+    Array,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParamSpec {
+    pub ty: ParamType,
+    pub default: Option<Value>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Local,
+    Aws,
+}
+
+/// The optional top-level `Runbook:` block.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunbookMeta {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// In declaration order.
+    pub parameters: Vec<(String, ParamSpec)>,
+    pub provider: Option<Provider>,
+}

@@ -1,0 +1,686 @@
+//! The executor: the only place where the pure engine meets I/O.
+//!
+//! For every execution it
+//! 1. parses and validates the runbook, resolves every Task's plugin and checks the
+//!    plugin's imports against the Task's grants (nothing runs if any check fails);
+//! 2. drives [`runbook_engine::Execution`]: every input to the engine (task result,
+//!    timer) is appended to the journal *before* the engine sees it, and the history the
+//!    engine emits is journaled before the actions that follow it are carried out;
+//! 3. resumes by replay: a fresh engine fed the journaled inputs reaches the identical
+//!    state, and only the still-outstanding work (the interrupted Task, pending timers)
+//!    is re-issued. Completed states never run again; the interrupted Task does, so
+//!    plugins must be idempotent (every shipped plugin is: describe before create).
+
+mod plugins;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use runbook_caps::{BoxFuture, CapCall, CapError, Grants, Provider};
+use runbook_engine::{Action, Event, Execution, ExecutionContext, HistoryEvent, Runbook, Status, Timestamp};
+use runbook_host::{CallOutcome, CallRecord, Host, HostConfig, Limits, LogLevel, Observer, RunRequest};
+use runbook_journal::{CallRow, ExecutionRow, Journal, now_ms};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+pub use plugins::resolve_plugin;
+
+/// Errors before or around an execution (not the execution's own failure, which is an
+/// [`Outcome`] with status FAILED).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The runbook is invalid: one `file:line:col: message` per line. Exit code 2.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Journal(#[from] runbook_journal::JournalError),
+    #[error("execution {id} is being driven by runner pid {pid}; stop it first")]
+    Busy { id: String, pid: u32 },
+    #[error("execution {id} is {status}: {what}")]
+    WrongStatus { id: String, status: String, what: String },
+    #[error("{0}")]
+    Engine(#[from] runbook_engine::EngineError),
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+impl RunError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RunError::Invalid(_) => "E-INVALID",
+            RunError::Journal(e) => e.code(),
+            RunError::Busy { .. } => "E-BUSY",
+            RunError::WrongStatus { .. } => "E-STATUS",
+            RunError::Engine(e) => e.code(),
+            RunError::Other(_) => "E-INTERNAL",
+        }
+    }
+}
+
+/// How providers are made. The executor asks only when a plugin makes its first
+/// capability call, so a runbook that calls none starts no database and no daemon.
+pub trait ProviderFactory: Send + Sync {
+    fn make(&self, name: &str) -> anyhow::Result<Arc<dyn Provider>>;
+}
+
+/// What the CLI shows while an execution runs.
+pub trait Progress: Send + Sync {
+    fn started(&self, _id: &str, _name: &str) {}
+    fn history(&self, _id: &str, _event: &HistoryEvent) {}
+    fn log(&self, _state: &str, _level: LogLevel, _message: &str) {}
+    fn finished(&self, _outcome: &Outcome) {}
+}
+
+/// A progress sink that shows nothing.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Holds `journal.db` and `cache/`.
+    pub state_dir: PathBuf,
+    /// Directories searched for `plugin:<name>` (as `<name>.wasm`) before the built-ins.
+    pub plugin_path: Vec<PathBuf>,
+    /// Deadline of a Task without `TimeoutSeconds`.
+    pub default_task_deadline: Duration,
+    /// Memory cap of every plugin instance.
+    pub plugin_memory_bytes: usize,
+}
+
+impl RunnerConfig {
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        RunnerConfig {
+            state_dir: state_dir.into(),
+            plugin_path: Vec::new(),
+            default_task_deadline: Duration::from_secs(300),
+            plugin_memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// How an execution ended (or stands).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub execution_id: String,
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+impl Outcome {
+    pub fn succeeded(&self) -> bool {
+        self.status == "SUCCEEDED"
+    }
+}
+
+/// A runbook checked and ready to run: every plugin compiled and its grants checked.
+pub struct Prepared {
+    pub runbook: Runbook,
+    pub path: PathBuf,
+    pub text: String,
+    tasks: Vec<PreparedTask>,
+}
+
+struct PreparedTask {
+    path: String,
+    state_name: String,
+    plugin: Arc<runbook_host::Plugin>,
+    grants: Grants,
+    resource: runbook_engine::Resource,
+}
+
+impl Prepared {
+    /// Plugins by Task path, for `runbook plan` and inspection.
+    pub fn task_plugins(&self) -> impl Iterator<Item = (&str, &runbook_host::Plugin, &Grants)> {
+        self.tasks.iter().map(|t| (t.path.as_str(), t.plugin.as_ref(), &t.grants))
+    }
+
+    fn task_for(&self, state_path: &str, state_name: &str, resource: &runbook_engine::Resource) -> Option<&PreparedTask> {
+        let key = normalize_path(state_path);
+        self.tasks.iter().find(|t| t.path == key).or_else(|| {
+            let mut same = self.tasks.iter().filter(|t| t.state_name == state_name && &t.resource == resource);
+            match (same.next(), same.next()) {
+                (Some(t), None) => Some(t),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// Map an execution path (`Fan[3]/Probe`, `Loop~2`) to the static Task path
+/// (`Fan[*]/Probe`, `Loop`).
+fn normalize_path(p: &str) -> String {
+    p.split('/')
+        .map(|seg| {
+            let seg = match seg.find('~') {
+                Some(i) if seg[i + 1..].chars().all(|c| c.is_ascii_digit()) => &seg[..i],
+                _ => seg,
+            };
+            if let Some(open) = seg.rfind('[')
+                && seg.ends_with(']')
+                && !seg.starts_with("branch[")
+                && seg[open + 1..seg.len() - 1].chars().all(|c| c.is_ascii_digit())
+            {
+                return format!("{}[*]", &seg[..open]);
+            }
+            seg.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+pub struct Runner {
+    config: RunnerConfig,
+    journal: Arc<Journal>,
+    host: OnceLock<Arc<Host>>,
+    providers: Arc<dyn ProviderFactory>,
+}
+
+impl Runner {
+    pub fn open(config: RunnerConfig, providers: Arc<dyn ProviderFactory>) -> Result<Runner, RunError> {
+        std::fs::create_dir_all(&config.state_dir)
+            .map_err(|e| anyhow::anyhow!("creating state dir {}: {e}", config.state_dir.display()))?;
+        let journal = Arc::new(Journal::open(&config.state_dir.join("journal.db"))?);
+        Ok(Runner { config, journal, host: OnceLock::new(), providers })
+    }
+
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// The wasm host, created on first use (a runbook without Tasks never needs it).
+    pub fn host(&self) -> Result<&Arc<Host>, RunError> {
+        if let Some(h) = self.host.get() {
+            return Ok(h);
+        }
+        let host = Host::new(HostConfig {
+            cache_dir: Some(self.config.state_dir.join("cache")),
+            max_instances: 256,
+            max_memory_bytes: self.config.plugin_memory_bytes.max(16 << 20),
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(self.host.get_or_init(|| Arc::new(host)))
+    }
+
+    /// Read, parse, validate, resolve plugins and check grants.
+    pub fn prepare(&self, path: &Path) -> Result<Prepared, RunError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| RunError::Invalid(format!("{}: cannot read: {e}", path.display())))?;
+        self.prepare_text(path, text)
+    }
+
+    pub fn prepare_text(&self, path: &Path, text: String) -> Result<Prepared, RunError> {
+        let display = path.display().to_string();
+        let runbook = runbook_engine::parse_runbook(&display, &text).map_err(|d| {
+            RunError::Invalid(d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n"))
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut problems = Vec::new();
+        let mut tasks = Vec::new();
+        for t in runbook.tasks() {
+            let grants = match Grants::parse(&t.capabilities) {
+                Ok(g) => g,
+                Err((i, e)) => {
+                    let ptr_pos = t.pos;
+                    problems.push(
+                        runbook
+                            .diag(ptr_pos, format!("state '{}': Capabilities[{i}]: {e}", t.state_name))
+                            .to_string(),
+                    );
+                    continue;
+                }
+            };
+            let bytes = match plugins::resolve_plugin(&t.resource, &base, &self.config.plugin_path) {
+                Ok(b) => b,
+                Err(e) => {
+                    problems.push(runbook.diag(t.pos, format!("state '{}': {e}", t.state_name)).to_string());
+                    continue;
+                }
+            };
+            let name = plugins::display_name(&t.resource);
+            let plugin = match self.host()?.load(&name, &bytes, t.sha256.as_deref()) {
+                Ok(p) => p,
+                Err(e) => {
+                    problems.push(runbook.diag(t.pos, format!("state '{}': {e}", t.state_name)).to_string());
+                    continue;
+                }
+            };
+            if let Err(e) = plugin.check_grants(&t.state_name, &grants) {
+                problems.push(runbook.diag(t.pos, e.to_string()).to_string());
+                continue;
+            }
+            tasks.push(PreparedTask { path: t.path, state_name: t.state_name, plugin, grants, resource: t.resource });
+        }
+        if !problems.is_empty() {
+            return Err(RunError::Invalid(problems.join("\n")));
+        }
+        Ok(Prepared { runbook, path: path.to_path_buf(), text, tasks })
+    }
+
+    fn provider_name(&self, prepared: &Prepared, requested: Option<&str>) -> String {
+        requested
+            .map(str::to_string)
+            .or_else(|| prepared.runbook.meta.provider.as_ref().map(|p| format!("{p:?}").to_lowercase()))
+            .unwrap_or_else(|| "local".to_string())
+    }
+
+    /// Start a new execution and drive it to its end.
+    pub async fn run(
+        &self,
+        prepared: &Prepared,
+        input: Value,
+        provider: Option<&str>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Outcome, RunError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap());
+        let started = now_ms();
+        let provider_name = self.provider_name(prepared, provider);
+        let name = prepared
+            .runbook
+            .meta
+            .name
+            .clone()
+            .unwrap_or_else(|| prepared.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+        self.journal.create_execution(&ExecutionRow {
+            id: id.clone(),
+            name: name.clone(),
+            runbook_path: prepared.path.display().to_string(),
+            runbook_text: prepared.text.clone(),
+            input: input.clone(),
+            provider: Some(provider_name.clone()),
+            status: "RUNNING".into(),
+            started_ms: started,
+            ended_ms: None,
+            output: None,
+            error: None,
+            cause: None,
+            seed,
+            redrive_count: 0,
+            runner_pid: Some(std::process::id()),
+        })?;
+        progress.started(&id, &name);
+        let mut exec = Execution::new(prepared.runbook.machine.clone(), input, self.context(&id, &name, started), seed);
+        let actions = exec.start(Timestamp::from_unix_millis(started));
+        let provider = LazyProvider::new(provider_name, self.providers.clone());
+        self.drive(&id, &mut exec, prepared, provider, actions, progress).await
+    }
+
+    fn context(&self, id: &str, name: &str, started_ms: i64) -> ExecutionContext {
+        let mut ctx = ExecutionContext::new(
+            format!("arn:aws:states:local:000000000000:execution:{name}:{id}"),
+            id.to_string(),
+            Timestamp::from_unix_millis(started_ms),
+        );
+        ctx.state_machine_id = format!("arn:aws:states:local:000000000000:stateMachine:{name}");
+        ctx.state_machine_name = name.to_string();
+        ctx
+    }
+
+    /// Rebuild an execution's engine from its journal. Returns the engine and the
+    /// number of history events the replay produced.
+    fn replay(&self, row: &ExecutionRow, prepared: &Prepared) -> Result<(Execution, usize), RunError> {
+        let mut exec = Execution::new(
+            prepared.runbook.machine.clone(),
+            row.input.clone(),
+            self.context(&row.id, &row.name, row.started_ms),
+            row.seed,
+        );
+        let mut produced: Vec<HistoryEvent> = Vec::new();
+        let mut collect = |actions: Vec<Action>| {
+            for a in actions {
+                if let Action::History(h) = a {
+                    produced.push(h);
+                }
+            }
+        };
+        collect(exec.start(Timestamp::from_unix_millis(row.started_ms)));
+        for ev in self.journal.events(&row.id)? {
+            let at = Timestamp::from_unix_millis(ev.at_ms);
+            match ev.event.get("type").and_then(Value::as_str) {
+                Some("Redrive") => collect(exec.redrive(at)?),
+                Some("Abort") => collect(exec.abort(
+                    ev.event.get("error").and_then(Value::as_str).map(String::from),
+                    ev.event.get("cause").and_then(Value::as_str).map(String::from),
+                    at,
+                )),
+                _ => {
+                    let event: Event = serde_json::from_value(ev.event.clone())
+                        .map_err(|e| anyhow::anyhow!("journal event {} of {}: {e}", ev.seq, row.id))?;
+                    collect(exec.handle(event, at));
+                }
+            }
+        }
+        // History the original runner produced but died before writing: the engine is
+        // deterministic, so the replay's tail is exactly what was lost.
+        let written = self.journal.history(&row.id)?.len();
+        if produced.len() > written {
+            let rows: Vec<_> = produced[written..].iter().map(|h| history_row(row.started_ms.max(now_ms()), h)).collect();
+            self.journal.append_history(&row.id, &rows)?;
+        }
+        Ok((exec, produced.len()))
+    }
+
+    fn load(&self, id: &str) -> Result<(ExecutionRow, Prepared), RunError> {
+        let row = self.journal.resolve(id)?;
+        let prepared = self.prepare_text(Path::new(&row.runbook_path), row.runbook_text.clone())?;
+        Ok((row, prepared))
+    }
+
+    fn check_not_driven(&self, row: &ExecutionRow) -> Result<(), RunError> {
+        if let Some(pid) = row.runner_pid
+            && pid != std::process::id()
+            && Path::new(&format!("/proc/{pid}")).exists()
+            && row.status == "RUNNING"
+        {
+            return Err(RunError::Busy { id: row.id.clone(), pid });
+        }
+        Ok(())
+    }
+
+    /// Continue an interrupted execution.
+    pub async fn resume(&self, id: &str, progress: Arc<dyn Progress>) -> Result<Outcome, RunError> {
+        let (row, prepared) = self.load(id)?;
+        if row.status != "RUNNING" {
+            return Err(RunError::WrongStatus {
+                id: row.id.clone(),
+                status: row.status.clone(),
+                what: "only a RUNNING (interrupted) execution can be resumed; use `runbook redrive` for a failed one".into(),
+            });
+        }
+        self.check_not_driven(&row)?;
+        let (mut exec, _) = self.replay(&row, &prepared)?;
+        self.journal.set_running(&row.id, std::process::id(), row.redrive_count)?;
+        progress.started(&row.id, &row.name);
+        let provider = LazyProvider::new(row.provider.clone().unwrap_or_else(|| "local".into()), self.providers.clone());
+        if exec.status() != Status::Running {
+            // It had finished; only the final row was lost.
+            return self.finish_from_engine(&row.id, &exec, progress);
+        }
+        let actions = exec.outstanding();
+        self.drive(&row.id, &mut exec, &prepared, provider, actions, progress).await
+    }
+
+    /// Run a FAILED or TIMED_OUT execution again from the state that failed.
+    pub async fn redrive(&self, id: &str, progress: Arc<dyn Progress>) -> Result<Outcome, RunError> {
+        let (row, prepared) = self.load(id)?;
+        if row.status != "FAILED" && row.status != "TIMED_OUT" {
+            return Err(RunError::WrongStatus {
+                id: row.id.clone(),
+                status: row.status.clone(),
+                what: "only FAILED or TIMED_OUT executions can be redriven".into(),
+            });
+        }
+        let (mut exec, _) = self.replay(&row, &prepared)?;
+        let now = now_ms();
+        self.journal.append_event(&row.id, now, &json!({"type": "Redrive"}))?;
+        let actions = exec.redrive(Timestamp::from_unix_millis(now))?;
+        self.journal.set_running(&row.id, std::process::id(), exec.redrive_count())?;
+        progress.started(&row.id, &row.name);
+        let provider = LazyProvider::new(row.provider.clone().unwrap_or_else(|| "local".into()), self.providers.clone());
+        self.drive(&row.id, &mut exec, &prepared, provider, actions, progress).await
+    }
+
+    fn finish_from_engine(&self, id: &str, exec: &Execution, progress: Arc<dyn Progress>) -> Result<Outcome, RunError> {
+        let status = status_name(exec.status());
+        let err = exec.error();
+        let outcome = Outcome {
+            execution_id: id.to_string(),
+            status: status.to_string(),
+            output: exec.output().cloned(),
+            error: err.map(|e| e.error.clone()),
+            cause: err.and_then(|e| e.cause.clone()),
+        };
+        self.journal.finish(id, status, now_ms(), outcome.output.as_ref(), outcome.error.as_deref(), outcome.cause.as_deref())?;
+        progress.finished(&outcome);
+        Ok(outcome)
+    }
+
+    async fn drive(
+        &self,
+        id: &str,
+        exec: &mut Execution,
+        prepared: &Prepared,
+        provider: Arc<LazyProvider>,
+        mut pending: Vec<Action>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Outcome, RunError> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+        let mut tasks: HashMap<String, AbortHandle> = HashMap::new();
+        let mut timers: HashMap<String, AbortHandle> = HashMap::new();
+        let observer: Arc<dyn Observer> =
+            Arc::new(JournalObserver { id: id.to_string(), journal: self.journal.clone(), progress: progress.clone() });
+        let result = loop {
+            // Write-ahead: the history that explains these actions lands first.
+            let now = now_ms();
+            let rows: Vec<_> = pending
+                .iter()
+                .filter_map(|a| if let Action::History(h) = a { Some(history_row(now, h)) } else { None })
+                .collect();
+            self.journal.append_history(id, &rows)?;
+            let mut finished = None;
+            for action in pending.drain(..) {
+                match action {
+                    Action::History(h) => progress.history(id, &h),
+                    Action::RunTask { task_id, state_name, state_path, resource, input, timeout, .. } => {
+                        let Some(task) = prepared.task_for(&state_path, &state_name, &resource) else {
+                            let _ = tx.send(Event::TaskFailed {
+                                task_id,
+                                error: "States.Runtime".into(),
+                                cause: format!("state '{state_path}': no prepared plugin for this Task"),
+                            });
+                            continue;
+                        };
+                        let host = self.host()?.clone();
+                        let plugin = task.plugin.clone();
+                        let request = RunRequest {
+                            state: state_path.clone(),
+                            input: input.to_string(),
+                            grants: task.grants.clone(),
+                            limits: Limits {
+                                // The engine's own timer reports States.Timeout first;
+                                // the host deadline is the backstop.
+                                deadline: timeout.map(|t| t + Duration::from_millis(500)).unwrap_or(self.config.default_task_deadline),
+                                memory_bytes: self.config.plugin_memory_bytes,
+                            },
+                            provider: provider.clone(),
+                            observer: observer.clone(),
+                        };
+                        let tx = tx.clone();
+                        let key = task_id.0.clone();
+                        let handle = tokio::spawn(async move {
+                            let event = match host.run(&plugin, request).await {
+                                Ok(out) => match serde_json::from_str::<Value>(&out) {
+                                    Ok(output) => Event::TaskSucceeded { task_id, output },
+                                    Err(e) => Event::TaskFailed {
+                                        task_id,
+                                        error: "States.Runtime".into(),
+                                        cause: format!("plugin output is not JSON: {e}"),
+                                    },
+                                },
+                                Err(f) => Event::TaskFailed { task_id, error: f.error, cause: f.cause },
+                            };
+                            let _ = tx.send(event);
+                        });
+                        tasks.insert(key, handle.abort_handle());
+                    }
+                    Action::CancelTask { task_id } => {
+                        if let Some(h) = tasks.remove(&task_id.0) {
+                            h.abort();
+                        }
+                    }
+                    Action::StartTimer { timer_id, fire_at, .. } => {
+                        let wait = Duration::from_millis((fire_at.unix_millis() - now_ms()).max(0) as u64);
+                        let tx = tx.clone();
+                        let key = timer_id.0.clone();
+                        let handle = tokio::spawn(async move {
+                            tokio::time::sleep(wait).await;
+                            let _ = tx.send(Event::TimerFired { timer_id });
+                        });
+                        timers.insert(key, handle.abort_handle());
+                    }
+                    Action::CancelTimer { timer_id } => {
+                        if let Some(h) = timers.remove(&timer_id.0) {
+                            h.abort();
+                        }
+                    }
+                    Action::Finished { status, output, error, cause } => {
+                        finished = Some(Outcome {
+                            execution_id: id.to_string(),
+                            status: status_name(status).to_string(),
+                            output,
+                            error,
+                            cause,
+                        });
+                    }
+                }
+            }
+            if let Some(outcome) = finished {
+                break outcome;
+            }
+            let Some(event) = rx.recv().await else {
+                return Err(RunError::Other(anyhow::anyhow!("executor channel closed")));
+            };
+            match &event {
+                Event::TaskSucceeded { task_id, .. } | Event::TaskFailed { task_id, .. } => {
+                    tasks.remove(&task_id.0);
+                }
+                Event::TimerFired { timer_id } => {
+                    timers.remove(&timer_id.0);
+                }
+                Event::TaskHeartbeat { .. } => {}
+            }
+            let at = now_ms();
+            self.journal.append_event(id, at, &serde_json::to_value(&event).expect("events serialize"))?;
+            pending = exec.handle(event, Timestamp::from_unix_millis(at));
+        };
+        for (_, h) in tasks.drain().chain(timers.drain()) {
+            h.abort();
+        }
+        self.journal.finish(
+            id,
+            &result.status,
+            now_ms(),
+            result.output.as_ref(),
+            result.error.as_deref(),
+            result.cause.as_deref(),
+        )?;
+        progress.finished(&result);
+        Ok(result)
+    }
+}
+
+fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Running => "RUNNING",
+        Status::Succeeded => "SUCCEEDED",
+        Status::Failed => "FAILED",
+        Status::TimedOut => "TIMED_OUT",
+        Status::Aborted => "ABORTED",
+    }
+}
+
+fn history_row(at: i64, h: &HistoryEvent) -> (i64, String, Option<String>, Value) {
+    let details = serde_json::to_value(h).unwrap_or(Value::Null);
+    let state = details
+        .as_object()
+        .and_then(|o| o.values().next())
+        .and_then(|inner| inner.get("path").or_else(|| inner.get("name")))
+        .and_then(Value::as_str)
+        .map(String::from);
+    (at, h.type_name(), state, details)
+}
+
+/// Writes what plugins do into the journal.
+struct JournalObserver {
+    id: String,
+    journal: Arc<Journal>,
+    progress: Arc<dyn Progress>,
+}
+
+impl Observer for JournalObserver {
+    fn capability_call(&self, r: &CallRecord) {
+        let (outcome, code) = match &r.outcome {
+            CallOutcome::Ok => ("ok", None),
+            CallOutcome::Error { code, .. } => ("error", Some(code.clone())),
+            CallOutcome::Denied => ("denied", None),
+            CallOutcome::TimedOut => ("timed_out", None),
+        };
+        let row = CallRow {
+            seq: 0,
+            at_ms: now_ms(),
+            state: r.state.clone(),
+            plugin: r.plugin.clone(),
+            service: r.service.clone(),
+            action: r.action.clone(),
+            region: r.region.clone(),
+            resource: r.resource.clone(),
+            outcome: outcome.into(),
+            error_code: code,
+            duration_us: r.duration_us as i64,
+        };
+        if let Err(e) = self.journal.record_call(&self.id, row.at_ms, &row) {
+            tracing::error!("journal: could not record a capability call: {e}");
+        }
+    }
+
+    fn log(&self, state: &str, plugin: &str, level: LogLevel, message: &str) {
+        let lvl = format!("{level:?}").to_lowercase();
+        if let Err(e) = self.journal.record_log(&self.id, now_ms(), state, plugin, &lvl, message) {
+            tracing::error!("journal: could not record a log line: {e}");
+        }
+        self.progress.log(state, level, message);
+    }
+}
+
+/// Opens the real provider on the first capability call.
+pub struct LazyProvider {
+    name: String,
+    factory: Arc<dyn ProviderFactory>,
+    inner: tokio::sync::OnceCell<Arc<dyn Provider>>,
+}
+
+impl LazyProvider {
+    pub fn new(name: String, factory: Arc<dyn ProviderFactory>) -> Arc<LazyProvider> {
+        Arc::new(LazyProvider { name, factory, inner: tokio::sync::OnceCell::new() })
+    }
+}
+
+impl Provider for LazyProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn call(&self, call: CapCall) -> BoxFuture<'_, Result<Value, CapError>> {
+        Box::pin(async move {
+            let p = self
+                .inner
+                .get_or_try_init(|| async {
+                    let factory = self.factory.clone();
+                    let name = self.name.clone();
+                    tokio::task::spawn_blocking(move || factory.make(&name))
+                        .await
+                        .map_err(|e| CapError::internal(format!("provider start: {e}")))?
+                        .map_err(|e| CapError::unavailable(format!("provider '{}': {e:#}", self.name)))
+                })
+                .await?;
+            p.call(call).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_path;
+
+    #[test]
+    fn normalizes_execution_paths_to_task_paths() {
+        assert_eq!(normalize_path("Fan[3]/Probe"), "Fan[*]/Probe");
+        assert_eq!(normalize_path("Deploy/branch[1]/Create"), "Deploy/branch[1]/Create");
+        assert_eq!(normalize_path("Loop~2"), "Loop");
+        assert_eq!(normalize_path("Outer[0]/Inner~3[12]/T"), "Outer[*]/Inner~3[*]/T");
+    }
+}
