@@ -17,14 +17,23 @@ use runbook_executor::{Outcome, Progress, RunError, Runner, RunnerConfig};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
-#[command(name = "runbook", version, about = "Disaster-recovery runbooks for multi-region PostgreSQL: ASL state machines whose Tasks are sandboxed WebAssembly plugins.")]
+#[command(
+    name = "runbook",
+    version,
+    about = "Disaster-recovery runbooks for multi-region PostgreSQL: ASL state machines whose Tasks are sandboxed WebAssembly plugins."
+)]
 struct Cli {
     /// Directory holding the journal, compile cache and local environments
     /// (default: $RUNBOOK_HOME, else $XDG_DATA_HOME/runbook, else ~/.local/share/runbook).
     #[arg(long, global = true, env = "RUNBOOK_HOME")]
     state_dir: Option<PathBuf>,
     /// Extra directories searched for `plugin:<name>` (as <name>.wasm), before the built-ins.
-    #[arg(long, global = true, env = "RUNBOOK_PLUGIN_PATH", value_delimiter = ':')]
+    #[arg(
+        long,
+        global = true,
+        env = "RUNBOOK_PLUGIN_PATH",
+        value_delimiter = ':'
+    )]
     plugin_path: Vec<PathBuf>,
     /// Log filter for the runner's own diagnostics (e.g. `info`, `runbook_host=debug`).
     #[arg(long, global = true, env = "RUNBOOK_LOG", default_value = "warn")]
@@ -146,8 +155,13 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 fn state_dir(cli: &Cli) -> PathBuf {
@@ -157,22 +171,32 @@ fn state_dir(cli: &Cli) -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
         return PathBuf::from(x).join("runbook");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/runbook")
 }
 
 fn runner(cli: &Cli) -> anyhow::Result<Runner> {
     let mut cfg = RunnerConfig::new(state_dir(cli));
     cfg.plugin_path = cli.plugin_path.clone();
-    Ok(Runner::open(cfg, Arc::new(providers::Factory::new(state_dir(cli))))?)
+    Ok(Runner::open(
+        cfg,
+        Arc::new(providers::Factory::new(state_dir(cli))),
+    )?)
 }
 
 fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// Invalid runbooks print their diagnostics and exit 2; other errors bubble up.
-fn prepare_or_exit(runner: &Runner, file: &Path) -> anyhow::Result<Result<runbook_executor::Prepared, ExitCode>> {
+fn prepare_or_exit(
+    runner: &Runner,
+    file: &Path,
+) -> anyhow::Result<Result<runbook_executor::Prepared, ExitCode>> {
     match runner.prepare(file) {
         Ok(p) => Ok(Ok(p)),
         Err(RunError::Invalid(msg)) => {
@@ -185,7 +209,13 @@ fn prepare_or_exit(runner: &Runner, file: &Path) -> anyhow::Result<Result<runboo
 
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Run { file, input, params, provider, json } => {
+        Command::Run {
+            file,
+            input,
+            params,
+            provider,
+            json,
+        } => {
             let runner = runner(&cli)?;
             let prepared = match prepare_or_exit(&runner, file)? {
                 Ok(p) => p,
@@ -197,17 +227,27 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let params: Vec<(String, String)> = params
                 .iter()
-                .map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).context(format!("--param {p}: expected K=V")))
+                .map(|p| {
+                    p.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .context(format!("--param {p}: expected K=V"))
+                })
                 .collect::<anyhow::Result<_>>()?;
-            let input = match runbook_engine::build_input(&prepared.runbook.meta, overrides, &params) {
-                Ok(i) => i,
-                Err(e) => {
-                    eprintln!("{}: {e}", file.display());
-                    return Ok(ExitCode::from(2));
-                }
-            };
+            let input =
+                match runbook_engine::build_input(&prepared.runbook.meta, overrides, &params) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        eprintln!("{}: {e}", file.display());
+                        return Ok(ExitCode::from(2));
+                    }
+                };
             let progress = progress::for_terminal(*json);
-            let outcome = rt()?.block_on(runner.run(&prepared, input, provider.map(|p| p.name()), progress))?;
+            let outcome = rt()?.block_on(runner.run(
+                &prepared,
+                input,
+                provider.map(|p| p.name()),
+                progress,
+            ))?;
             Ok(report(&outcome, *json))
         }
         Command::Validate { file } => {
@@ -215,13 +255,21 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             match prepare_or_exit(&runner, file)? {
                 Ok(p) => {
                     let tasks = p.task_plugins().count();
-                    println!("{}: valid ({} states, {tasks} tasks)", file.display(), p.runbook.machine.states.len());
+                    println!(
+                        "{}: valid ({} states, {tasks} tasks)",
+                        file.display(),
+                        p.runbook.machine.states.len()
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(code) => Ok(code),
             }
         }
-        Command::Plan { file, provider, json } => {
+        Command::Plan {
+            file,
+            provider,
+            json,
+        } => {
             let runner = runner(&cli)?;
             let prepared = match prepare_or_exit(&runner, file)? {
                 Ok(p) => p,
@@ -251,7 +299,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Graph { file, format } => {
-            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
             let rb = match runbook_engine::parse_runbook(&file.display().to_string(), &text) {
                 Ok(rb) => rb,
                 Err(d) => {
@@ -267,9 +316,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin { command: PluginCommand::Inspect { file, json } } => {
-            let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            let info = runbook_host::inspect_bytes(&bytes).map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
+        Command::Plugin {
+            command: PluginCommand::Inspect { file, json },
+        } => {
+            let bytes =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let info = runbook_host::inspect_bytes(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e:#}", file.display()))?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&info)?);
             } else {
@@ -277,14 +330,19 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugin { command: PluginCommand::List } => {
+        Command::Plugin {
+            command: PluginCommand::List,
+        } => {
             for (name, bytes, path) in runbook_plugins_builtin::PLUGINS {
                 println!("{name:<16} {:>8} bytes  {path}", bytes.len());
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&runbook_engine::json_schema())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&runbook_engine::json_schema())?
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -295,7 +353,8 @@ fn parse_input(s: &str) -> anyhow::Result<Value> {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("--input {s}"))?,
         None => s.to_string(),
     };
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("--input is not JSON: {text}"))?;
+    let v: Value =
+        serde_json::from_str(&text).with_context(|| format!("--input is not JSON: {text}"))?;
     if !v.is_object() {
         bail!("--input must be a JSON object");
     }
@@ -318,7 +377,11 @@ fn report(outcome: &Outcome, json: bool) -> ExitCode {
         let mut out = std::io::stdout();
         match &outcome.output {
             Some(o) if outcome.succeeded() => {
-                let _ = writeln!(out, "{}", serde_json::to_string_pretty(o).unwrap_or_default());
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(o).unwrap_or_default()
+                );
             }
             _ => {}
         }
@@ -334,7 +397,11 @@ fn report(outcome: &Outcome, json: bool) -> ExitCode {
             let _ = writeln!(err, "  see: runbook show {}", outcome.execution_id);
         }
     }
-    if outcome.succeeded() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if outcome.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// Unused-import guard for `Progress` in this module.

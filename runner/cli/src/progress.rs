@@ -31,7 +31,11 @@ impl Live {
             b.enable_steady_tick(Duration::from_millis(100));
             b
         });
-        Live { start: Instant::now(), bar, current: Mutex::new(String::new()) }
+        Live {
+            start: Instant::now(),
+            bar,
+            current: Mutex::new(String::new()),
+        }
     }
 
     fn line(&self, text: String) {
@@ -47,11 +51,16 @@ impl Live {
 
 fn summary(h: &HistoryEvent) -> Option<(String, bool)> {
     let v = serde_json::to_value(h).ok()?;
-    let (kind, body) = v.as_object()?.iter().next()?;
+    let kind = v.get("type")?.as_str()?.to_string();
+    let body = &v;
     let path = body.get("path").and_then(|p| p.as_str()).unwrap_or("");
     let text = match kind.as_str() {
         k if k.ends_with("StateEntered") => return Some((path.to_string(), true)),
-        "TaskFailed" | "TaskTimedOut" | "MapIterationFailed" | "ParallelStateFailed" | "MapStateFailed" => format!(
+        "TaskFailed"
+        | "TaskTimedOut"
+        | "MapIterationFailed"
+        | "ParallelStateFailed"
+        | "MapStateFailed" => format!(
             "{path}: {kind} {} {}",
             body.get("error").and_then(|e| e.as_str()).unwrap_or(""),
             body.get("cause").and_then(|e| e.as_str()).unwrap_or("")
@@ -60,7 +69,9 @@ fn summary(h: &HistoryEvent) -> Option<(String, bool)> {
         "RetryScheduled" => format!(
             "{path}: retry #{} in {:.1}s after {}",
             body.get("attempt").and_then(|e| e.as_u64()).unwrap_or(0),
-            body.get("delay_seconds").and_then(|e| e.as_f64()).unwrap_or(0.0),
+            body.get("delay_seconds")
+                .and_then(|e| e.as_f64())
+                .unwrap_or(0.0),
             body.get("error").and_then(|e| e.as_str()).unwrap_or("")
         ),
         "Caught" => format!(
@@ -79,7 +90,9 @@ impl Progress for Live {
     }
 
     fn history(&self, _id: &str, event: &HistoryEvent) {
-        let Some((text, entered)) = summary(event) else { return };
+        let Some((text, entered)) = summary(event) else {
+            return;
+        };
         if entered {
             *self.current.lock().unwrap() = text.clone();
             match &self.bar {
@@ -101,6 +114,9 @@ impl Progress for Live {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }
-        self.line(format!("execution {} {}", outcome.execution_id, outcome.status));
+        self.line(format!(
+            "execution {} {}",
+            outcome.execution_id, outcome.status
+        ));
     }
 }

@@ -20,26 +20,47 @@ fn fmt_ms(ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let mo = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(mo <= 2);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{:03}Z", ms % 1000)
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+        ms % 1000
+    )
 }
 
 pub fn plan(prepared: &Prepared, provider: Option<&str>, json_out: bool) {
     let mut tasks = Vec::new();
     for (path, plugin, grants) in prepared.task_plugins() {
-        let services: Vec<&str> = plugin.capability_imports().iter().map(|(s, _)| *s).collect();
+        let services: Vec<&str> = plugin
+            .capability_imports()
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
         let mut mutating = Vec::new();
         let mut reads = Vec::new();
-        for spec in runbook_caps::CATALOG.iter().filter(|s| services.contains(&s.service)) {
+        for spec in runbook_caps::CATALOG
+            .iter()
+            .filter(|s| services.contains(&s.service))
+        {
             let scoped: Vec<String> = grants
                 .iter()
-                .filter(|g| g.allows(spec.service, spec.action, g.resource.as_deref().or(Some("*"))) || g.allows(spec.service, spec.action, None))
+                .filter(|g| {
+                    g.allows(
+                        spec.service,
+                        spec.action,
+                        g.resource.as_deref().or(Some("*")),
+                    ) || g.allows(spec.service, spec.action, None)
+                })
                 .map(|g| g.resource.clone().unwrap_or_else(|| "*".into()))
                 .collect();
             if scoped.is_empty() {
                 continue;
             }
-            let entry = json!({"action": format!("{}:{}", spec.service, spec.action), "on": scoped});
-            if spec.mutating { mutating.push(entry) } else { reads.push(entry) }
+            let entry =
+                json!({"action": format!("{}:{}", spec.service, spec.action), "on": scoped});
+            if spec.mutating {
+                mutating.push(entry)
+            } else {
+                reads.push(entry)
+            }
         }
         tasks.push(json!({
             "state": path,
@@ -59,9 +80,17 @@ pub fn plan(prepared: &Prepared, provider: Option<&str>, json_out: bool) {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap());
         return;
     }
-    println!("plan for {} (provider {}): nothing is called", prepared.path.display(), provider.unwrap_or("local"));
+    println!(
+        "plan for {} (provider {}): nothing is called",
+        prepared.path.display(),
+        provider.unwrap_or("local")
+    );
     for t in doc["tasks"].as_array().unwrap() {
-        println!("\n{}  [plugin {}]", t["state"].as_str().unwrap(), t["plugin"].as_str().unwrap());
+        println!(
+            "\n{}  [plugin {}]",
+            t["state"].as_str().unwrap(),
+            t["plugin"].as_str().unwrap()
+        );
         let m = t["may_mutate"].as_array().unwrap();
         if m.is_empty() {
             println!("  mutates nothing");
@@ -89,10 +118,23 @@ pub fn executions(journal: &Journal, limit: usize, json_out: bool) -> anyhow::Re
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("{:<36}  {:<10}  {:<24}  {:>9}  NAME", "EXECUTION", "STATUS", "STARTED", "DURATION");
+    println!(
+        "{:<36}  {:<10}  {:<24}  {:>9}  NAME",
+        "EXECUTION", "STATUS", "STARTED", "DURATION"
+    );
     for r in rows {
-        let dur = r.ended_ms.map(|e| format!("{:.1}s", (e - r.started_ms) as f64 / 1000.0)).unwrap_or_else(|| "-".into());
-        println!("{:<36}  {:<10}  {:<24}  {:>9}  {}", r.id, r.status, fmt_ms(r.started_ms), dur, r.name);
+        let dur = r
+            .ended_ms
+            .map(|e| format!("{:.1}s", (e - r.started_ms) as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<36}  {:<10}  {:<24}  {:>9}  {}",
+            r.id,
+            r.status,
+            fmt_ms(r.started_ms),
+            dur,
+            r.name
+        );
     }
     Ok(())
 }
@@ -121,7 +163,11 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
     println!("status     {}", row.status);
     println!("started    {}", fmt_ms(row.started_ms));
     if let Some(e) = row.ended_ms {
-        println!("ended      {}  ({:.3}s)", fmt_ms(e), (e - row.started_ms) as f64 / 1000.0);
+        println!(
+            "ended      {}  ({:.3}s)",
+            fmt_ms(e),
+            (e - row.started_ms) as f64 / 1000.0
+        );
     }
     if let Some(e) = &row.error {
         println!("error      {e}");
@@ -145,12 +191,19 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
             }
         }
     }
-    let total = row.ended_ms.unwrap_or_else(runbook_journal::now_ms).saturating_sub(row.started_ms).max(1);
+    let total = row
+        .ended_ms
+        .unwrap_or_else(runbook_journal::now_ms)
+        .saturating_sub(row.started_ms)
+        .max(1);
     for (state, from, to, how) in &spans {
         let w = 40usize;
         let a = (((from - row.started_ms) as f64 / total as f64) * w as f64) as usize;
-        let b = ((((to - row.started_ms) as f64 / total as f64) * w as f64).ceil() as usize).clamp(a + 1, w.max(a + 1));
-        let bar: String = (0..w).map(|i| if i >= a && i < b { '#' } else { '.' }).collect();
+        let b = ((((to - row.started_ms) as f64 / total as f64) * w as f64).ceil() as usize)
+            .clamp(a + 1, w.max(a + 1));
+        let bar: String = (0..w)
+            .map(|i| if i >= a && i < b { '#' } else { '.' })
+            .collect();
         println!(
             "  +{:>8.3}s {:>8.3}s |{bar}| {state} ({how})",
             (from - row.started_ms) as f64 / 1000.0,
@@ -159,7 +212,12 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
     }
     println!("\nhistory");
     for h in &history {
-        println!("  +{:>8.3}s  {:<28} {}", (h.at_ms - row.started_ms) as f64 / 1000.0, h.kind, h.state.as_deref().unwrap_or(""));
+        println!(
+            "  +{:>8.3}s  {:<28} {}",
+            (h.at_ms - row.started_ms) as f64 / 1000.0,
+            h.kind,
+            h.state.as_deref().unwrap_or("")
+        );
     }
     if !calls.is_empty() {
         println!("\ncapability calls");
@@ -171,7 +229,10 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
                 c.region.as_deref().unwrap_or("-"),
                 c.resource.as_deref().unwrap_or("*"),
                 c.outcome,
-                c.error_code.as_deref().map(|e| format!(" {e}")).unwrap_or_default(),
+                c.error_code
+                    .as_deref()
+                    .map(|e| format!(" {e}"))
+                    .unwrap_or_default(),
                 c.duration_us as f64 / 1000.0,
                 c.state
             );
@@ -180,19 +241,32 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
     if !logs.is_empty() {
         println!("\nlogs");
         for l in &logs {
-            println!("  +{:>8.3}s  {:<5} [{}] {}", (l.at_ms - row.started_ms) as f64 / 1000.0, l.level, l.state, l.message);
+            println!(
+                "  +{:>8.3}s  {:<5} [{}] {}",
+                (l.at_ms - row.started_ms) as f64 / 1000.0,
+                l.level,
+                l.state,
+                l.message
+            );
         }
     }
     Ok(())
 }
 
 pub fn inspection(file: &Path, info: &runbook_host::Inspection) {
-    println!("{}  ({} bytes, sha256 {})", file.display(), info.size, info.sha256);
+    println!(
+        "{}  ({} bytes, sha256 {})",
+        file.display(),
+        info.size,
+        info.sha256
+    );
     println!("imports:");
     for i in &info.imports {
         let note = match runbook_host::service_of_import(&i.name) {
             Some(s) => format!("  (capability: needs a '{s}:...' grant)"),
-            None if i.name.starts_with("wasi:") => "  (WASI: no files, sockets, env or args are granted)".into(),
+            None if i.name.starts_with("wasi:") => {
+                "  (WASI: no files, sockets, env or args are granted)".into()
+            }
             None => String::new(),
         };
         println!("  {} [{}]{note}", i.name, i.kind);

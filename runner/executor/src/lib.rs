@@ -19,8 +19,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use runbook_caps::{BoxFuture, CapCall, CapError, Grants, Provider};
-use runbook_engine::{Action, Event, Execution, ExecutionContext, HistoryEvent, Runbook, Status, Timestamp};
-use runbook_host::{CallOutcome, CallRecord, Host, HostConfig, Limits, LogLevel, Observer, RunRequest};
+use runbook_engine::{
+    Action, Event, Execution, ExecutionContext, HistoryEvent, Runbook, Status, Timestamp,
+};
+use runbook_host::{
+    CallOutcome, CallRecord, Host, HostConfig, Limits, LogLevel, Observer, RunRequest,
+};
 use runbook_journal::{CallRow, ExecutionRow, Journal, now_ms};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -40,7 +44,11 @@ pub enum RunError {
     #[error("execution {id} is being driven by runner pid {pid}; stop it first")]
     Busy { id: String, pid: u32 },
     #[error("execution {id} is {status}: {what}")]
-    WrongStatus { id: String, status: String, what: String },
+    WrongStatus {
+        id: String,
+        status: String,
+        what: String,
+    },
     #[error("{0}")]
     Engine(#[from] runbook_engine::EngineError),
     #[error("{0:#}")]
@@ -136,13 +144,23 @@ struct PreparedTask {
 impl Prepared {
     /// Plugins by Task path, for `runbook plan` and inspection.
     pub fn task_plugins(&self) -> impl Iterator<Item = (&str, &runbook_host::Plugin, &Grants)> {
-        self.tasks.iter().map(|t| (t.path.as_str(), t.plugin.as_ref(), &t.grants))
+        self.tasks
+            .iter()
+            .map(|t| (t.path.as_str(), t.plugin.as_ref(), &t.grants))
     }
 
-    fn task_for(&self, state_path: &str, state_name: &str, resource: &runbook_engine::Resource) -> Option<&PreparedTask> {
+    fn task_for(
+        &self,
+        state_path: &str,
+        state_name: &str,
+        resource: &runbook_engine::Resource,
+    ) -> Option<&PreparedTask> {
         let key = normalize_path(state_path);
         self.tasks.iter().find(|t| t.path == key).or_else(|| {
-            let mut same = self.tasks.iter().filter(|t| t.state_name == state_name && &t.resource == resource);
+            let mut same = self
+                .tasks
+                .iter()
+                .filter(|t| t.state_name == state_name && &t.resource == resource);
             match (same.next(), same.next()) {
                 (Some(t), None) => Some(t),
                 _ => None,
@@ -163,7 +181,9 @@ fn normalize_path(p: &str) -> String {
             if let Some(open) = seg.rfind('[')
                 && seg.ends_with(']')
                 && !seg.starts_with("branch[")
-                && seg[open + 1..seg.len() - 1].chars().all(|c| c.is_ascii_digit())
+                && seg[open + 1..seg.len() - 1]
+                    .chars()
+                    .all(|c| c.is_ascii_digit())
             {
                 return format!("{}[*]", &seg[..open]);
             }
@@ -181,11 +201,20 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn open(config: RunnerConfig, providers: Arc<dyn ProviderFactory>) -> Result<Runner, RunError> {
-        std::fs::create_dir_all(&config.state_dir)
-            .map_err(|e| anyhow::anyhow!("creating state dir {}: {e}", config.state_dir.display()))?;
+    pub fn open(
+        config: RunnerConfig,
+        providers: Arc<dyn ProviderFactory>,
+    ) -> Result<Runner, RunError> {
+        std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+            anyhow::anyhow!("creating state dir {}: {e}", config.state_dir.display())
+        })?;
         let journal = Arc::new(Journal::open(&config.state_dir.join("journal.db"))?);
-        Ok(Runner { config, journal, host: OnceLock::new(), providers })
+        Ok(Runner {
+            config,
+            journal,
+            host: OnceLock::new(),
+            providers,
+        })
     }
 
     pub fn journal(&self) -> &Arc<Journal> {
@@ -216,7 +245,12 @@ impl Runner {
     pub fn prepare_text(&self, path: &Path, text: String) -> Result<Prepared, RunError> {
         let display = path.display().to_string();
         let runbook = runbook_engine::parse_runbook(&display, &text).map_err(|d| {
-            RunError::Invalid(d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n"))
+            RunError::Invalid(
+                d.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut problems = Vec::new();
@@ -228,16 +262,24 @@ impl Runner {
                     let ptr_pos = t.pos;
                     problems.push(
                         runbook
-                            .diag(ptr_pos, format!("state '{}': Capabilities[{i}]: {e}", t.state_name))
+                            .diag(
+                                ptr_pos,
+                                format!("state '{}': Capabilities[{i}]: {e}", t.state_name),
+                            )
                             .to_string(),
                     );
                     continue;
                 }
             };
-            let bytes = match plugins::resolve_plugin(&t.resource, &base, &self.config.plugin_path) {
+            let bytes = match plugins::resolve_plugin(&t.resource, &base, &self.config.plugin_path)
+            {
                 Ok(b) => b,
                 Err(e) => {
-                    problems.push(runbook.diag(t.pos, format!("state '{}': {e}", t.state_name)).to_string());
+                    problems.push(
+                        runbook
+                            .diag(t.pos, format!("state '{}': {e}", t.state_name))
+                            .to_string(),
+                    );
                     continue;
                 }
             };
@@ -245,7 +287,11 @@ impl Runner {
             let plugin = match self.host()?.load(&name, &bytes, t.sha256.as_deref()) {
                 Ok(p) => p,
                 Err(e) => {
-                    problems.push(runbook.diag(t.pos, format!("state '{}': {e}", t.state_name)).to_string());
+                    problems.push(
+                        runbook
+                            .diag(t.pos, format!("state '{}': {e}", t.state_name))
+                            .to_string(),
+                    );
                     continue;
                 }
             };
@@ -253,18 +299,36 @@ impl Runner {
                 problems.push(runbook.diag(t.pos, e.to_string()).to_string());
                 continue;
             }
-            tasks.push(PreparedTask { path: t.path, state_name: t.state_name, plugin, grants, resource: t.resource });
+            tasks.push(PreparedTask {
+                path: t.path,
+                state_name: t.state_name,
+                plugin,
+                grants,
+                resource: t.resource,
+            });
         }
         if !problems.is_empty() {
             return Err(RunError::Invalid(problems.join("\n")));
         }
-        Ok(Prepared { runbook, path: path.to_path_buf(), text, tasks })
+        Ok(Prepared {
+            runbook,
+            path: path.to_path_buf(),
+            text,
+            tasks,
+        })
     }
 
     fn provider_name(&self, prepared: &Prepared, requested: Option<&str>) -> String {
         requested
             .map(str::to_string)
-            .or_else(|| prepared.runbook.meta.provider.as_ref().map(|p| format!("{p:?}").to_lowercase()))
+            .or_else(|| {
+                prepared
+                    .runbook
+                    .meta
+                    .provider
+                    .as_ref()
+                    .map(|p| format!("{p:?}").to_lowercase())
+            })
             .unwrap_or_else(|| "local".to_string())
     }
 
@@ -280,12 +344,13 @@ impl Runner {
         let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap());
         let started = now_ms();
         let provider_name = self.provider_name(prepared, provider);
-        let name = prepared
-            .runbook
-            .meta
-            .name
-            .clone()
-            .unwrap_or_else(|| prepared.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+        let name = prepared.runbook.meta.name.clone().unwrap_or_else(|| {
+            prepared
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
         self.journal.create_execution(&ExecutionRow {
             id: id.clone(),
             name: name.clone(),
@@ -304,10 +369,16 @@ impl Runner {
             runner_pid: Some(std::process::id()),
         })?;
         progress.started(&id, &name);
-        let mut exec = Execution::new(prepared.runbook.machine.clone(), input, self.context(&id, &name, started), seed);
+        let mut exec = Execution::new(
+            prepared.runbook.machine.clone(),
+            input,
+            self.context(&id, &name, started),
+            seed,
+        );
         let actions = exec.start(Timestamp::from_unix_millis(started));
         let provider = LazyProvider::new(provider_name, self.providers.clone());
-        self.drive(&id, &mut exec, prepared, provider, actions, progress).await
+        self.drive(&id, &mut exec, prepared, provider, actions, progress)
+            .await
     }
 
     fn context(&self, id: &str, name: &str, started_ms: i64) -> ExecutionContext {
@@ -323,7 +394,11 @@ impl Runner {
 
     /// Rebuild an execution's engine from its journal. Returns the engine and the
     /// number of history events the replay produced.
-    fn replay(&self, row: &ExecutionRow, prepared: &Prepared) -> Result<(Execution, usize), RunError> {
+    fn replay(
+        &self,
+        row: &ExecutionRow,
+        prepared: &Prepared,
+    ) -> Result<(Execution, usize), RunError> {
         let mut exec = Execution::new(
             prepared.runbook.machine.clone(),
             row.input.clone(),
@@ -343,14 +418,23 @@ impl Runner {
             let at = Timestamp::from_unix_millis(ev.at_ms);
             match ev.event.get("type").and_then(Value::as_str) {
                 Some("Redrive") => collect(exec.redrive(at)?),
-                Some("Abort") => collect(exec.abort(
-                    ev.event.get("error").and_then(Value::as_str).map(String::from),
-                    ev.event.get("cause").and_then(Value::as_str).map(String::from),
-                    at,
-                )),
+                Some("Abort") => collect(
+                    exec.abort(
+                        ev.event
+                            .get("error")
+                            .and_then(Value::as_str)
+                            .map(String::from),
+                        ev.event
+                            .get("cause")
+                            .and_then(Value::as_str)
+                            .map(String::from),
+                        at,
+                    ),
+                ),
                 _ => {
-                    let event: Event = serde_json::from_value(ev.event.clone())
-                        .map_err(|e| anyhow::anyhow!("journal event {} of {}: {e}", ev.seq, row.id))?;
+                    let event: Event = serde_json::from_value(ev.event.clone()).map_err(|e| {
+                        anyhow::anyhow!("journal event {} of {}: {e}", ev.seq, row.id)
+                    })?;
                     collect(exec.handle(event, at));
                 }
             }
@@ -359,7 +443,10 @@ impl Runner {
         // deterministic, so the replay's tail is exactly what was lost.
         let written = self.journal.history(&row.id)?.len();
         if produced.len() > written {
-            let rows: Vec<_> = produced[written..].iter().map(|h| history_row(row.started_ms.max(now_ms()), h)).collect();
+            let rows: Vec<_> = produced[written..]
+                .iter()
+                .map(|h| history_row(row.started_ms.max(now_ms()), h))
+                .collect();
             self.journal.append_history(&row.id, &rows)?;
         }
         Ok((exec, produced.len()))
@@ -377,7 +464,10 @@ impl Runner {
             && Path::new(&format!("/proc/{pid}")).exists()
             && row.status == "RUNNING"
         {
-            return Err(RunError::Busy { id: row.id.clone(), pid });
+            return Err(RunError::Busy {
+                id: row.id.clone(),
+                pid,
+            });
         }
         Ok(())
     }
@@ -394,19 +484,28 @@ impl Runner {
         }
         self.check_not_driven(&row)?;
         let (mut exec, _) = self.replay(&row, &prepared)?;
-        self.journal.set_running(&row.id, std::process::id(), row.redrive_count)?;
+        self.journal
+            .set_running(&row.id, std::process::id(), row.redrive_count)?;
         progress.started(&row.id, &row.name);
-        let provider = LazyProvider::new(row.provider.clone().unwrap_or_else(|| "local".into()), self.providers.clone());
+        let provider = LazyProvider::new(
+            row.provider.clone().unwrap_or_else(|| "local".into()),
+            self.providers.clone(),
+        );
         if exec.status() != Status::Running {
             // It had finished; only the final row was lost.
             return self.finish_from_engine(&row.id, &exec, progress);
         }
         let actions = exec.outstanding();
-        self.drive(&row.id, &mut exec, &prepared, provider, actions, progress).await
+        self.drive(&row.id, &mut exec, &prepared, provider, actions, progress)
+            .await
     }
 
     /// Run a FAILED or TIMED_OUT execution again from the state that failed.
-    pub async fn redrive(&self, id: &str, progress: Arc<dyn Progress>) -> Result<Outcome, RunError> {
+    pub async fn redrive(
+        &self,
+        id: &str,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Outcome, RunError> {
         let (row, prepared) = self.load(id)?;
         if row.status != "FAILED" && row.status != "TIMED_OUT" {
             return Err(RunError::WrongStatus {
@@ -417,15 +516,26 @@ impl Runner {
         }
         let (mut exec, _) = self.replay(&row, &prepared)?;
         let now = now_ms();
-        self.journal.append_event(&row.id, now, &json!({"type": "Redrive"}))?;
+        self.journal
+            .append_event(&row.id, now, &json!({"type": "Redrive"}))?;
         let actions = exec.redrive(Timestamp::from_unix_millis(now))?;
-        self.journal.set_running(&row.id, std::process::id(), exec.redrive_count())?;
+        self.journal
+            .set_running(&row.id, std::process::id(), exec.redrive_count())?;
         progress.started(&row.id, &row.name);
-        let provider = LazyProvider::new(row.provider.clone().unwrap_or_else(|| "local".into()), self.providers.clone());
-        self.drive(&row.id, &mut exec, &prepared, provider, actions, progress).await
+        let provider = LazyProvider::new(
+            row.provider.clone().unwrap_or_else(|| "local".into()),
+            self.providers.clone(),
+        );
+        self.drive(&row.id, &mut exec, &prepared, provider, actions, progress)
+            .await
     }
 
-    fn finish_from_engine(&self, id: &str, exec: &Execution, progress: Arc<dyn Progress>) -> Result<Outcome, RunError> {
+    fn finish_from_engine(
+        &self,
+        id: &str,
+        exec: &Execution,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Outcome, RunError> {
         let status = status_name(exec.status());
         let err = exec.error();
         let outcome = Outcome {
@@ -435,7 +545,14 @@ impl Runner {
             error: err.map(|e| e.error.clone()),
             cause: err.and_then(|e| e.cause.clone()),
         };
-        self.journal.finish(id, status, now_ms(), outcome.output.as_ref(), outcome.error.as_deref(), outcome.cause.as_deref())?;
+        self.journal.finish(
+            id,
+            status,
+            now_ms(),
+            outcome.output.as_ref(),
+            outcome.error.as_deref(),
+            outcome.cause.as_deref(),
+        )?;
         progress.finished(&outcome);
         Ok(outcome)
     }
@@ -452,26 +569,46 @@ impl Runner {
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         let mut tasks: HashMap<String, AbortHandle> = HashMap::new();
         let mut timers: HashMap<String, AbortHandle> = HashMap::new();
-        let observer: Arc<dyn Observer> =
-            Arc::new(JournalObserver { id: id.to_string(), journal: self.journal.clone(), progress: progress.clone() });
+        let observer: Arc<dyn Observer> = Arc::new(JournalObserver {
+            id: id.to_string(),
+            journal: self.journal.clone(),
+            progress: progress.clone(),
+        });
         let result = loop {
             // Write-ahead: the history that explains these actions lands first.
             let now = now_ms();
             let rows: Vec<_> = pending
                 .iter()
-                .filter_map(|a| if let Action::History(h) = a { Some(history_row(now, h)) } else { None })
+                .filter_map(|a| {
+                    if let Action::History(h) = a {
+                        Some(history_row(now, h))
+                    } else {
+                        None
+                    }
+                })
                 .collect();
             self.journal.append_history(id, &rows)?;
             let mut finished = None;
             for action in pending.drain(..) {
                 match action {
                     Action::History(h) => progress.history(id, &h),
-                    Action::RunTask { task_id, state_name, state_path, resource, input, timeout, .. } => {
-                        let Some(task) = prepared.task_for(&state_path, &state_name, &resource) else {
+                    Action::RunTask {
+                        task_id,
+                        state_name,
+                        state_path,
+                        resource,
+                        input,
+                        timeout,
+                        ..
+                    } => {
+                        let Some(task) = prepared.task_for(&state_path, &state_name, &resource)
+                        else {
                             let _ = tx.send(Event::TaskFailed {
                                 task_id,
                                 error: "States.Runtime".into(),
-                                cause: format!("state '{state_path}': no prepared plugin for this Task"),
+                                cause: format!(
+                                    "state '{state_path}': no prepared plugin for this Task"
+                                ),
                             });
                             continue;
                         };
@@ -484,7 +621,9 @@ impl Runner {
                             limits: Limits {
                                 // The engine's own timer reports States.Timeout first;
                                 // the host deadline is the backstop.
-                                deadline: timeout.map(|t| t + Duration::from_millis(500)).unwrap_or(self.config.default_task_deadline),
+                                deadline: timeout
+                                    .map(|t| t + Duration::from_millis(500))
+                                    .unwrap_or(self.config.default_task_deadline),
                                 memory_bytes: self.config.plugin_memory_bytes,
                             },
                             provider: provider.clone(),
@@ -502,7 +641,11 @@ impl Runner {
                                         cause: format!("plugin output is not JSON: {e}"),
                                     },
                                 },
-                                Err(f) => Event::TaskFailed { task_id, error: f.error, cause: f.cause },
+                                Err(f) => Event::TaskFailed {
+                                    task_id,
+                                    error: f.error,
+                                    cause: f.cause,
+                                },
                             };
                             let _ = tx.send(event);
                         });
@@ -513,8 +656,11 @@ impl Runner {
                             h.abort();
                         }
                     }
-                    Action::StartTimer { timer_id, fire_at, .. } => {
-                        let wait = Duration::from_millis((fire_at.unix_millis() - now_ms()).max(0) as u64);
+                    Action::StartTimer {
+                        timer_id, fire_at, ..
+                    } => {
+                        let wait =
+                            Duration::from_millis((fire_at.unix_millis() - now_ms()).max(0) as u64);
                         let tx = tx.clone();
                         let key = timer_id.0.clone();
                         let handle = tokio::spawn(async move {
@@ -528,7 +674,12 @@ impl Runner {
                             h.abort();
                         }
                     }
-                    Action::Finished { status, output, error, cause } => {
+                    Action::Finished {
+                        status,
+                        output,
+                        error,
+                        cause,
+                    } => {
                         finished = Some(Outcome {
                             execution_id: id.to_string(),
                             status: status_name(status).to_string(),
@@ -555,7 +706,11 @@ impl Runner {
                 Event::TaskHeartbeat { .. } => {}
             }
             let at = now_ms();
-            self.journal.append_event(id, at, &serde_json::to_value(&event).expect("events serialize"))?;
+            self.journal.append_event(
+                id,
+                at,
+                &serde_json::to_value(&event).expect("events serialize"),
+            )?;
             pending = exec.handle(event, Timestamp::from_unix_millis(at));
         };
         for (_, h) in tasks.drain().chain(timers.drain()) {
@@ -587,9 +742,8 @@ fn status_name(s: Status) -> &'static str {
 fn history_row(at: i64, h: &HistoryEvent) -> (i64, String, Option<String>, Value) {
     let details = serde_json::to_value(h).unwrap_or(Value::Null);
     let state = details
-        .as_object()
-        .and_then(|o| o.values().next())
-        .and_then(|inner| inner.get("path").or_else(|| inner.get("name")))
+        .get("path")
+        .or_else(|| details.get("name"))
         .and_then(Value::as_str)
         .map(String::from);
     (at, h.type_name(), state, details)
@@ -630,7 +784,10 @@ impl Observer for JournalObserver {
 
     fn log(&self, state: &str, plugin: &str, level: LogLevel, message: &str) {
         let lvl = format!("{level:?}").to_lowercase();
-        if let Err(e) = self.journal.record_log(&self.id, now_ms(), state, plugin, &lvl, message) {
+        if let Err(e) = self
+            .journal
+            .record_log(&self.id, now_ms(), state, plugin, &lvl, message)
+        {
             tracing::error!("journal: could not record a log line: {e}");
         }
         self.progress.log(state, level, message);
@@ -646,7 +803,11 @@ pub struct LazyProvider {
 
 impl LazyProvider {
     pub fn new(name: String, factory: Arc<dyn ProviderFactory>) -> Arc<LazyProvider> {
-        Arc::new(LazyProvider { name, factory, inner: tokio::sync::OnceCell::new() })
+        Arc::new(LazyProvider {
+            name,
+            factory,
+            inner: tokio::sync::OnceCell::new(),
+        })
     }
 }
 
@@ -664,7 +825,9 @@ impl Provider for LazyProvider {
                     tokio::task::spawn_blocking(move || factory.make(&name))
                         .await
                         .map_err(|e| CapError::internal(format!("provider start: {e}")))?
-                        .map_err(|e| CapError::unavailable(format!("provider '{}': {e:#}", self.name)))
+                        .map_err(|e| {
+                            CapError::unavailable(format!("provider '{}': {e:#}", self.name))
+                        })
                 })
                 .await?;
             p.call(call).await
@@ -679,8 +842,14 @@ mod tests {
     #[test]
     fn normalizes_execution_paths_to_task_paths() {
         assert_eq!(normalize_path("Fan[3]/Probe"), "Fan[*]/Probe");
-        assert_eq!(normalize_path("Deploy/branch[1]/Create"), "Deploy/branch[1]/Create");
+        assert_eq!(
+            normalize_path("Deploy/branch[1]/Create"),
+            "Deploy/branch[1]/Create"
+        );
         assert_eq!(normalize_path("Loop~2"), "Loop");
-        assert_eq!(normalize_path("Outer[0]/Inner~3[12]/T"), "Outer[*]/Inner~3[*]/T");
+        assert_eq!(
+            normalize_path("Outer[0]/Inner~3[12]/T"),
+            "Outer[*]/Inner~3[*]/T"
+        );
     }
 }

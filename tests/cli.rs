@@ -1,0 +1,336 @@
+//! End-to-end tests of the `runbook` binary: the command-line contract (exit codes,
+//! `--json`), validation before anything runs, the sandbox's errors as seen by an
+//! operator, and resume after the runner is SIGKILLed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_runbook")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/runbooks")
+        .join(name)
+}
+
+struct Env {
+    home: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.args(args)
+            .env("RUNBOOK_HOME", self.home.path())
+            .env_remove("RUNBOOK_PLUGIN_PATH");
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn json(&self, args: &[&str]) -> (i32, Value) {
+        let out = self.run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON object ({e}): {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap(), v)
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn run_json_prints_exactly_one_object_and_exits_0() {
+    let env = Env::new();
+    let (code, v) = env.json(&[
+        "run",
+        fixture("three-tasks.yaml").to_str().unwrap(),
+        "--param",
+        "PauseSeconds=0",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["execution_id", "status", "output", "error", "cause"]);
+    assert_eq!(v["status"], "SUCCEEDED");
+    assert_eq!(v["output"]["third"], json!({"step": 3}));
+    assert_eq!(v["output"]["PauseSeconds"], 0);
+}
+
+#[test]
+fn failed_execution_exits_1_with_error_and_cause() {
+    let env = Env::new();
+    let (code, v) = env.json(&["run", fixture("fails.yaml").to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["status"], "FAILED");
+    assert_eq!(v["error"], "Test.Failed");
+    assert_eq!(v["cause"], "asked to fail without trapping");
+    // The retrier ran: two attempts are in the history.
+    let (_, show) = env.json(&["show", v["execution_id"].as_str().unwrap(), "--json"]);
+    let scheduled = show["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["kind"] == "TaskScheduled")
+        .count();
+    assert_eq!(scheduled, 2, "{show}");
+}
+
+#[test]
+fn trap_names_plugin_and_state() {
+    let env = Env::new();
+    let (code, v) = env.json(&["run", fixture("traps.yaml").to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(v["error"], "Plugin.Trap");
+    let cause = v["cause"].as_str().unwrap();
+    assert!(
+        cause.contains("plugin 'trap'") && cause.contains("state 'Explode'"),
+        "{cause}"
+    );
+}
+
+#[test]
+fn invalid_runbook_exits_2_with_file_line_col_and_runs_nothing() {
+    let env = Env::new();
+    let file = fixture("bad-next.yaml");
+    let out = env.run(&["run", file.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{}:5:", file.display())), "{err}");
+    assert!(err.contains("Nowhere"), "{err}");
+    assert!(out.stdout.is_empty());
+    let (_, list) = env.json(&["executions", "--json"]);
+    assert_eq!(list, json!([]));
+}
+
+#[test]
+fn ungranted_import_is_refused_before_anything_runs() {
+    let env = Env::new();
+    let file = fixture("ungranted.yaml");
+    for cmd in ["validate", "run"] {
+        let out = env.run(&[cmd, file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        let err = stderr(&out);
+        assert!(err.contains(&format!("{}:3:", file.display())), "{err}");
+        assert!(
+            err.contains("state 'Sneaky'") && err.contains("plugin 'ungranted'"),
+            "{err}"
+        );
+        assert!(err.contains("runbook:plugin/rds@0.1.0"), "{err}");
+    }
+    let (_, list) = env.json(&["executions", "--json"]);
+    assert_eq!(list, json!([]), "nothing may run");
+}
+
+#[test]
+fn ungranted_call_fails_with_states_permissions_and_is_audited() {
+    let env = Env::new();
+    let (code, v) = env.json(&[
+        "run",
+        fixture("denied-at-runtime.yaml").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["output"]["denied"]["Error"], "States.Permissions");
+    let (_, show) = env.json(&["show", v["execution_id"].as_str().unwrap(), "--json"]);
+    let calls = show["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{show}");
+    assert_eq!(calls[0]["action"], "DescribeDBInstances");
+    assert_eq!(calls[0]["outcome"], "denied");
+}
+
+#[test]
+fn step_functions_definition_runs_unchanged() {
+    let env = Env::new();
+    let (code, v) = env.json(&["run", fixture("sfn-pure.json").to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        v["output"],
+        json!({"size": "big", "doubled": [{"v": 2}, {"v": 4}, {"v": 6}]}),
+        "what Step Functions prints for this definition"
+    );
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    let env = Env::new();
+    let out = env.run(&[
+        "run",
+        fixture("three-tasks.yaml").to_str().unwrap(),
+        "--param",
+        "Nope=1",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = env.run(&[
+        "run",
+        fixture("three-tasks.yaml").to_str().unwrap(),
+        "--param",
+        "PauseSeconds=soon",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = env.run(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = env.run(&["resume", "no-such-execution"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn sigkill_mid_run_then_resume_runs_each_completed_task_once() {
+    let env = Env::new();
+    let file = fixture("three-tasks.yaml");
+    let mut child = env
+        .cmd(&["run", file.to_str().unwrap(), "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the second Task has succeeded (the runner is then in PauseTwo).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the execution never reached Second"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let (_, list) = env.json(&["executions", "--json"]);
+        let Some(id) = list
+            .get(0)
+            .and_then(|e| e["execution_id"].as_str())
+            .map(String::from)
+        else {
+            continue;
+        };
+        let (_, show) = env.json(&["show", &id, "--json"]);
+        let done = show["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["kind"] == "TaskSucceeded" && h["state"] == "Second");
+        if done {
+            break id;
+        }
+    };
+    // SIGKILL: no chance to clean up or flush anything.
+    unsafe_kill(child.id());
+    let _ = child.wait();
+    let (_, show) = env.json(&["show", &id, "--json"]);
+    assert_eq!(
+        show["status"], "RUNNING",
+        "a killed execution stays RUNNING in the journal"
+    );
+
+    let (code, v) = env.json(&["resume", &id, "--json"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["status"], "SUCCEEDED");
+    assert_eq!(v["output"]["first"], json!({"step": 1}));
+    assert_eq!(v["output"]["third"], json!({"step": 3}));
+
+    let (_, show) = env.json(&["show", &id, "--json"]);
+    let history = show["history"].as_array().unwrap();
+    for state in ["First", "Second", "Third"] {
+        let runs = history
+            .iter()
+            .filter(|h| h["kind"] == "TaskScheduled" && h["state"] == state)
+            .count();
+        let oks = history
+            .iter()
+            .filter(|h| h["kind"] == "TaskSucceeded" && h["state"] == state)
+            .count();
+        assert_eq!(
+            (runs, oks),
+            (1, 1),
+            "{state} must run exactly once: {history:#?}"
+        );
+    }
+    assert_eq!(
+        history
+            .iter()
+            .filter(|h| h["kind"] == "ExecutionSucceeded")
+            .count(),
+        1
+    );
+}
+
+fn unsafe_kill(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn redrive_reruns_from_the_failed_state() {
+    let env = Env::new();
+    let (code, v) = env.json(&["run", fixture("fails.yaml").to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1);
+    let id = v["execution_id"].as_str().unwrap();
+    let (code, v2) = env.json(&["redrive", id, "--json"]);
+    // The plugin fails deterministically, so the redrive fails again, but it ran.
+    assert_eq!(code, 1, "{v2}");
+    assert_eq!(v2["execution_id"], id);
+    let (_, show) = env.json(&["show", id, "--json"]);
+    assert_eq!(show["redrive_count"], 1);
+    let scheduled = show["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["kind"] == "TaskScheduled")
+        .count();
+    assert_eq!(scheduled, 4, "two attempts before, two after the redrive");
+}
+
+#[test]
+fn inspect_graph_schema() {
+    let env = Env::new();
+    let wasm = PathBuf::from(runbook_plugins_builtin_path("ungranted"));
+    let out = env.run(&["plugin", "inspect", wasm.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("runbook:plugin/rds@0.1.0") && text.contains("describe-db-instances"),
+        "{text}"
+    );
+    assert!(text.contains("export") && text.contains("run"), "{text}");
+
+    let out = env.run(&["graph", fixture("three-tasks.yaml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("First") && text.contains("Third"), "{text}");
+
+    let (code, schema) = env.json(&["schema"]);
+    assert_eq!(code, 0);
+    assert!(
+        schema.get("$schema").is_some() || schema.get("type").is_some(),
+        "{schema}"
+    );
+}
+
+fn runbook_plugins_builtin_path(name: &str) -> String {
+    let out = Command::new(bin())
+        .args(["plugin", "list"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("{name} in plugin list: {text}"))
+        .to_string()
+}
