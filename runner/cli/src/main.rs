@@ -385,8 +385,8 @@ fn report(outcome: &Outcome, json: bool) -> ExitCode {
             }
             _ => {}
         }
+        // The progress view already printed the status line.
         let mut err = std::io::stderr();
-        let _ = writeln!(err, "execution {} {}", outcome.execution_id, outcome.status);
         if let Some(e) = &outcome.error {
             let _ = writeln!(err, "  error: {e}");
         }
