@@ -38,7 +38,11 @@ States:
     ItemProcessor:
       StartAt: Each
       States:
-        Each: {Type: Pass, Parameters: {doubled.$: States.MathAdd($.v, $.v)}, End: true}
+        Each:
+          Type: Pass
+          Parameters:
+            doubled.$: States.MathAdd($.v, $.v)
+          End: true
     End: true
 "#;
 
@@ -56,7 +60,12 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(10_002));
     g.bench_function("choice_pass_loop_10k", |b| {
         b.iter(|| {
-            let r = sim::run_with(looped.machine.clone(), json!({}), quiet(), &mut |_| unreachable!());
+            let r = sim::run_with(
+                looped.machine.clone(),
+                json!({}),
+                quiet(),
+                &mut |_| unreachable!(),
+            );
             black_box(r.output)
         })
     });
@@ -67,7 +76,12 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1_001));
     g.bench_function("map_1000_items_inline_pass", |b| {
         b.iter(|| {
-            let r = sim::run_with(map.machine.clone(), input.clone(), quiet(), &mut |_| unreachable!());
+            let r = sim::run_with(
+                map.machine.clone(),
+                input.clone(),
+                quiet(),
+                &mut |_| unreachable!(),
+            );
             black_box(r.output)
         })
     });

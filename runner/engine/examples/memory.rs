@@ -46,13 +46,22 @@ fn main() {
     let mut execs = Vec::with_capacity(N);
     for i in 0..N {
         let ctx = ExecutionContext::new(format!("exec-{i}"), format!("exec-{i}"), t0);
-        let mut e = Execution::new(rb.machine.clone(), json!({"target": "primary-postgres-dev"}), ctx, i as u64);
+        let mut e = Execution::new(
+            rb.machine.clone(),
+            json!({"target": "primary-postgres-dev"}),
+            ctx,
+            i as u64,
+        );
         let actions = e.start(t0);
         drop(actions);
         execs.push(e);
     }
     let after = LIVE.load(Ordering::Relaxed);
     let per = (after - before) as f64 / N as f64;
-    println!("{N} executions parked in Wait: {} bytes total, {:.0} bytes per execution", after - before, per);
+    println!(
+        "{N} executions parked in Wait: {} bytes total, {:.0} bytes per execution",
+        after - before,
+        per
+    );
     assert!(execs.iter().all(|e| e.outstanding().len() == 1));
 }

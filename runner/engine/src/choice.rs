@@ -12,7 +12,11 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 
 /// The `Next` of the first matching rule, or `None` (then Default or States.NoChoiceMatched).
-pub fn evaluate_choice<'r>(rules: &'r [ChoiceRule], input: &Value, ctx: &Ctx) -> Result<Option<&'r str>, AslError> {
+pub fn evaluate_choice<'r>(
+    rules: &'r [ChoiceRule],
+    input: &Value,
+    ctx: &Ctx,
+) -> Result<Option<&'r str>, AslError> {
     for r in rules {
         if evaluate_rule(r, input, ctx)? {
             return Ok(r.next.as_deref());
@@ -22,7 +26,11 @@ pub fn evaluate_choice<'r>(rules: &'r [ChoiceRule], input: &Value, ctx: &Ctx) ->
 }
 
 fn lookup<'v>(p: &Path, input: &'v Value, ctx: &'v Ctx) -> Option<Cow<'v, Value>> {
-    if p.is_context() { p.select_ref(ctx.get()) } else { p.select_ref(input) }
+    if p.is_context() {
+        ctx.select(p)
+    } else {
+        p.select_ref(input)
+    }
 }
 
 fn missing(p: &Path) -> AslError {
@@ -52,7 +60,11 @@ pub fn evaluate_rule(r: &ChoiceRule, input: &Value, ctx: &Ctx) -> Result<bool, A
             Ok(false)
         }
         RuleKind::Not(x) => Ok(!evaluate_rule(x, input, ctx)?),
-        RuleKind::Compare { variable, op, operand } => {
+        RuleKind::Compare {
+            variable,
+            op,
+            operand,
+        } => {
             let var = lookup(variable, input, ctx);
             if *op == Op::IsPresent {
                 return Ok(var.is_some() == matches!(operand, Operand::Value(Value::Bool(true))));
@@ -68,7 +80,9 @@ pub fn evaluate_rule(r: &ChoiceRule, input: &Value, ctx: &Ctx) -> Result<bool, A
 }
 
 fn num_cmp(a: &Value, b: &Value) -> Option<Ordering> {
-    let (Value::Number(x), Value::Number(y)) = (a, b) else { return None };
+    let (Value::Number(x), Value::Number(y)) = (a, b) else {
+        return None;
+    };
     if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
         return Some(x.cmp(&y));
     }
@@ -86,7 +100,9 @@ fn str_cmp(a: &Value, b: &Value) -> Option<Ordering> {
 }
 
 fn ts_cmp(a: &Value, b: &Value) -> Option<Ordering> {
-    let (Value::String(x), Value::String(y)) = (a, b) else { return None };
+    let (Value::String(x), Value::String(y)) = (a, b) else {
+        return None;
+    };
     Some(Timestamp::parse(x)?.cmp(&Timestamp::parse(y)?))
 }
 
@@ -198,8 +214,20 @@ mod tests {
     fn comparisons() {
         assert!(compare(Op::NumericEquals, &json!(1), &json!(1.0)));
         assert!(!compare(Op::NumericEquals, &json!("1"), &json!(1)));
-        assert!(compare(Op::TimestampLessThan, &json!("2020-01-01T00:00:00Z"), &json!("2020-01-01T00:00:01Z")));
-        assert!(compare(Op::IsTimestamp, &json!("2016-03-14T01:59:00Z"), &json!(true)));
-        assert!(!compare(Op::IsTimestamp, &json!("2016-03-14t01:59:00Z"), &json!(true)));
+        assert!(compare(
+            Op::TimestampLessThan,
+            &json!("2020-01-01T00:00:00Z"),
+            &json!("2020-01-01T00:00:01Z")
+        ));
+        assert!(compare(
+            Op::IsTimestamp,
+            &json!("2016-03-14T01:59:00Z"),
+            &json!(true)
+        ));
+        assert!(!compare(
+            Op::IsTimestamp,
+            &json!("2016-03-14t01:59:00Z"),
+            &json!(true)
+        ));
     }
 }

@@ -6,6 +6,7 @@ use crate::intrinsics::{self, Expr};
 use crate::path::{self, Path};
 use crate::rng::Rng;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::cell::OnceCell;
 
 /// A compiled payload template (Parameters, ItemSelector, ResultSelector).
@@ -14,9 +15,15 @@ pub enum Template {
     /// No `.$` keys below: copied as is.
     Lit(Value),
     /// `"key.$": "$.path"` (`field` is the original key, for error messages).
-    Path { field: String, path: Path },
+    Path {
+        field: String,
+        path: Path,
+    },
     /// `"key.$": "States.Fn(...)"`.
-    Intrinsic { field: String, expr: Expr },
+    Intrinsic {
+        field: String,
+        expr: Expr,
+    },
     Object(Vec<(String, Template)>),
     Array(Vec<Template>),
 }
@@ -63,15 +70,24 @@ fn compile(v: &Value, ptr: &str, errs: &mut Vec<(String, String)>) -> Template {
                     };
                     let t = if intrinsics::is_intrinsic(s) {
                         match intrinsics::parse(s) {
-                            Ok(expr) => Template::Intrinsic { field: k.clone(), expr },
+                            Ok(expr) => Template::Intrinsic {
+                                field: k.clone(),
+                                expr,
+                            },
                             Err(e) => {
-                                errs.push((child, format!("invalid intrinsic function in '{k}': {e}")));
+                                errs.push((
+                                    child,
+                                    format!("invalid intrinsic function in '{k}': {e}"),
+                                ));
                                 continue;
                             }
                         }
                     } else {
                         match Path::parse(s) {
-                            Ok(path) => Template::Path { field: k.clone(), path },
+                            Ok(path) => Template::Path {
+                                field: k.clone(),
+                                path,
+                            },
                             Err(e) => {
                                 errs.push((child, format!("'{k}': {e}")));
                                 continue;
@@ -85,7 +101,11 @@ fn compile(v: &Value, ptr: &str, errs: &mut Vec<(String, String)>) -> Template {
                     out.push((k.clone(), t));
                 }
             }
-            if dynamic { Template::Object(out) } else { Template::Lit(v.clone()) }
+            if dynamic {
+                Template::Object(out)
+            } else {
+                Template::Lit(v.clone())
+            }
         }
         Value::Array(a) => {
             let items: Vec<Template> = a
@@ -103,10 +123,13 @@ fn compile(v: &Value, ptr: &str, errs: &mut Vec<(String, String)>) -> Template {
     }
 }
 
-/// The context object (`$$`), built only when a path needs it.
+/// The context object (`$$`), built only when a path needs it. `$$.Execution.Input` is
+/// resolved against the execution input directly, so building the rest stays cheap even
+/// when the input is large (e.g. once per Map item).
 pub struct Ctx<'a> {
     cell: OnceCell<Value>,
     build: Option<&'a dyn Fn() -> Value>,
+    exec_input: Option<&'a Value>,
 }
 
 impl<'a> Ctx<'a> {
@@ -114,25 +137,57 @@ impl<'a> Ctx<'a> {
     pub fn from_value(v: Value) -> Ctx<'static> {
         let cell = OnceCell::new();
         let _ = cell.set(v);
-        Ctx { cell, build: None }
+        Ctx {
+            cell,
+            build: None,
+            exec_input: None,
+        }
     }
-    /// A context object built on first use.
-    pub fn lazy(build: &'a dyn Fn() -> Value) -> Ctx<'a> {
+    /// A context object built on first use; `build` leaves `Execution.Input` out and
+    /// `exec_input` supplies it.
+    pub fn lazy(build: &'a dyn Fn() -> Value, exec_input: &'a Value) -> Ctx<'a> {
         Ctx {
             cell: OnceCell::new(),
             build: Some(build),
+            exec_input: Some(exec_input),
         }
     }
+    /// The whole context object.
     pub fn get(&self) -> &Value {
-        self.cell
-            .get_or_init(|| self.build.map(|b| b()).unwrap_or(Value::Null))
+        self.cell.get_or_init(|| {
+            let mut v = self.build.map(|b| b()).unwrap_or(Value::Null);
+            if let (Some(i), Some(Value::Object(e))) = (self.exec_input, v.get_mut("Execution")) {
+                e.insert("Input".into(), i.clone());
+            }
+            v
+        })
+    }
+    /// Select a `$$` path.
+    pub fn select<'s>(&'s self, path: &Path) -> Option<Cow<'s, Value>> {
+        use crate::path::Seg;
+        if let (Some(input), Some(segs)) = (self.exec_input, path.segments())
+            && segs.len() >= 2
+            && segs[0] == Seg::Field("Execution".into())
+            && segs[1] == Seg::Field("Input".into())
+        {
+            let mut v = input;
+            for s in &segs[2..] {
+                v = match (s, v) {
+                    (Seg::Field(f), Value::Object(m)) => m.get(f)?,
+                    (Seg::Index(i), Value::Array(a)) => a.get(*i)?,
+                    _ => return None,
+                };
+            }
+            return Some(Cow::Borrowed(v));
+        }
+        path.select_ref(self.get())
     }
 }
 
 /// Select `path` from the input or (for `$$` paths) the context object.
 pub fn select(path: &Path, input: &Value, ctx: &Ctx) -> Option<Value> {
     if path.is_context() {
-        path.select(ctx.get())
+        ctx.select(path).map(Cow::into_owned)
     } else {
         path.select(input)
     }
@@ -183,11 +238,20 @@ pub fn apply_output_path(path: Option<&Path>, output: Value, ctx: &Ctx) -> Resul
 
 /// Evaluate a Parameters / ItemSelector / ResultSelector template. A path to nothing is
 /// States.ParameterPathFailure; a failing intrinsic is States.IntrinsicFailure.
-pub fn apply_parameters(t: &Template, input: &Value, ctx: &Ctx, rng: &mut Rng) -> Result<Value, AslError> {
+pub fn apply_parameters(
+    t: &Template,
+    input: &Value,
+    ctx: &Ctx,
+    rng: &mut Rng,
+) -> Result<Value, AslError> {
     match t {
         Template::Lit(v) => Ok(v.clone()),
         Template::Path { field, path } => select(path, input, ctx).ok_or_else(|| {
-            let place = if path.is_context() { "context object".to_string() } else { format!("input '{}'", short(input)) };
+            let place = if path.is_context() {
+                "context object".to_string()
+            } else {
+                format!("input '{}'", short(input))
+            };
             AslError::new(
                 names::PARAMETER_PATH_FAILURE,
                 format!(
@@ -223,21 +287,34 @@ pub fn apply_parameters(t: &Template, input: &Value, ctx: &Ctx, rng: &mut Rng) -
 }
 
 /// ResultSelector: a template applied to the task result.
-pub fn apply_result_selector(t: &Template, result: &Value, ctx: &Ctx, rng: &mut Rng) -> Result<Value, AslError> {
+pub fn apply_result_selector(
+    t: &Template,
+    result: &Value,
+    ctx: &Ctx,
+    rng: &mut Rng,
+) -> Result<Value, AslError> {
     apply_parameters(t, result, ctx, rng)
 }
 
 /// ResultPath: `None` (null) keeps the input, `$` replaces it, `$.a.b` writes into a copy of
 /// the input creating intermediate objects. A non-object in the way is
 /// States.ResultPathMatchFailure.
-pub fn apply_result_path(path: Option<&Path>, input: Value, result: Value) -> Result<Value, AslError> {
+pub fn apply_result_path(
+    path: Option<&Path>,
+    input: Value,
+    result: Value,
+) -> Result<Value, AslError> {
     let Some(p) = path else { return Ok(input) };
     let segs = p.segments().expect("ResultPath is a reference path");
     if segs.is_empty() {
         return Ok(result);
     }
     let mut out = input;
-    let before = if matches!(out, Value::Object(_)) { None } else { Some(short(&out)) };
+    let before = if matches!(out, Value::Object(_)) {
+        None
+    } else {
+        Some(short(&out))
+    };
     match path::set(&mut out, segs, result) {
         Ok(()) => Ok(out),
         Err(why) => Err(AslError::new(
@@ -265,10 +342,21 @@ mod tests {
     fn input_output_paths() {
         let ctx = Ctx::from_value(json!({}));
         let input = json!({"a": {"b": 1}});
-        assert_eq!(apply_input_path(Some(&p("$.a")), &input, &ctx).unwrap(), json!({"b": 1}));
+        assert_eq!(
+            apply_input_path(Some(&p("$.a")), &input, &ctx).unwrap(),
+            json!({"b": 1})
+        );
         assert_eq!(apply_input_path(None, &input, &ctx).unwrap(), json!({}));
-        assert_eq!(apply_input_path(Some(&p("$.x")), &input, &ctx).unwrap_err().error, "States.Runtime");
-        assert_eq!(apply_output_path(None, input.clone(), &ctx).unwrap(), json!({}));
+        assert_eq!(
+            apply_input_path(Some(&p("$.x")), &input, &ctx)
+                .unwrap_err()
+                .error,
+            "States.Runtime"
+        );
+        assert_eq!(
+            apply_output_path(None, input.clone(), &ctx).unwrap(),
+            json!({})
+        );
     }
 
     #[test]
@@ -284,7 +372,10 @@ mod tests {
         .unwrap();
         let mut rng = Rng::new(1);
         let out = apply_parameters(&t, &json!({"a": 5}), &ctx, &mut rng).unwrap();
-        assert_eq!(out, json!({"static": [1, 2], "x": 5, "id": "e1", "nested": {"y": "v=5"}, "arr": [{"z": 5}]}));
+        assert_eq!(
+            out,
+            json!({"static": [1, 2], "x": 5, "id": "e1", "nested": {"y": "v=5"}, "arr": [{"z": 5}]})
+        );
         let e = apply_parameters(&t, &json!({}), &ctx, &mut rng).unwrap_err();
         assert_eq!(e.error, "States.ParameterPathFailure");
         assert!(Template::compile(&json!({"x.$": 1})).is_err());
@@ -293,11 +384,19 @@ mod tests {
     #[test]
     fn result_path() {
         let i = json!({"a": 1});
-        assert_eq!(apply_result_path(Some(&p("$")), i.clone(), json!(2)).unwrap(), json!(2));
-        assert_eq!(apply_result_path(None, i.clone(), json!(2)).unwrap(), i);
-        assert_eq!(apply_result_path(Some(&p("$.b.c")), i.clone(), json!(2)).unwrap(), json!({"a": 1, "b": {"c": 2}}));
         assert_eq!(
-            apply_result_path(Some(&p("$.b")), json!("str"), json!(2)).unwrap_err().error,
+            apply_result_path(Some(&p("$")), i.clone(), json!(2)).unwrap(),
+            json!(2)
+        );
+        assert_eq!(apply_result_path(None, i.clone(), json!(2)).unwrap(), i);
+        assert_eq!(
+            apply_result_path(Some(&p("$.b.c")), i.clone(), json!(2)).unwrap(),
+            json!({"a": 1, "b": {"c": 2}})
+        );
+        assert_eq!(
+            apply_result_path(Some(&p("$.b")), json!("str"), json!(2))
+                .unwrap_err()
+                .error,
             "States.ResultPathMatchFailure"
         );
     }

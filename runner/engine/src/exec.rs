@@ -82,10 +82,21 @@ pub enum Status {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum Event {
-    TaskSucceeded { task_id: TaskId, output: Value },
-    TaskFailed { task_id: TaskId, error: String, cause: String },
-    TaskHeartbeat { task_id: TaskId },
-    TimerFired { timer_id: TimerId },
+    TaskSucceeded {
+        task_id: TaskId,
+        output: Value,
+    },
+    TaskFailed {
+        task_id: TaskId,
+        error: String,
+        cause: String,
+    },
+    TaskHeartbeat {
+        task_id: TaskId,
+    },
+    TimerFired {
+        timer_id: TimerId,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,8 +226,15 @@ struct RedrivePoint {
 }
 
 enum Work {
-    Enter { sid: Sid, state: usize, input: Value },
-    ScopeDone { sid: Sid, result: Result<Value, AslError> },
+    Enter {
+        sid: Sid,
+        state: usize,
+        input: Value,
+    },
+    ScopeDone {
+        sid: Sid,
+        result: Result<Value, AslError>,
+    },
 }
 
 /// One execution: the whole tree of running scopes.
@@ -258,7 +276,6 @@ impl CtxInfo<'_> {
         let mut v = json!({
             "Execution": {
                 "Id": self.ec.id,
-                "Input": self.exec_input,
                 "Name": self.ec.name,
                 "RoleArn": self.ec.role_arn,
                 "StartTime": self.ec.start_time.to_rfc3339(),
@@ -294,7 +311,9 @@ pub fn error_matches(error_equals: &[String], err: &AslError, from_branch: bool)
     }
     error_equals.iter().any(|n| match n.as_str() {
         names::ALL => err.error != names::DATA_LIMIT_EXCEEDED,
-        names::TASK_FAILED => err.error != names::TIMEOUT && err.error != names::DATA_LIMIT_EXCEEDED,
+        names::TASK_FAILED => {
+            err.error != names::TIMEOUT && err.error != names::DATA_LIMIT_EXCEEDED
+        }
         names::BRANCH_FAILED if from_branch => true,
         n => n == err.error,
     })
@@ -304,7 +323,9 @@ fn num_from(spec: &NumberSpec, input: &Value, what: &str) -> Result<f64, AslErro
     match spec {
         NumberSpec::Value(v) => Ok(*v),
         NumberSpec::Path(p) => match p.select(input) {
-            Some(Value::Number(n)) => n.as_f64().ok_or_else(|| AslError::runtime(format!("{what}: invalid number"))),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .ok_or_else(|| AslError::runtime(format!("{what}: invalid number"))),
             Some(other) => Err(AslError::runtime(format!(
                 "{what}: the value at '{}' must be a number, got {other}",
                 p.as_str()
@@ -320,7 +341,9 @@ fn num_from(spec: &NumberSpec, input: &Value, what: &str) -> Result<f64, AslErro
 fn positive_int_from(spec: &NumberSpec, input: &Value, what: &str) -> Result<f64, AslError> {
     let n = num_from(spec, input, what)?;
     if n.fract() != 0.0 || n < 0.0 {
-        return Err(AslError::runtime(format!("{what} must be a non-negative integer, got {n}")));
+        return Err(AslError::runtime(format!(
+            "{what} must be a non-negative integer, got {n}"
+        )));
     }
     Ok(n)
 }
@@ -386,7 +409,11 @@ impl Execution {
                 state: i,
                 input: self.input.clone(),
             }),
-            None => self.finish(Status::Failed, None, Some(AslError::runtime("StartAt state not found"))),
+            None => self.finish(
+                Status::Failed,
+                None,
+                Some(AslError::runtime("StartAt state not found")),
+            ),
         }
         self.drain();
         std::mem::take(&mut self.out)
@@ -400,7 +427,11 @@ impl Execution {
         self.now = now;
         match event {
             Event::TaskSucceeded { task_id, output } => self.task_done(task_id, Ok(output)),
-            Event::TaskFailed { task_id, error, cause } => self.task_done(
+            Event::TaskFailed {
+                task_id,
+                error,
+                cause,
+            } => self.task_done(
                 task_id,
                 Err(AslError {
                     error,
@@ -415,7 +446,12 @@ impl Execution {
     }
 
     /// Stop the execution: cancels all outstanding work.
-    pub fn abort(&mut self, error: Option<String>, cause: Option<String>, now: Timestamp) -> Vec<Action> {
+    pub fn abort(
+        &mut self,
+        error: Option<String>,
+        cause: Option<String>,
+        now: Timestamp,
+    ) -> Vec<Action> {
         if self.status != Status::Running {
             return Vec::new();
         }
@@ -433,11 +469,19 @@ impl Execution {
     /// For a Map or Parallel state only the iterations/branches that had not succeeded run
     /// again (a failed branch restarts from its StartAt).
     pub fn redrive(&mut self, now: Timestamp) -> Result<Vec<Action>, EngineError> {
-        if !matches!(self.status, Status::Failed | Status::TimedOut | Status::Aborted) {
-            return Err(EngineError::CannotRedrive(format!("execution is {:?}", self.status)));
+        if !matches!(
+            self.status,
+            Status::Failed | Status::TimedOut | Status::Aborted
+        ) {
+            return Err(EngineError::CannotRedrive(format!(
+                "execution is {:?}",
+                self.status
+            )));
         }
         let Some(point) = self.redrive_point.take() else {
-            return Err(EngineError::CannotRedrive("no failed state to redrive from".into()));
+            return Err(EngineError::CannotRedrive(
+                "no failed state to redrive from".into(),
+            ));
         };
         self.now = now;
         self.redrive_count += 1;
@@ -480,26 +524,51 @@ impl Execution {
     fn start_execution_timer(&mut self) {
         if let Some(t) = self.machine.timeout_seconds {
             let id = TimerId(format!("execution:timeout#{}", self.redrive_count));
-            self.start_timer(id, None, self.now.add(Duration::from_secs(t)), TimerPurpose::ExecutionTimeout);
+            self.start_timer(
+                id,
+                None,
+                self.now.add(Duration::from_secs(t)),
+                TimerPurpose::ExecutionTimeout,
+            );
         }
     }
 
-    fn start_timer(&mut self, id: TimerId, sid: Option<Sid>, fire_at: Timestamp, purpose: TimerPurpose) {
+    fn start_timer(
+        &mut self,
+        id: TimerId,
+        sid: Option<Sid>,
+        fire_at: Timestamp,
+        purpose: TimerPurpose,
+    ) {
         self.out.push(Action::StartTimer {
             timer_id: id.clone(),
             fire_at,
             purpose,
         });
-        self.timers.insert(id, TimerEntry { sid, fire_at, purpose });
+        self.timers.insert(
+            id,
+            TimerEntry {
+                sid,
+                fire_at,
+                purpose,
+            },
+        );
     }
 
     fn cancel_timer(&mut self, id: &TimerId) {
         if self.timers.remove(id).is_some() {
-            self.out.push(Action::CancelTimer { timer_id: id.clone() });
+            self.out.push(Action::CancelTimer {
+                timer_id: id.clone(),
+            });
         }
     }
 
-    fn new_scope(&mut self, machine: Arc<StateMachine>, prefix: String, parent: Option<(Sid, usize)>) -> Sid {
+    fn new_scope(
+        &mut self,
+        machine: Arc<StateMachine>,
+        prefix: String,
+        parent: Option<(Sid, usize)>,
+    ) -> Sid {
         let sid = self.next_sid;
         self.next_sid += 1;
         let n = machine.states.len();
@@ -531,12 +600,18 @@ impl Execution {
 
     fn enter(&mut self, sid: Sid, idx: usize, input: Value) {
         let now = self.now;
-        let Some(scope) = self.scopes.get_mut(&sid) else { return };
+        let Some(scope) = self.scopes.get_mut(&sid) else {
+            return;
+        };
         let machine = scope.machine.clone();
         let st = &machine.states[idx];
         scope.visits[idx] += 1;
         let path = format!("{}{}", scope.prefix, st.name);
-        let id_base = if scope.visits[idx] > 1 { format!("{path}~{}", scope.visits[idx]) } else { path.clone() };
+        let id_base = if scope.visits[idx] > 1 {
+            format!("{path}~{}", scope.visits[idx])
+        } else {
+            path.clone()
+        };
         let retriers = match &st.kind {
             StateKind::Task(t) => t.retry.len(),
             StateKind::Parallel(p) => p.retry.len(),
@@ -561,7 +636,9 @@ impl Execution {
 
     /// Run the current state's logic from its raw input (also used for retry attempts).
     fn exec(&mut self, sid: Sid) {
-        let Some(scope) = self.scopes.get(&sid) else { return };
+        let Some(scope) = self.scopes.get(&sid) else {
+            return;
+        };
         let machine = scope.machine.clone();
         let cur = scope.cur.as_ref().expect("current state");
         let st = &machine.states[cur.state];
@@ -575,7 +652,7 @@ impl Execution {
             item: None,
         };
         let build = || ci.value();
-        let ctx = Ctx::lazy(&build);
+        let ctx = Ctx::lazy(&build, ci.exec_input);
         let raw = &cur.input;
         let rng = &mut self.rng;
         let effective = dataflow::apply_input_path(st.input_path.as_ref(), raw, &ctx);
@@ -588,7 +665,8 @@ impl Execution {
                         (None, Some(t)) => dataflow::apply_parameters(t, &eff, &ctx, rng)?,
                         (None, None) => eff,
                     };
-                    let out = dataflow::apply_result_path(p.result_path.as_ref(), raw.clone(), result)?;
+                    let out =
+                        dataflow::apply_result_path(p.result_path.as_ref(), raw.clone(), result)?;
                     dataflow::apply_output_path(st.output_path.as_ref(), out, &ctx)
                 })();
                 drop(ctx);
@@ -598,7 +676,9 @@ impl Execution {
                 }
             }
             StateKind::Succeed => {
-                let r = effective.and_then(|eff| dataflow::apply_output_path(st.output_path.as_ref(), eff, &ctx));
+                let r = effective.and_then(|eff| {
+                    dataflow::apply_output_path(st.output_path.as_ref(), eff, &ctx)
+                });
                 drop(ctx);
                 match r {
                     Ok(out) => {
@@ -607,29 +687,42 @@ impl Execution {
                             path: self.cur(sid).path.clone(),
                             output: out.clone(),
                         });
-                        self.queue.push_back(Work::ScopeDone { sid, result: Ok(out) });
+                        self.queue.push_back(Work::ScopeDone {
+                            sid,
+                            result: Ok(out),
+                        });
                     }
                     Err(e) => self.state_failed(sid, e, false),
                 }
             }
             StateKind::Fail(f) => {
-                let spec = |s: &Option<StringSpec>, rng: &mut Rng| -> Result<Option<String>, AslError> {
-                    Ok(match s {
-                        None => None,
-                        Some(StringSpec::Value(v)) => Some(v.clone()),
-                        Some(StringSpec::Path(p)) => match dataflow::select(p, raw, &ctx) {
-                            Some(Value::String(s)) => Some(s),
-                            Some(other) => Some(other.to_string()),
-                            None => return Err(AslError::runtime(format!("the path '{}' could not be found in the input", p.as_str()))),
-                        },
-                        Some(StringSpec::Intrinsic(e)) => {
-                            match intrinsics::eval(e, &mut |p: &Path| dataflow::select(p, raw, &ctx), rng)? {
-                                Value::String(s) => Some(s),
-                                other => Some(other.to_string()),
+                let spec =
+                    |s: &Option<StringSpec>, rng: &mut Rng| -> Result<Option<String>, AslError> {
+                        Ok(match s {
+                            None => None,
+                            Some(StringSpec::Value(v)) => Some(v.clone()),
+                            Some(StringSpec::Path(p)) => match dataflow::select(p, raw, &ctx) {
+                                Some(Value::String(s)) => Some(s),
+                                Some(other) => Some(other.to_string()),
+                                None => {
+                                    return Err(AslError::runtime(format!(
+                                        "the path '{}' could not be found in the input",
+                                        p.as_str()
+                                    )));
+                                }
+                            },
+                            Some(StringSpec::Intrinsic(e)) => {
+                                match intrinsics::eval(
+                                    e,
+                                    &mut |p: &Path| dataflow::select(p, raw, &ctx),
+                                    rng,
+                                )? {
+                                    Value::String(s) => Some(s),
+                                    other => Some(other.to_string()),
+                                }
                             }
-                        }
-                    })
-                };
+                        })
+                    };
                 let r = spec(&f.error, rng).and_then(|e| Ok((e, spec(&f.cause, rng)?)));
                 drop(ctx);
                 let err = match r {
@@ -639,14 +732,25 @@ impl Execution {
                     },
                     Err(e) => e,
                 };
-                self.queue.push_back(Work::ScopeDone { sid, result: Err(err) });
+                self.queue.push_back(Work::ScopeDone {
+                    sid,
+                    result: Err(err),
+                });
             }
             StateKind::Choice(c) => {
                 let r = effective.and_then(|eff| {
-                    let next = evaluate_choice(&c.choices, &eff, &ctx)?.map(str::to_string).or_else(|| c.default.clone());
+                    let next = evaluate_choice(&c.choices, &eff, &ctx)?
+                        .map(str::to_string)
+                        .or_else(|| c.default.clone());
                     match next {
-                        Some(n) => Ok((n, dataflow::apply_output_path(st.output_path.as_ref(), eff, &ctx)?)),
-                        None => Err(AslError::new(names::NO_CHOICE_MATCHED, "No Choice Rules matched and no Default was specified")),
+                        Some(n) => Ok((
+                            n,
+                            dataflow::apply_output_path(st.output_path.as_ref(), eff, &ctx)?,
+                        )),
+                        None => Err(AslError::new(
+                            names::NO_CHOICE_MATCHED,
+                            "No Choice Rules matched and no Default was specified",
+                        )),
                     }
                 });
                 drop(ctx);
@@ -668,16 +772,33 @@ impl Execution {
                 let r = effective.and_then(|eff| {
                     let at = match &w.wait {
                         WaitSpec::Seconds(s) => now.add(Duration::from_secs(*s)),
-                        WaitSpec::Timestamp(t) => Timestamp::parse(t).ok_or_else(|| AslError::runtime(format!("invalid timestamp '{t}'")))?,
+                        WaitSpec::Timestamp(t) => Timestamp::parse(t)
+                            .ok_or_else(|| AslError::runtime(format!("invalid timestamp '{t}'")))?,
                         WaitSpec::SecondsPath(p) => {
-                            let n = positive_int_from(&NumberSpec::Path(p.clone()), &eff, "SecondsPath")?;
+                            let n = positive_int_from(
+                                &NumberSpec::Path(p.clone()),
+                                &eff,
+                                "SecondsPath",
+                            )?;
                             now.add(Duration::from_secs(n as u64))
                         }
                         WaitSpec::TimestampPath(p) => match p.select(&eff) {
-                            Some(Value::String(s)) => Timestamp::parse(&s)
-                                .ok_or_else(|| AslError::runtime(format!("TimestampPath: '{s}' is not an RFC 3339 timestamp")))?,
-                            Some(other) => return Err(AslError::runtime(format!("TimestampPath: expected a timestamp string, got {other}"))),
-                            None => return Err(AslError::runtime(format!("TimestampPath: the path '{}' could not be found in the input", p.as_str()))),
+                            Some(Value::String(s)) => Timestamp::parse(&s).ok_or_else(|| {
+                                AslError::runtime(format!(
+                                    "TimestampPath: '{s}' is not an RFC 3339 timestamp"
+                                ))
+                            })?,
+                            Some(other) => {
+                                return Err(AslError::runtime(format!(
+                                    "TimestampPath: expected a timestamp string, got {other}"
+                                )));
+                            }
+                            None => {
+                                return Err(AslError::runtime(format!(
+                                    "TimestampPath: the path '{}' could not be found in the input",
+                                    p.as_str()
+                                )));
+                            }
                         },
                     };
                     Ok((at, eff))
@@ -688,15 +809,26 @@ impl Execution {
                     Ok((at, eff)) => {
                         let id = TimerId(format!("{}:wait", self.cur(sid).id_base));
                         self.start_timer(id.clone(), Some(sid), at, TimerPurpose::Wait);
-                        self.cur_mut(sid).phase = Phase::Wait { timer: id, effective: eff };
+                        self.cur_mut(sid).phase = Phase::Wait {
+                            timer: id,
+                            effective: eff,
+                        };
                     }
                     Err(e) => self.state_failed(sid, e, false),
                 }
             }
             StateKind::Task(t) => {
                 let r = effective.and_then(|eff| {
-                    let timeout = t.timeout.as_ref().map(|s| positive_int_from(s, &eff, "TimeoutSecondsPath")).transpose()?;
-                    let heartbeat = t.heartbeat.as_ref().map(|s| positive_int_from(s, &eff, "HeartbeatSecondsPath")).transpose()?;
+                    let timeout = t
+                        .timeout
+                        .as_ref()
+                        .map(|s| positive_int_from(s, &eff, "TimeoutSecondsPath"))
+                        .transpose()?;
+                    let heartbeat = t
+                        .heartbeat
+                        .as_ref()
+                        .map(|s| positive_int_from(s, &eff, "HeartbeatSecondsPath"))
+                        .transpose()?;
                     let input = match &t.parameters {
                         Some(p) => dataflow::apply_parameters(p, &eff, &ctx, rng)?,
                         None => eff,
@@ -705,7 +837,9 @@ impl Execution {
                 });
                 drop(ctx);
                 match r {
-                    Ok((input, timeout, heartbeat)) => self.run_task(sid, st, &t.resource, input, timeout, heartbeat),
+                    Ok((input, timeout, heartbeat)) => {
+                        self.run_task(sid, st, &t.resource, input, timeout, heartbeat)
+                    }
                     Err(e) => self.state_failed(sid, e, false),
                 }
             }
@@ -741,13 +875,27 @@ impl Execution {
                             )));
                         }
                     };
-                    let maxc = m.max_concurrency.as_ref().map(|s| positive_int_from(s, &eff, "MaxConcurrencyPath")).transpose()?;
-                    let tc = m.tolerated_failure_count.as_ref().map(|s| positive_int_from(s, &eff, "ToleratedFailureCountPath")).transpose()?;
-                    let tp = m.tolerated_failure_percentage.as_ref().map(|s| num_from(s, &eff, "ToleratedFailurePercentagePath")).transpose()?;
+                    let maxc = m
+                        .max_concurrency
+                        .as_ref()
+                        .map(|s| positive_int_from(s, &eff, "MaxConcurrencyPath"))
+                        .transpose()?;
+                    let tc = m
+                        .tolerated_failure_count
+                        .as_ref()
+                        .map(|s| positive_int_from(s, &eff, "ToleratedFailureCountPath"))
+                        .transpose()?;
+                    let tp = m
+                        .tolerated_failure_percentage
+                        .as_ref()
+                        .map(|s| num_from(s, &eff, "ToleratedFailurePercentagePath"))
+                        .transpose()?;
                     if let Some(p) = tp
                         && !(0.0..=100.0).contains(&p)
                     {
-                        return Err(AslError::runtime("ToleratedFailurePercentage must be between 0 and 100"));
+                        return Err(AslError::runtime(
+                            "ToleratedFailurePercentage must be between 0 and 100",
+                        ));
                     }
                     let inputs = match &m.item_selector {
                         None => items,
@@ -763,7 +911,9 @@ impl Execution {
                 });
                 drop(ctx);
                 match r {
-                    Ok((inputs, maxc, tc, tp)) => self.fanout(sid, st, inputs, maxc.unwrap_or(0.0) as usize, tc, tp, true),
+                    Ok((inputs, maxc, tc, tp)) => {
+                        self.fanout(sid, st, inputs, maxc.unwrap_or(0.0) as usize, tc, tp, true)
+                    }
                     Err(e) => self.state_failed(sid, e, false),
                 }
             }
@@ -774,22 +924,33 @@ impl Execution {
         self.scopes[&sid].cur.as_ref().expect("current state")
     }
     fn cur_mut(&mut self, sid: Sid) -> &mut Cur {
-        self.scopes.get_mut(&sid).and_then(|s| s.cur.as_mut()).expect("current state")
+        self.scopes
+            .get_mut(&sid)
+            .and_then(|s| s.cur.as_mut())
+            .expect("current state")
     }
     fn state_of(&self, sid: Sid) -> (Arc<StateMachine>, usize) {
         let s = &self.scopes[&sid];
-        (s.machine.clone(), s.cur.as_ref().expect("current state").state)
+        (
+            s.machine.clone(),
+            s.cur.as_ref().expect("current state").state,
+        )
     }
 
     /// Leave the current state with `output` (history Exited) and follow Next/End.
     fn leave(&mut self, sid: Sid, output: Value) {
         let (m, idx) = self.state_of(sid);
         let st = &m.states[idx];
-        if let Some(h) = HistoryEvent::exited(&st.kind, &st.name, &self.cur(sid).path, output.clone()) {
+        if let Some(h) =
+            HistoryEvent::exited(&st.kind, &st.name, &self.cur(sid).path, output.clone())
+        {
             self.history(h);
         }
         if st.end {
-            self.queue.push_back(Work::ScopeDone { sid, result: Ok(output) });
+            self.queue.push_back(Work::ScopeDone {
+                sid,
+                result: Ok(output),
+            });
         } else if let Some(n) = &st.next {
             self.goto(sid, n, output);
         }
@@ -798,7 +959,11 @@ impl Execution {
     fn goto(&mut self, sid: Sid, next: &str, input: Value) {
         let m = self.scopes[&sid].machine.clone();
         match m.index_of(next) {
-            Some(i) => self.queue.push_back(Work::Enter { sid, state: i, input }),
+            Some(i) => self.queue.push_back(Work::Enter {
+                sid,
+                state: i,
+                input,
+            }),
             None => self.queue.push_back(Work::ScopeDone {
                 sid,
                 result: Err(AslError::runtime(format!("state '{next}' not found"))),
@@ -819,7 +984,7 @@ impl Execution {
             item: None,
         };
         let build = || ci.value();
-        let ctx = Ctx::lazy(&build);
+        let ctx = Ctx::lazy(&build, ci.exec_input);
         let r = dataflow::apply_output_path(st.output_path.as_ref(), effective, &ctx);
         drop(ctx);
         self.cur_mut(sid).phase = Phase::Idle;
@@ -829,7 +994,15 @@ impl Execution {
         }
     }
 
-    fn run_task(&mut self, sid: Sid, st: &State, resource: &Resource, input: Value, timeout: Option<f64>, heartbeat: Option<f64>) {
+    fn run_task(
+        &mut self,
+        sid: Sid,
+        st: &State,
+        resource: &Resource,
+        input: Value,
+        timeout: Option<f64>,
+        heartbeat: Option<f64>,
+    ) {
         let now = self.now;
         let cur = self.cur(sid);
         let attempt = cur.attempt;
@@ -858,7 +1031,8 @@ impl Execution {
             attempt,
         };
         self.out.push(action.clone());
-        self.tasks.insert(task_id.clone(), TaskEntry { sid, action });
+        self.tasks
+            .insert(task_id.clone(), TaskEntry { sid, action });
         let timeout_timer = timeout_d.map(|d| {
             let id = TimerId(format!("{task_id}:timeout"));
             self.start_timer(id.clone(), Some(sid), now.add(d), TimerPurpose::TaskTimeout);
@@ -897,7 +1071,9 @@ impl Execution {
     }
 
     fn task_done(&mut self, task_id: TaskId, result: Result<Value, AslError>) {
-        let Some(sid) = self.end_task(&task_id) else { return };
+        let Some(sid) = self.end_task(&task_id) else {
+            return;
+        };
         let (m, idx) = self.state_of(sid);
         let st = &m.states[idx];
         let path = self.cur(sid).path.clone();
@@ -925,7 +1101,9 @@ impl Execution {
     }
 
     fn heartbeat(&mut self, task_id: TaskId) {
-        let Some(entry) = self.tasks.get(&task_id) else { return };
+        let Some(entry) = self.tasks.get(&task_id) else {
+            return;
+        };
         let sid = entry.sid;
         let now = self.now;
         let Phase::Task {
@@ -944,14 +1122,21 @@ impl Execution {
         }
         let id = TimerId(format!("{task_id}:heartbeat{n}"));
         self.start_timer(id.clone(), Some(sid), now.add(d), TimerPurpose::Heartbeat);
-        if let Phase::Task { heartbeat_timer, .. } = &mut self.cur_mut(sid).phase {
+        if let Phase::Task {
+            heartbeat_timer, ..
+        } = &mut self.cur_mut(sid).phase
+        {
             *heartbeat_timer = Some(id);
         }
     }
 
     fn timer_fired(&mut self, id: TimerId) {
-        let Some(t) = self.timers.remove(&id) else { return };
-        if t.sid.is_some_and(|s| self.scopes.get(&s).and_then(|s| s.cur.as_ref()).is_none()) {
+        let Some(t) = self.timers.remove(&id) else {
+            return;
+        };
+        if t.sid
+            .is_some_and(|s| self.scopes.get(&s).and_then(|s| s.cur.as_ref()).is_none())
+        {
             return;
         }
         match t.purpose {
@@ -959,7 +1144,10 @@ impl Execution {
                 self.finish(
                     Status::TimedOut,
                     None,
-                    Some(AslError::new(names::TIMEOUT, "The execution timed out (TimeoutSeconds exceeded)")),
+                    Some(AslError::new(
+                        names::TIMEOUT,
+                        "The execution timed out (TimeoutSeconds exceeded)",
+                    )),
                 );
             }
             TimerPurpose::Wait => {
@@ -976,16 +1164,26 @@ impl Execution {
             }
             TimerPurpose::TaskTimeout | TimerPurpose::Heartbeat => {
                 let Some(sid) = t.sid else { return };
-                let Phase::Task { task_id, .. } = &self.cur(sid).phase else { return };
+                let Phase::Task { task_id, .. } = &self.cur(sid).phase else {
+                    return;
+                };
                 let task_id = task_id.clone();
                 self.end_task(&task_id);
-                self.out.push(Action::CancelTask { task_id: task_id.clone() });
+                self.out.push(Action::CancelTask {
+                    task_id: task_id.clone(),
+                });
                 let (m, idx) = self.state_of(sid);
                 let st = &m.states[idx];
                 let err = if t.purpose == TimerPurpose::TaskTimeout {
-                    AslError::new(names::TIMEOUT, "The task did not finish within TimeoutSeconds")
+                    AslError::new(
+                        names::TIMEOUT,
+                        "The task did not finish within TimeoutSeconds",
+                    )
                 } else {
-                    AslError::new(names::HEARTBEAT_TIMEOUT, "The task sent no heartbeat within HeartbeatSeconds")
+                    AslError::new(
+                        names::HEARTBEAT_TIMEOUT,
+                        "The task sent no heartbeat within HeartbeatSeconds",
+                    )
                 };
                 self.history(HistoryEvent::TaskTimedOut {
                     name: st.name.clone(),
@@ -1020,7 +1218,7 @@ impl Execution {
             item: None,
         };
         let build = || ci.value();
-        let ctx = Ctx::lazy(&build);
+        let ctx = Ctx::lazy(&build, ci.exec_input);
         let rng = &mut self.rng;
         let r = (|| {
             let selected = match selector {
@@ -1049,7 +1247,11 @@ impl Execution {
             _ => (&[], &[]),
         };
         // The first retrier whose ErrorEquals matches decides; if it is exhausted, go to Catch.
-        if let Some((ri, r)) = retry.iter().enumerate().find(|(_, r)| error_matches(&r.error_equals, &err, from_branch)) {
+        if let Some((ri, r)) = retry
+            .iter()
+            .enumerate()
+            .find(|(_, r)| error_matches(&r.error_equals, &err, from_branch))
+        {
             let count = self.cur(sid).retriers[ri];
             if count < r.max_attempts {
                 let mut delay = r.interval_seconds * r.backoff_rate.powi(count as i32);
@@ -1078,13 +1280,21 @@ impl Execution {
                 if delay.is_zero() {
                     self.exec(sid);
                 } else {
-                    self.start_timer(timer.clone(), Some(sid), now.add(delay), TimerPurpose::RetryBackoff);
+                    self.start_timer(
+                        timer.clone(),
+                        Some(sid),
+                        now.add(delay),
+                        TimerPurpose::RetryBackoff,
+                    );
                     self.cur_mut(sid).phase = Phase::Backoff { timer };
                 }
                 return;
             }
         }
-        if let Some(c) = catch.iter().find(|c| error_matches(&c.error_equals, &err, from_branch)) {
+        if let Some(c) = catch
+            .iter()
+            .find(|c| error_matches(&c.error_equals, &err, from_branch))
+        {
             let raw = self.cur(sid).input.clone();
             match dataflow::apply_result_path(c.result_path.as_ref(), raw, err.to_value()) {
                 Ok(out) => {
@@ -1094,20 +1304,37 @@ impl Execution {
                         error: err.error.clone(),
                         next: c.next.clone(),
                     });
-                    if let Some(h) = HistoryEvent::exited(&st.kind, &st.name, &self.cur(sid).path, out.clone()) {
+                    if let Some(h) =
+                        HistoryEvent::exited(&st.kind, &st.name, &self.cur(sid).path, out.clone())
+                    {
                         self.history(h);
                     }
                     self.goto(sid, &c.next, out);
                 }
-                Err(e) => self.queue.push_back(Work::ScopeDone { sid, result: Err(e) }),
+                Err(e) => self.queue.push_back(Work::ScopeDone {
+                    sid,
+                    result: Err(e),
+                }),
             }
             return;
         }
-        self.queue.push_back(Work::ScopeDone { sid, result: Err(err) });
+        self.queue.push_back(Work::ScopeDone {
+            sid,
+            result: Err(err),
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn fanout(&mut self, sid: Sid, st: &State, inputs: Vec<Value>, max_concurrency: usize, tolerated_count: Option<f64>, tolerated_pct: Option<f64>, is_map: bool) {
+    fn fanout(
+        &mut self,
+        sid: Sid,
+        st: &State,
+        inputs: Vec<Value>,
+        max_concurrency: usize,
+        tolerated_count: Option<f64>,
+        tolerated_pct: Option<f64>,
+        is_map: bool,
+    ) {
         let n = inputs.len();
         let cur = self.cur(sid);
         let path = cur.path.clone();
@@ -1158,20 +1385,32 @@ impl Execution {
         let (m, idx) = self.state_of(sid);
         let st = &m.states[idx];
         let cur = self.cur(sid);
-        let base = if cur.attempt > 1 { format!("{}#{}", cur.id_base, cur.attempt) } else { cur.id_base.clone() };
+        let base = if cur.attempt > 1 {
+            format!("{}#{}", cur.id_base, cur.attempt)
+        } else {
+            cur.id_base.clone()
+        };
         let path = cur.path.clone();
         loop {
-            let Phase::Fanout(f) = &mut self.cur_mut(sid).phase else { return };
+            let Phase::Fanout(f) = &mut self.cur_mut(sid).phase else {
+                return;
+            };
             while f.next_start < f.children.len() && f.ok[f.next_start] {
                 f.next_start += 1;
             }
-            if f.next_start >= f.children.len() || (f.max_concurrency > 0 && f.running >= f.max_concurrency) {
+            if f.next_start >= f.children.len()
+                || (f.max_concurrency > 0 && f.running >= f.max_concurrency)
+            {
                 return;
             }
             let i = f.next_start;
             f.next_start += 1;
             f.running += 1;
-            let input = if f.is_map { std::mem::take(&mut f.inputs[i]) } else { f.inputs[i].clone() };
+            let input = if f.is_map {
+                std::mem::take(&mut f.inputs[i])
+            } else {
+                f.inputs[i].clone()
+            };
             let (machine, prefix) = match &st.kind {
                 StateKind::Parallel(p) => (p.branches[i].clone(), format!("{base}/branch[{i}]/")),
                 StateKind::Map(mp) => (mp.processor.clone(), format!("{base}[{i}]/")),
@@ -1190,7 +1429,11 @@ impl Execution {
                 });
             }
             match machine.index_of(&machine.start_at) {
-                Some(s) => self.queue.push_back(Work::Enter { sid: child, state: s, input }),
+                Some(s) => self.queue.push_back(Work::Enter {
+                    sid: child,
+                    state: s,
+                    input,
+                }),
                 None => self.queue.push_back(Work::ScopeDone {
                     sid: child,
                     result: Err(AslError::runtime("StartAt not found")),
@@ -1200,11 +1443,17 @@ impl Execution {
     }
 
     fn check_fanout_done(&mut self, sid: Sid) {
-        let Phase::Fanout(f) = &mut self.cur_mut(sid).phase else { return };
+        let Phase::Fanout(f) = &mut self.cur_mut(sid).phase else {
+            return;
+        };
         if f.done < f.children.len() {
             return;
         }
-        let results: Vec<Value> = f.results.iter_mut().map(|r| r.take().unwrap_or(Value::Null)).collect();
+        let results: Vec<Value> = f
+            .results
+            .iter_mut()
+            .map(|r| r.take().unwrap_or(Value::Null))
+            .collect();
         let is_map = f.is_map;
         self.cur_mut(sid).phase = Phase::Idle;
         let (m, idx) = self.state_of(sid);
@@ -1221,7 +1470,9 @@ impl Execution {
         let (m, idx) = self.state_of(sid);
         let st = &m.states[idx];
         let path = self.cur(sid).path.clone();
-        let Phase::Fanout(f) = &mut self.cur_mut(sid).phase else { return };
+        let Phase::Fanout(f) = &mut self.cur_mut(sid).phase else {
+            return;
+        };
         f.children[i] = None;
         f.running -= 1;
         let is_map = f.is_map;
@@ -1249,7 +1500,9 @@ impl Execution {
                     f.results[i] = Some(e.to_value());
                     let total = f.children.len().max(1) as f64;
                     let over_count = f.tolerated_count.is_some_and(|c| f.failed as f64 > c);
-                    let over_pct = f.tolerated_pct.is_some_and(|p| f.failed as f64 * 100.0 / total > p);
+                    let over_pct = f
+                        .tolerated_pct
+                        .is_some_and(|p| f.failed as f64 * 100.0 / total > p);
                     fail = (over_count || over_pct).then(|| {
                         AslError::new(
                             names::EXCEED_TOLERATED_FAILURE_THRESHOLD,
@@ -1312,8 +1565,13 @@ impl Execution {
 
     /// Cancel a scope and everything below it; the scope is removed.
     fn cancel_scope(&mut self, sid: Sid) {
-        let Some(scope) = self.scopes.get_mut(&sid) else { return };
-        let phase = scope.cur.as_mut().map(|c| std::mem::replace(&mut c.phase, Phase::Idle));
+        let Some(scope) = self.scopes.get_mut(&sid) else {
+            return;
+        };
+        let phase = scope
+            .cur
+            .as_mut()
+            .map(|c| std::mem::replace(&mut c.phase, Phase::Idle));
         match phase {
             Some(Phase::Task {
                 task_id,
@@ -1327,7 +1585,9 @@ impl Execution {
                     self.cancel_timer(&t);
                 }
             }
-            Some(Phase::Wait { timer, .. }) | Some(Phase::Backoff { timer }) => self.cancel_timer(&timer),
+            Some(Phase::Wait { timer, .. }) | Some(Phase::Backoff { timer }) => {
+                self.cancel_timer(&timer)
+            }
             Some(Phase::Fanout(f)) => {
                 for c in f.children.into_iter().flatten() {
                     self.cancel_scope(c);
@@ -1341,7 +1601,9 @@ impl Execution {
     }
 
     fn scope_done(&mut self, sid: Sid, result: Result<Value, AslError>) {
-        let Some(scope) = self.scopes.get(&sid) else { return };
+        let Some(scope) = self.scopes.get(&sid) else {
+            return;
+        };
         match scope.parent {
             Some((parent, i)) => {
                 self.scopes.remove(&sid);
@@ -1362,7 +1624,13 @@ impl Execution {
             && let Some(cur) = self.scopes.get(&0).and_then(|s| s.cur.as_ref())
         {
             let preserved = match &cur.phase {
-                Phase::Fanout(f) => Some(f.results.iter().zip(&f.ok).map(|(r, ok)| if *ok { r.clone() } else { None }).collect()),
+                Phase::Fanout(f) => Some(
+                    f.results
+                        .iter()
+                        .zip(&f.ok)
+                        .map(|(r, ok)| if *ok { r.clone() } else { None })
+                        .collect(),
+                ),
                 _ => None,
             };
             self.redrive_point = Some(RedrivePoint {
@@ -1421,13 +1689,20 @@ impl Execution {
 }
 
 /// Iteration input of Map item `i`: ItemSelector evaluated with `$$.Map.Item`.
-fn item_input(sel: &Template, eff: &Value, ci: &CtxInfo, i: usize, item: &Value, rng: &mut Rng) -> Result<Value, AslError> {
+fn item_input(
+    sel: &Template,
+    eff: &Value,
+    ci: &CtxInfo,
+    i: usize,
+    item: &Value,
+    rng: &mut Rng,
+) -> Result<Value, AslError> {
     let ci = CtxInfo {
         item: Some((i, item)),
         ..*ci
     };
     let build = || ci.value();
-    let ctx = Ctx::lazy(&build);
+    let ctx = Ctx::lazy(&build, ci.exec_input);
     dataflow::apply_parameters(sel, eff, &ctx, rng)
 }
 

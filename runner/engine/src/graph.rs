@@ -7,10 +7,22 @@ use std::fmt::Write;
 /// A short human-readable form of a Choice rule, for edge labels.
 pub fn describe_rule(r: &ChoiceRule) -> String {
     match &r.kind {
-        RuleKind::And(rs) => rs.iter().map(describe_rule).collect::<Vec<_>>().join(" and "),
-        RuleKind::Or(rs) => rs.iter().map(describe_rule).collect::<Vec<_>>().join(" or "),
+        RuleKind::And(rs) => rs
+            .iter()
+            .map(describe_rule)
+            .collect::<Vec<_>>()
+            .join(" and "),
+        RuleKind::Or(rs) => rs
+            .iter()
+            .map(describe_rule)
+            .collect::<Vec<_>>()
+            .join(" or "),
         RuleKind::Not(x) => format!("not ({})", describe_rule(x)),
-        RuleKind::Compare { variable, op, operand } => {
+        RuleKind::Compare {
+            variable,
+            op,
+            operand,
+        } => {
             let rhs = match operand {
                 Operand::Value(v) => v.to_string(),
                 Operand::Path(p) => p.as_str().to_string(),
@@ -87,16 +99,17 @@ impl Builder {
                 label: format!("{} ({})", s.name, s.kind.type_name()),
                 kind: s.kind.type_name(),
             });
-            let edge = |to: Option<String>, label: Option<String>, dashed: bool, edges: &mut Vec<Edge>| {
-                if let Some(to) = to {
-                    edges.push(Edge {
-                        from: id.clone(),
-                        to,
-                        label,
-                        dashed,
-                    });
-                }
-            };
+            let edge =
+                |to: Option<String>, label: Option<String>, dashed: bool, edges: &mut Vec<Edge>| {
+                    if let Some(to) = to {
+                        edges.push(Edge {
+                            from: id.clone(),
+                            to,
+                            label,
+                            dashed,
+                        });
+                    }
+                };
             if let Some(n) = &s.next {
                 edge(idx(n), None, false, &mut self.edges);
             }
@@ -110,7 +123,12 @@ impl Builder {
                 _ => &[],
             };
             for k in catch {
-                edge(idx(&k.next), Some(format!("Catch {}", k.error_equals.join(", "))), true, &mut self.edges);
+                edge(
+                    idx(&k.next),
+                    Some(format!("Catch {}", k.error_equals.join(", "))),
+                    true,
+                    &mut self.edges,
+                );
             }
             match &s.kind {
                 StateKind::Choice(ch) => {
@@ -131,7 +149,8 @@ impl Builder {
                     }
                 }
                 StateKind::Map(mp) => {
-                    let (sub, entry) = self.machine(&mp.processor, Some(format!("{} (each item)", s.name)));
+                    let (sub, entry) =
+                        self.machine(&mp.processor, Some(format!("{} (each item)", s.name)));
                     c.clusters.push(sub);
                     edge(Some(entry), None, true, &mut self.edges);
                 }
@@ -144,7 +163,10 @@ impl Builder {
 }
 
 fn build(m: &StateMachine) -> (Cluster, Vec<Edge>) {
-    let mut b = Builder { next: 0, edges: Vec::new() };
+    let mut b = Builder {
+        next: 0,
+        edges: Vec::new(),
+    };
     let (c, _) = b.machine(m, None);
     (c, b.edges)
 }
@@ -170,7 +192,12 @@ pub fn to_mermaid(m: &StateMachine) -> String {
         }
         for sub in &c.clusters {
             *counter += 1;
-            let _ = writeln!(out, "{pad}subgraph sg{} [\"{}\"]", counter, mermaid_text(sub.title.as_deref().unwrap_or("")));
+            let _ = writeln!(
+                out,
+                "{pad}subgraph sg{} [\"{}\"]",
+                counter,
+                mermaid_text(sub.title.as_deref().unwrap_or(""))
+            );
             cluster(out, sub, depth + 1, counter);
             let _ = writeln!(out, "{pad}end");
         }
@@ -180,7 +207,13 @@ pub fn to_mermaid(m: &StateMachine) -> String {
     for e in &edges {
         let arrow = if e.dashed { "-.->" } else { "-->" };
         let _ = match &e.label {
-            Some(l) => writeln!(out, "  {} {arrow}|\"{}\"| {}", e.from, mermaid_text(l), e.to),
+            Some(l) => writeln!(
+                out,
+                "  {} {arrow}|\"{}\"| {}",
+                e.from,
+                mermaid_text(l),
+                e.to
+            ),
             None => writeln!(out, "  {} {arrow} {}", e.from, e.to),
         };
     }
@@ -194,7 +227,8 @@ fn dot_text(s: &str) -> String {
 /// Graphviz DOT digraph.
 pub fn to_dot(m: &StateMachine) -> String {
     let (root, edges) = build(m);
-    let mut out = String::from("digraph runbook {\n  rankdir=TB;\n  node [fontname=\"Helvetica\"];\n");
+    let mut out =
+        String::from("digraph runbook {\n  rankdir=TB;\n  node [fontname=\"Helvetica\"];\n");
     fn cluster(out: &mut String, c: &Cluster, depth: usize, counter: &mut usize) {
         let pad = "  ".repeat(depth);
         for n in &c.nodes {
@@ -205,12 +239,21 @@ pub fn to_dot(m: &StateMachine) -> String {
                 "Succeed" => "doublecircle",
                 _ => "box",
             };
-            let _ = writeln!(out, "{pad}{} [label=\"{}\", shape={shape}];", n.id, dot_text(&n.label));
+            let _ = writeln!(
+                out,
+                "{pad}{} [label=\"{}\", shape={shape}];",
+                n.id,
+                dot_text(&n.label)
+            );
         }
         for sub in &c.clusters {
             *counter += 1;
             let _ = writeln!(out, "{pad}subgraph cluster_{} {{", counter);
-            let _ = writeln!(out, "{pad}  label=\"{}\";", dot_text(sub.title.as_deref().unwrap_or("")));
+            let _ = writeln!(
+                out,
+                "{pad}  label=\"{}\";",
+                dot_text(sub.title.as_deref().unwrap_or(""))
+            );
             cluster(out, sub, depth + 1, counter);
             let _ = writeln!(out, "{pad}}}");
         }
@@ -225,7 +268,11 @@ pub fn to_dot(m: &StateMachine) -> String {
         if e.dashed {
             attrs.push("style=dashed".into());
         }
-        let attrs = if attrs.is_empty() { String::new() } else { format!(" [{}]", attrs.join(", ")) };
+        let attrs = if attrs.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", attrs.join(", "))
+        };
         let _ = writeln!(out, "  {} -> {}{attrs};", e.from, e.to);
     }
     out.push_str("}\n");

@@ -8,37 +8,156 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum HistoryEvent {
-    ExecutionStarted { input: Value, role_arn: Option<String> },
-    ExecutionSucceeded { output: Value },
-    ExecutionFailed { error: String, cause: Option<String> },
-    ExecutionTimedOut { error: String, cause: Option<String> },
-    ExecutionAborted { error: Option<String>, cause: Option<String> },
-    ExecutionRedriven { redrive_count: u32, state: String },
+    ExecutionStarted {
+        input: Value,
+        role_arn: Option<String>,
+    },
+    ExecutionSucceeded {
+        output: Value,
+    },
+    ExecutionFailed {
+        error: String,
+        cause: Option<String>,
+    },
+    ExecutionTimedOut {
+        error: String,
+        cause: Option<String>,
+    },
+    ExecutionAborted {
+        error: Option<String>,
+        cause: Option<String>,
+    },
+    ExecutionRedriven {
+        redrive_count: u32,
+        state: String,
+    },
 
-    PassStateEntered { name: String, path: String, input: Value },
-    PassStateExited { name: String, path: String, output: Value },
-    TaskStateEntered { name: String, path: String, input: Value },
-    TaskStateExited { name: String, path: String, output: Value },
-    ChoiceStateEntered { name: String, path: String, input: Value },
-    ChoiceStateExited { name: String, path: String, output: Value, next: String },
-    WaitStateEntered { name: String, path: String, input: Value, fire_at: Option<String> },
-    WaitStateExited { name: String, path: String, output: Value },
-    SucceedStateEntered { name: String, path: String, input: Value },
-    SucceedStateExited { name: String, path: String, output: Value },
-    FailStateEntered { name: String, path: String, input: Value, error: Option<String>, cause: Option<String> },
-    ParallelStateEntered { name: String, path: String, input: Value },
-    ParallelStateStarted { name: String, path: String, branches: usize },
-    ParallelStateSucceeded { name: String, path: String },
-    ParallelStateFailed { name: String, path: String, error: String, cause: Option<String> },
-    ParallelStateExited { name: String, path: String, output: Value },
-    MapStateEntered { name: String, path: String, input: Value },
-    MapStateStarted { name: String, path: String, length: usize },
-    MapIterationStarted { name: String, path: String, index: usize },
-    MapIterationSucceeded { name: String, path: String, index: usize },
-    MapIterationFailed { name: String, path: String, index: usize, error: String, cause: Option<String> },
-    MapStateSucceeded { name: String, path: String },
-    MapStateFailed { name: String, path: String, error: String, cause: Option<String> },
-    MapStateExited { name: String, path: String, output: Value },
+    PassStateEntered {
+        name: String,
+        path: String,
+        input: Value,
+    },
+    PassStateExited {
+        name: String,
+        path: String,
+        output: Value,
+    },
+    TaskStateEntered {
+        name: String,
+        path: String,
+        input: Value,
+    },
+    TaskStateExited {
+        name: String,
+        path: String,
+        output: Value,
+    },
+    ChoiceStateEntered {
+        name: String,
+        path: String,
+        input: Value,
+    },
+    ChoiceStateExited {
+        name: String,
+        path: String,
+        output: Value,
+        next: String,
+    },
+    WaitStateEntered {
+        name: String,
+        path: String,
+        input: Value,
+        fire_at: Option<String>,
+    },
+    WaitStateExited {
+        name: String,
+        path: String,
+        output: Value,
+    },
+    SucceedStateEntered {
+        name: String,
+        path: String,
+        input: Value,
+    },
+    SucceedStateExited {
+        name: String,
+        path: String,
+        output: Value,
+    },
+    FailStateEntered {
+        name: String,
+        path: String,
+        input: Value,
+        error: Option<String>,
+        cause: Option<String>,
+    },
+    ParallelStateEntered {
+        name: String,
+        path: String,
+        input: Value,
+    },
+    ParallelStateStarted {
+        name: String,
+        path: String,
+        branches: usize,
+    },
+    ParallelStateSucceeded {
+        name: String,
+        path: String,
+    },
+    ParallelStateFailed {
+        name: String,
+        path: String,
+        error: String,
+        cause: Option<String>,
+    },
+    ParallelStateExited {
+        name: String,
+        path: String,
+        output: Value,
+    },
+    MapStateEntered {
+        name: String,
+        path: String,
+        input: Value,
+    },
+    MapStateStarted {
+        name: String,
+        path: String,
+        length: usize,
+    },
+    MapIterationStarted {
+        name: String,
+        path: String,
+        index: usize,
+    },
+    MapIterationSucceeded {
+        name: String,
+        path: String,
+        index: usize,
+    },
+    MapIterationFailed {
+        name: String,
+        path: String,
+        index: usize,
+        error: String,
+        cause: Option<String>,
+    },
+    MapStateSucceeded {
+        name: String,
+        path: String,
+    },
+    MapStateFailed {
+        name: String,
+        path: String,
+        error: String,
+        cause: Option<String>,
+    },
+    MapStateExited {
+        name: String,
+        path: String,
+        output: Value,
+    },
 
     TaskScheduled {
         name: String,
@@ -50,14 +169,42 @@ pub enum HistoryEvent {
         timeout_seconds: Option<f64>,
         heartbeat_seconds: Option<f64>,
     },
-    TaskSucceeded { name: String, path: String, task_id: String, output: Value },
-    TaskFailed { name: String, path: String, task_id: String, error: String, cause: Option<String> },
-    TaskTimedOut { name: String, path: String, task_id: String, error: String, cause: Option<String> },
+    TaskSucceeded {
+        name: String,
+        path: String,
+        task_id: String,
+        output: Value,
+    },
+    TaskFailed {
+        name: String,
+        path: String,
+        task_id: String,
+        error: String,
+        cause: Option<String>,
+    },
+    TaskTimedOut {
+        name: String,
+        path: String,
+        task_id: String,
+        error: String,
+        cause: Option<String>,
+    },
 
     /// A retrier matched: the state runs again after `delay_seconds`.
-    RetryScheduled { name: String, path: String, error: String, attempt: u32, delay_seconds: f64 },
+    RetryScheduled {
+        name: String,
+        path: String,
+        error: String,
+        attempt: u32,
+        delay_seconds: f64,
+    },
     /// A catcher matched: the execution continues at `next`.
-    Caught { name: String, path: String, error: String, next: String },
+    Caught {
+        name: String,
+        path: String,
+        error: String,
+        next: String,
+    },
 }
 
 impl HistoryEvent {
@@ -75,15 +222,31 @@ impl HistoryEvent {
             StateKind::Pass(_) => HistoryEvent::PassStateEntered { name, path, input },
             StateKind::Task(_) => HistoryEvent::TaskStateEntered { name, path, input },
             StateKind::Choice(_) => HistoryEvent::ChoiceStateEntered { name, path, input },
-            StateKind::Wait(_) => HistoryEvent::WaitStateEntered { name, path, input, fire_at: None },
+            StateKind::Wait(_) => HistoryEvent::WaitStateEntered {
+                name,
+                path,
+                input,
+                fire_at: None,
+            },
             StateKind::Succeed => HistoryEvent::SucceedStateEntered { name, path, input },
-            StateKind::Fail(_) => HistoryEvent::FailStateEntered { name, path, input, error: None, cause: None },
+            StateKind::Fail(_) => HistoryEvent::FailStateEntered {
+                name,
+                path,
+                input,
+                error: None,
+                cause: None,
+            },
             StateKind::Parallel(_) => HistoryEvent::ParallelStateEntered { name, path, input },
             StateKind::Map(_) => HistoryEvent::MapStateEntered { name, path, input },
         }
     }
 
-    pub(crate) fn exited(kind: &StateKind, name: &str, path: &str, output: Value) -> Option<HistoryEvent> {
+    pub(crate) fn exited(
+        kind: &StateKind,
+        name: &str,
+        path: &str,
+        output: Value,
+    ) -> Option<HistoryEvent> {
         let (name, path) = (name.to_string(), path.to_string());
         Some(match kind {
             StateKind::Pass(_) => HistoryEvent::PassStateExited { name, path, output },

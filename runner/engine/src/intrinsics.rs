@@ -11,10 +11,16 @@ use serde_json::{Map, Number, Value};
 /// A parsed intrinsic expression.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    Call { name: String, args: Vec<Expr> },
+    Call {
+        name: String,
+        args: Vec<Expr>,
+    },
     /// A single-quoted literal: `value` is unescaped, `raw` keeps the escapes (States.Format
     /// needs them to tell `\{` from a placeholder).
-    Str { value: String, raw: String },
+    Str {
+        value: String,
+        raw: String,
+    },
     Num(Number),
     Bool(bool),
     Null,
@@ -85,7 +91,8 @@ impl P<'_> {
     }
     fn call(&mut self) -> Result<Expr, String> {
         let start = self.i;
-        while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == b'.' || c == b'_') {
+        while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == b'.' || c == b'_')
+        {
             self.i += 1;
         }
         let name = &self.s[start..self.i];
@@ -146,9 +153,14 @@ impl P<'_> {
             Some(c) if c == b'-' || c.is_ascii_digit() => self.number(),
             Some(_) => {
                 let rest = &self.s[self.i..];
-                for (kw, v) in [("true", Expr::Bool(true)), ("false", Expr::Bool(false)), ("null", Expr::Null)] {
+                for (kw, v) in [
+                    ("true", Expr::Bool(true)),
+                    ("false", Expr::Bool(false)),
+                    ("null", Expr::Null),
+                ] {
                     if rest.starts_with(kw)
-                        && !rest[kw.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '.')
+                        && !rest[kw.len()..]
+                            .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '.')
                     {
                         self.i += kw.len();
                         return Ok(v);
@@ -259,7 +271,9 @@ pub fn eval(
                     return format(raw, &vals[1..], true);
                 }
                 let Some(Value::String(t)) = vals.first() else {
-                    return Err(AslError::intrinsic("States.Format: the first argument must be a string"));
+                    return Err(AslError::intrinsic(
+                        "States.Format: the first argument must be a string",
+                    ));
                 };
                 return format(t, &vals[1..], false);
             }
@@ -297,7 +311,10 @@ fn str_arg<'v>(name: &str, v: &'v Value, what: &str) -> Result<&'v str, AslError
 fn arr_arg<'v>(name: &str, v: &'v Value) -> Result<&'v Vec<Value>, AslError> {
     match v {
         Value::Array(a) => Ok(a),
-        other => fail(name, format!("the first argument must be an array, got {other}")),
+        other => fail(
+            name,
+            format!("the first argument must be an array, got {other}"),
+        ),
     }
 }
 
@@ -308,7 +325,9 @@ const MAX_STR: usize = 10_000;
 /// with `\{`, `\}` and `\\` escapes.)
 pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError> {
     let Some(&(_, min, max)) = FUNCTIONS.iter().find(|(n, ..)| *n == name) else {
-        return Err(AslError::intrinsic(format!("unknown intrinsic function '{name}'")));
+        return Err(AslError::intrinsic(format!(
+            "unknown intrinsic function '{name}'"
+        )));
     };
     if args.len() < min || args.len() > max {
         return fail(name, format!("wrong number of arguments ({})", args.len()));
@@ -331,7 +350,9 @@ pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError
                 return fail(name, "the chunk size must be a positive integer");
             }
             Ok(Value::Array(
-                a.chunks(n as usize).map(|c| Value::Array(c.to_vec())).collect(),
+                a.chunks(n as usize)
+                    .map(|c| Value::Array(c.to_vec()))
+                    .collect(),
             ))
         }
         "States.ArrayContains" => {
@@ -365,10 +386,12 @@ pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError
             if i < 0 {
                 return fail(name, "the index must be a non-negative integer");
             }
-            a.get(i as usize)
-                .cloned()
-                .ok_or(())
-                .or_else(|_| fail(name, format!("index {i} is out of bounds (length {})", a.len())))
+            a.get(i as usize).cloned().ok_or(()).or_else(|_| {
+                fail(
+                    name,
+                    format!("index {i} is out of bounds (length {})", a.len()),
+                )
+            })
         }
         "States.ArrayLength" => Ok(Value::from(arr_arg(name, &args[0])?.len())),
         "States.ArrayUnique" => {
@@ -386,7 +409,9 @@ pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError
             if s.chars().count() > MAX_STR {
                 return fail(name, "the input is longer than 10000 characters");
             }
-            Ok(Value::String(base64::engine::general_purpose::STANDARD.encode(s)))
+            Ok(Value::String(
+                base64::engine::general_purpose::STANDARD.encode(s),
+            ))
         }
         "States.Base64Decode" => {
             let s = str_arg(name, &args[0], "the argument")?;
@@ -421,7 +446,9 @@ pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError
                 other => {
                     return fail(
                         name,
-                        format!("unsupported algorithm '{other}' (MD5, SHA-1, SHA-256, SHA-384, SHA-512)"),
+                        format!(
+                            "unsupported algorithm '{other}' (MD5, SHA-1, SHA-256, SHA-384, SHA-512)"
+                        ),
                     );
                 }
             };
@@ -433,7 +460,12 @@ pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError
             };
             match &args[2] {
                 Value::Bool(false) => {}
-                Value::Bool(true) => return fail(name, "deep merging is not supported; the third argument must be false"),
+                Value::Bool(true) => {
+                    return fail(
+                        name,
+                        "deep merging is not supported; the third argument must be false",
+                    );
+                }
                 _ => return fail(name, "the third argument must be a boolean"),
             }
             let mut out: Map<String, Value> = a.clone();
@@ -467,7 +499,9 @@ pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError
                     .or_else(|_| fail(name, "integer overflow"));
             }
             let s = a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0);
-            Ok(Number::from_f64(s).map(Value::Number).unwrap_or(Value::Null))
+            Ok(Number::from_f64(s)
+                .map(Value::Number)
+                .unwrap_or(Value::Null))
         }
         "States.StringSplit" => {
             let s = str_arg(name, &args[0], "the string")?;
@@ -503,7 +537,13 @@ fn format(template: &str, args: &[Value], escapes: bool) -> Result<Value, AslErr
             '{' if chars.peek() == Some(&'}') => {
                 chars.next();
                 let Some(a) = args.get(used) else {
-                    return fail(name, format!("the template has more '{{}}' than the {} argument(s)", args.len()));
+                    return fail(
+                        name,
+                        format!(
+                            "the template has more '{{}}' than the {} argument(s)",
+                            args.len()
+                        ),
+                    );
                 };
                 used += 1;
                 match a {
@@ -518,7 +558,10 @@ fn format(template: &str, args: &[Value], escapes: bool) -> Result<Value, AslErr
     if used != args.len() {
         return fail(
             name,
-            format!("the template has {used} '{{}}' but {} argument(s) were given", args.len()),
+            format!(
+                "the template has {used} '{{}}' but {} argument(s) were given",
+                args.len()
+            ),
         );
     }
     Ok(Value::String(out))
@@ -537,9 +580,18 @@ mod tests {
 
     #[test]
     fn format_and_escapes() {
-        assert_eq!(run("States.Format('Hello, {}!', $.n)", json!({"n": "Ann"})).unwrap(), json!("Hello, Ann!"));
-        assert_eq!(run(r"States.Format('\{{}\}', 1)", json!({})).unwrap(), json!("{1}"));
-        assert_eq!(run(r"States.Format('it\'s {}', true)", json!({})).unwrap(), json!("it's true"));
+        assert_eq!(
+            run("States.Format('Hello, {}!', $.n)", json!({"n": "Ann"})).unwrap(),
+            json!("Hello, Ann!")
+        );
+        assert_eq!(
+            run(r"States.Format('\{{}\}', 1)", json!({})).unwrap(),
+            json!("{1}")
+        );
+        assert_eq!(
+            run(r"States.Format('it\'s {}', true)", json!({})).unwrap(),
+            json!("it's true")
+        );
         assert!(run("States.Format('{} {}', 1)", json!({})).is_err());
     }
 
@@ -563,10 +615,26 @@ mod tests {
 
     #[test]
     fn functions() {
-        assert_eq!(run("States.ArrayRange(1, 9, 2)", json!({})).unwrap(), json!([1, 3, 5, 7, 9]));
-        assert_eq!(run("States.ArrayPartition(States.Array(1,2,3,4,5), 2)", json!({})).unwrap(), json!([[1, 2], [3, 4], [5]]));
-        assert_eq!(run("States.Hash('input data', 'SHA-1')", json!({})).unwrap(), json!("aaff4a450a104cd177d28d18d74485e8cae074b7"));
-        assert_eq!(run("States.Base64Encode('Data to encode')", json!({})).unwrap(), json!("RGF0YSB0byBlbmNvZGU="));
+        assert_eq!(
+            run("States.ArrayRange(1, 9, 2)", json!({})).unwrap(),
+            json!([1, 3, 5, 7, 9])
+        );
+        assert_eq!(
+            run(
+                "States.ArrayPartition(States.Array(1,2,3,4,5), 2)",
+                json!({})
+            )
+            .unwrap(),
+            json!([[1, 2], [3, 4], [5]])
+        );
+        assert_eq!(
+            run("States.Hash('input data', 'SHA-1')", json!({})).unwrap(),
+            json!("aaff4a450a104cd177d28d18d74485e8cae074b7")
+        );
+        assert_eq!(
+            run("States.Base64Encode('Data to encode')", json!({})).unwrap(),
+            json!("RGF0YSB0byBlbmNvZGU=")
+        );
         let u = run("States.UUID()", json!({})).unwrap();
         assert_eq!(u.as_str().unwrap().len(), 36);
         assert_eq!(&u.as_str().unwrap()[14..15], "4");

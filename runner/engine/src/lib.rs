@@ -27,9 +27,15 @@ pub mod validate;
 pub mod yaml;
 
 pub use choice::evaluate_choice;
-pub use dataflow::{Ctx, Template, apply_input_path, apply_output_path, apply_parameters, apply_result_path, apply_result_selector};
+pub use dataflow::{
+    Ctx, Template, apply_input_path, apply_output_path, apply_parameters, apply_result_path,
+    apply_result_selector,
+};
 pub use error::{AslError, Diagnostic, Diagnostics, EngineError, Pos};
-pub use exec::{Action, Event, Execution, ExecutionContext, Status, TaskId, TimerId, TimerPurpose, error_matches};
+pub use exec::{
+    Action, Event, Execution, ExecutionContext, Status, TaskId, TimerId, TimerPurpose,
+    error_matches,
+};
 pub use graph::{to_dot, to_mermaid};
 pub use history::HistoryEvent;
 pub use model::{Provider, Resource, RunbookMeta, State, StateKind, StateMachine};

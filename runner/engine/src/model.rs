@@ -268,13 +268,23 @@ impl Op {
         ("IsTimestamp", Op::IsTimestamp),
     ];
     pub fn name(self) -> &'static str {
-        Op::ALL.iter().find(|(_, o)| *o == self).map(|(n, _)| *n).unwrap_or("?")
+        Op::ALL
+            .iter()
+            .find(|(_, o)| *o == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
     }
     /// Operators that take a `*Path` variant (all but the type tests, and StringMatches).
     pub fn has_path_variant(self) -> bool {
         !matches!(
             self,
-            Op::StringMatches | Op::IsNull | Op::IsPresent | Op::IsNumeric | Op::IsString | Op::IsBoolean | Op::IsTimestamp
+            Op::StringMatches
+                | Op::IsNull
+                | Op::IsPresent
+                | Op::IsNumeric
+                | Op::IsString
+                | Op::IsBoolean
+                | Op::IsTimestamp
         )
     }
 }

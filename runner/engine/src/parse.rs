@@ -61,7 +61,9 @@ impl Runbook {
                         self.collect_tasks(b, &format!("{path}/branch[{i}]/"), out);
                     }
                 }
-                StateKind::Map(mp) => self.collect_tasks(&mp.processor, &format!("{path}[*]/"), out),
+                StateKind::Map(mp) => {
+                    self.collect_tasks(&mp.processor, &format!("{path}[*]/"), out)
+                }
                 _ => {}
             }
         }
@@ -69,7 +71,9 @@ impl Runbook {
 
     /// Source position of the node at a JSON pointer (key position for object members).
     pub fn position_of(&self, pointer: &str) -> Option<Pos> {
-        self.source.key_pos(pointer).or_else(|| self.source.value_pos(pointer))
+        self.source
+            .key_pos(pointer)
+            .or_else(|| self.source.value_pos(pointer))
     }
 
     /// A diagnostic for this runbook's file (for checks made by other crates).
@@ -85,7 +89,13 @@ impl Runbook {
     }
 
     /// Like [`Runbook::diag`], naming the state and a stable code.
-    pub fn state_diag(&self, pos: Pos, state: &str, code: &'static str, msg: impl Into<String>) -> Diagnostic {
+    pub fn state_diag(
+        &self,
+        pos: Pos,
+        state: &str,
+        code: &'static str,
+        msg: impl Into<String>,
+    ) -> Diagnostic {
         Diagnostic {
             state: Some(state.to_string()),
             code,
@@ -106,7 +116,8 @@ pub fn parse_runbook(file_name: &str, text: &str) -> Result<Runbook, Diagnostics
             message,
         }])
     };
-    let looks_json = file_name.to_ascii_lowercase().ends_with(".json") || text.trim_start().starts_with('{');
+    let looks_json =
+        file_name.to_ascii_lowercase().ends_with(".json") || text.trim_start().starts_with('{');
     let mut json_ok = false;
     if looks_json {
         // serde_json gives precise messages for JSON syntax errors; YAML's would be confusing.
@@ -131,7 +142,11 @@ pub fn parse_runbook(file_name: &str, text: &str) -> Result<Runbook, Diagnostics
         Err(e) if json_ok => {
             // Valid JSON that YAML rejects (rare: e.g. tab indentation); positions degrade.
             let _ = e;
-            (serde_json::from_str(text).map_err(|e| one(Pos::default(), "E-JSON", e.to_string()))?, SourceMap::default())
+            (
+                serde_json::from_str(text)
+                    .map_err(|e| one(Pos::default(), "E-JSON", e.to_string()))?,
+                SourceMap::default(),
+            )
         }
         Err(e) => return Err(one(e.pos, "E-YAML", e.message)),
     };
@@ -139,7 +154,11 @@ pub fn parse_runbook(file_name: &str, text: &str) -> Result<Runbook, Diagnostics
 }
 
 /// Parse an already-loaded document (with its source map).
-pub fn parse_value(file_name: &str, value: Value, source: SourceMap) -> Result<Runbook, Diagnostics> {
+pub fn parse_value(
+    file_name: &str,
+    value: Value,
+    source: SourceMap,
+) -> Result<Runbook, Diagnostics> {
     let mut ps = Ps {
         file: file_name,
         src: &source,
@@ -147,7 +166,11 @@ pub fn parse_value(file_name: &str, value: Value, source: SourceMap) -> Result<R
         state: None,
     };
     let Value::Object(top) = &value else {
-        ps.err("", "E-TOP", "a runbook must be a mapping with StartAt and States");
+        ps.err(
+            "",
+            "E-TOP",
+            "a runbook must be a mapping with StartAt and States",
+        );
         return Err(Diagnostics(ps.diags));
     };
     let meta = match top.get("Runbook") {
@@ -190,29 +213,94 @@ struct Ps<'a> {
 
 const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
 const FIELDS: &[(&str, &[&str])] = &[
-    ("Pass", &["InputPath", "OutputPath", "Next", "End", "Result", "ResultPath", "Parameters"]),
+    (
+        "Pass",
+        &[
+            "InputPath",
+            "OutputPath",
+            "Next",
+            "End",
+            "Result",
+            "ResultPath",
+            "Parameters",
+        ],
+    ),
     (
         "Task",
         &[
-            "Resource", "InputPath", "OutputPath", "Next", "End", "Parameters", "ResultSelector", "ResultPath", "Retry",
-            "Catch", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds", "HeartbeatSecondsPath", "Credentials",
-            "Sha256", "Capabilities",
+            "Resource",
+            "InputPath",
+            "OutputPath",
+            "Next",
+            "End",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+            "TimeoutSeconds",
+            "TimeoutSecondsPath",
+            "HeartbeatSeconds",
+            "HeartbeatSecondsPath",
+            "Credentials",
+            "Sha256",
+            "Capabilities",
         ],
     ),
     ("Choice", &["InputPath", "OutputPath", "Choices", "Default"]),
-    ("Wait", &["InputPath", "OutputPath", "Next", "End", "Seconds", "Timestamp", "SecondsPath", "TimestampPath"]),
+    (
+        "Wait",
+        &[
+            "InputPath",
+            "OutputPath",
+            "Next",
+            "End",
+            "Seconds",
+            "Timestamp",
+            "SecondsPath",
+            "TimestampPath",
+        ],
+    ),
     ("Succeed", &["InputPath", "OutputPath"]),
     ("Fail", &["Error", "Cause", "ErrorPath", "CausePath"]),
     (
         "Parallel",
-        &["InputPath", "OutputPath", "Next", "End", "Branches", "Parameters", "ResultSelector", "ResultPath", "Retry", "Catch"],
+        &[
+            "InputPath",
+            "OutputPath",
+            "Next",
+            "End",
+            "Branches",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+        ],
     ),
     (
         "Map",
         &[
-            "InputPath", "OutputPath", "Next", "End", "ItemsPath", "ItemSelector", "Parameters", "ItemProcessor", "Iterator",
-            "MaxConcurrency", "MaxConcurrencyPath", "ToleratedFailurePercentage", "ToleratedFailurePercentagePath",
-            "ToleratedFailureCount", "ToleratedFailureCountPath", "ResultSelector", "ResultPath", "Retry", "Catch", "Label",
+            "InputPath",
+            "OutputPath",
+            "Next",
+            "End",
+            "ItemsPath",
+            "ItemSelector",
+            "Parameters",
+            "ItemProcessor",
+            "Iterator",
+            "MaxConcurrency",
+            "MaxConcurrencyPath",
+            "ToleratedFailurePercentage",
+            "ToleratedFailurePercentagePath",
+            "ToleratedFailureCount",
+            "ToleratedFailureCountPath",
+            "ResultSelector",
+            "ResultPath",
+            "Retry",
+            "Catch",
+            "Label",
         ],
     ),
 ];
@@ -235,7 +323,10 @@ fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 /// "did you mean" suggestion among `candidates`.
-pub(crate) fn suggest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+pub(crate) fn suggest<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
     candidates
         .into_iter()
         .map(|c| (levenshtein(word, c), c))
@@ -275,11 +366,19 @@ impl Ps<'_> {
             }
             let kp = format!("{ptr}/{}", escape_token(k));
             if LATER.contains(&k.as_str()) {
-                self.err(&kp, "E-UNSUPPORTED", format!("'{k}' is not supported yet (JSONata/variables come later)"));
+                self.err(
+                    &kp,
+                    "E-UNSUPPORTED",
+                    format!("'{k}' is not supported yet (JSONata/variables come later)"),
+                );
                 continue;
             }
             if what.ends_with(" state") && FIELDS.iter().any(|(_, f)| f.contains(&k.as_str())) {
-                self.err(&kp, "E-FIELD-NOT-ALLOWED", format!("field '{k}' is not allowed in {what}"));
+                self.err(
+                    &kp,
+                    "E-FIELD-NOT-ALLOWED",
+                    format!("field '{k}' is not allowed in {what}"),
+                );
                 continue;
             }
             let msg = match suggest(k, allowed.iter().copied()) {
@@ -294,7 +393,11 @@ impl Ps<'_> {
         match obj.get(key)? {
             Value::String(s) => Some(s.clone()),
             other => {
-                self.err_val(&format!("{ptr}/{key}"), "E-FIELD-TYPE", format!("'{key}' must be a string, got {other}"));
+                self.err_val(
+                    &format!("{ptr}/{key}"),
+                    "E-FIELD-TYPE",
+                    format!("'{key}' must be a string, got {other}"),
+                );
                 None
             }
         }
@@ -305,8 +408,16 @@ impl Ps<'_> {
         match v.as_u64() {
             Some(n) if n >= min => Some(n),
             _ => {
-                let want = if min == 0 { "a non-negative integer" } else { "a positive integer" };
-                self.err_val(&format!("{ptr}/{key}"), "E-FIELD-TYPE", format!("'{key}' must be {want}, got {v}"));
+                let want = if min == 0 {
+                    "a non-negative integer"
+                } else {
+                    "a positive integer"
+                };
+                self.err_val(
+                    &format!("{ptr}/{key}"),
+                    "E-FIELD-TYPE",
+                    format!("'{key}' must be {want}, got {v}"),
+                );
                 None
             }
         }
@@ -317,39 +428,72 @@ impl Ps<'_> {
         match v.as_f64() {
             Some(n) => Some(n),
             None => {
-                self.err_val(&format!("{ptr}/{key}"), "E-FIELD-TYPE", format!("'{key}' must be a number, got {v}"));
+                self.err_val(
+                    &format!("{ptr}/{key}"),
+                    "E-FIELD-TYPE",
+                    format!("'{key}' must be a number, got {v}"),
+                );
                 None
             }
         }
     }
 
     /// A path field: None = absent, Some(None) = null, Some(Some(p)) = path.
-    fn get_path(&mut self, obj: &Map<String, Value>, ptr: &str, key: &str, reference: bool, nullable: bool) -> Opt<Opt<Path>> {
+    fn get_path(
+        &mut self,
+        obj: &Map<String, Value>,
+        ptr: &str,
+        key: &str,
+        reference: bool,
+        nullable: bool,
+    ) -> Opt<Opt<Path>> {
         let v = obj.get(key)?;
         let kp = format!("{ptr}/{key}");
         match v {
             Value::Null if nullable => Some(None),
             Value::String(s) => {
-                let r = if reference { Path::parse_reference(s) } else { Path::parse(s) };
+                let r = if reference {
+                    Path::parse_reference(s)
+                } else {
+                    Path::parse(s)
+                };
                 match r {
                     Ok(p) => Some(Some(p)),
                     Err(e) => {
-                        let code = if reference && Path::parse(s).is_ok() { "E-REFPATH" } else { "E-PATH-SYNTAX" };
+                        let code = if reference && Path::parse(s).is_ok() {
+                            "E-REFPATH"
+                        } else {
+                            "E-PATH-SYNTAX"
+                        };
                         self.err_val(&kp, code, format!("{key}: {e}"));
                         None
                     }
                 }
             }
             other => {
-                let want = if nullable { "a path string or null" } else { "a path string" };
-                self.err_val(&kp, "E-FIELD-TYPE", format!("'{key}' must be {want}, got {other}"));
+                let want = if nullable {
+                    "a path string or null"
+                } else {
+                    "a path string"
+                };
+                self.err_val(
+                    &kp,
+                    "E-FIELD-TYPE",
+                    format!("'{key}' must be {want}, got {other}"),
+                );
                 None
             }
         }
     }
 
     /// Path with default `$` when absent.
-    fn io_path(&mut self, obj: &Map<String, Value>, ptr: &str, key: &str, reference: bool) -> Opt<Path> {
+    fn io_path(
+        &mut self,
+        obj: &Map<String, Value>,
+        ptr: &str,
+        key: &str,
+        reference: bool,
+    ) -> Opt<Path> {
         match self.get_path(obj, ptr, key, reference, true) {
             None => Some(Path::parse("$").expect("root path")),
             Some(p) => p,
@@ -387,7 +531,12 @@ impl Ps<'_> {
             self.err_val(ptr, "E-RUNBOOK", "'Runbook' must be a mapping");
             return meta;
         };
-        self.check_fields(o, ptr, &["Name", "Description", "Parameters", "Provider"], "the Runbook block");
+        self.check_fields(
+            o,
+            ptr,
+            &["Name", "Description", "Parameters", "Provider"],
+            "the Runbook block",
+        );
         meta.name = self.get_str(o, ptr, "Name");
         meta.description = self.get_str(o, ptr, "Description");
         if let Some(p) = self.get_str(o, ptr, "Provider") {
@@ -395,7 +544,11 @@ impl Ps<'_> {
                 "local" => Some(Provider::Local),
                 "aws" => Some(Provider::Aws),
                 _ => {
-                    self.err_val(&format!("{ptr}/Provider"), "E-RUNBOOK", format!("Provider must be 'local' or 'aws', got '{p}'"));
+                    self.err_val(
+                        &format!("{ptr}/Provider"),
+                        "E-RUNBOOK",
+                        format!("Provider must be 'local' or 'aws', got '{p}'"),
+                    );
                     None
                 }
             };
@@ -406,7 +559,11 @@ impl Ps<'_> {
                 for (name, spec) in params {
                     let pp = format!("{ptr}/Parameters/{}", escape_token(name));
                     let Value::Object(so) = spec else {
-                        self.err_val(&pp, "E-RUNBOOK", format!("parameter '{name}' must be a mapping with Type"));
+                        self.err_val(
+                            &pp,
+                            "E-RUNBOOK",
+                            format!("parameter '{name}' must be a mapping with Type"),
+                        );
                         continue;
                     };
                     self.check_fields(so, &pp, &["Type", "Default", "Description"], "a parameter");
@@ -434,7 +591,11 @@ impl Ps<'_> {
                     if let Some(d) = &default
                         && !type_matches(ty, d)
                     {
-                        self.err_val(&format!("{pp}/Default"), "E-RUNBOOK", format!("parameter '{name}': Default {d} is not of type {ty:?}"));
+                        self.err_val(
+                            &format!("{pp}/Default"),
+                            "E-RUNBOOK",
+                            format!("parameter '{name}': Default {d} is not of type {ty:?}"),
+                        );
                     }
                     meta.parameters.push((
                         name.clone(),
@@ -446,7 +607,11 @@ impl Ps<'_> {
                     ));
                 }
             }
-            Some(_) => self.err_val(&format!("{ptr}/Parameters"), "E-RUNBOOK", "'Parameters' must be a mapping"),
+            Some(_) => self.err_val(
+                &format!("{ptr}/Parameters"),
+                "E-RUNBOOK",
+                "'Parameters' must be a mapping",
+            ),
         }
         meta
     }
@@ -455,19 +620,40 @@ impl Ps<'_> {
         let saved = self.state.take();
         let empty = StateMachine::new(String::new(), Vec::new(), ptr.to_string());
         let Value::Object(o) = v else {
-            self.err_val(ptr, "E-FIELD-TYPE", "a state machine must be a mapping with StartAt and States");
+            self.err_val(
+                ptr,
+                "E-FIELD-TYPE",
+                "a state machine must be a mapping with StartAt and States",
+            );
             self.state = saved;
             return empty;
         };
         let allowed: &[&str] = match kind {
-            MachineKind::Top => &["StartAt", "States", "Comment", "TimeoutSeconds", "Version", "QueryLanguage", "Runbook"],
+            MachineKind::Top => &[
+                "StartAt",
+                "States",
+                "Comment",
+                "TimeoutSeconds",
+                "Version",
+                "QueryLanguage",
+                "Runbook",
+            ],
             MachineKind::Branch => &["StartAt", "States", "Comment"],
             MachineKind::Processor => &["StartAt", "States", "Comment", "ProcessorConfig"],
         };
         // Field errors of a branch are not "in" the enclosing state's own fields, but naming
         // the enclosing state still helps; keep it.
         self.state = saved.clone();
-        self.check_fields(o, ptr, allowed, if kind == MachineKind::Top { "the top level" } else { "a branch" });
+        self.check_fields(
+            o,
+            ptr,
+            allowed,
+            if kind == MachineKind::Top {
+                "the top level"
+            } else {
+                "a branch"
+            },
+        );
         let start_at = self.get_str(o, ptr, "StartAt");
         if start_at.is_none() && !o.contains_key("StartAt") {
             self.err(ptr, "E-STARTAT-MISSING", "missing required field 'StartAt'");
@@ -477,7 +663,11 @@ impl Ps<'_> {
             None => self.err(ptr, "E-STATES-MISSING", "missing required field 'States'"),
             Some(Value::Object(sm)) => {
                 if sm.is_empty() {
-                    self.err(&format!("{ptr}/States"), "E-STATES-MISSING", "'States' must not be empty");
+                    self.err(
+                        &format!("{ptr}/States"),
+                        "E-STATES-MISSING",
+                        "'States' must not be empty",
+                    );
                 }
                 for (name, sv) in sm {
                     let sp = format!("{ptr}/States/{}", escape_token(name));
@@ -487,7 +677,11 @@ impl Ps<'_> {
                     }
                 }
             }
-            Some(_) => self.err_val(&format!("{ptr}/States"), "E-FIELD-TYPE", "'States' must be a mapping of state names to states"),
+            Some(_) => self.err_val(
+                &format!("{ptr}/States"),
+                "E-FIELD-TYPE",
+                "'States' must be a mapping of state names to states",
+            ),
         }
         self.state = saved;
         let mut m = StateMachine::new(start_at.unwrap_or_default(), states, ptr.to_string());
@@ -509,7 +703,13 @@ impl Ps<'_> {
                         && mode != "INLINE"
                         && mode != "DISTRIBUTED"
                     {
-                        self.err_val(&format!("{pcp}/Mode"), "E-MAP", format!("ProcessorConfig.Mode must be INLINE or DISTRIBUTED, got '{mode}'"));
+                        self.err_val(
+                            &format!("{pcp}/Mode"),
+                            "E-MAP",
+                            format!(
+                                "ProcessorConfig.Mode must be INLINE or DISTRIBUTED, got '{mode}'"
+                            ),
+                        );
                     }
                 }
                 _ => self.err_val(&pcp, "E-FIELD-TYPE", "'ProcessorConfig' must be a mapping"),
@@ -538,7 +738,11 @@ impl Ps<'_> {
 
     fn state_def(&mut self, name: &str, v: &Value, ptr: &str) -> Opt<State> {
         if name.chars().count() > 80 {
-            self.err(ptr, "E-NAME-LONG", "state names must be at most 80 characters");
+            self.err(
+                ptr,
+                "E-NAME-LONG",
+                "state names must be at most 80 characters",
+            );
         }
         let Value::Object(o) = v else {
             self.err_val(ptr, "E-FIELD-TYPE", "a state must be a mapping");
@@ -551,14 +755,20 @@ impl Ps<'_> {
             }
             Some(Value::String(t)) => t.clone(),
             Some(other) => {
-                self.err_val(&format!("{ptr}/Type"), "E-STATE-TYPE", format!("'Type' must be a string, got {other}"));
+                self.err_val(
+                    &format!("{ptr}/Type"),
+                    "E-STATE-TYPE",
+                    format!("'Type' must be a string, got {other}"),
+                );
                 return None;
             }
         };
         let Some((_, fields)) = FIELDS.iter().find(|(t, _)| *t == ty) else {
             let msg = match suggest(&ty, FIELDS.iter().map(|(t, _)| *t)) {
                 Some(s) => format!("unknown state Type '{ty}' (did you mean '{s}'?)"),
-                None => format!("unknown state Type '{ty}' (Pass, Task, Choice, Wait, Succeed, Fail, Parallel or Map)"),
+                None => format!(
+                    "unknown state Type '{ty}' (Pass, Task, Choice, Wait, Succeed, Fail, Parallel or Map)"
+                ),
             };
             self.err_val(&format!("{ptr}/Type"), "E-STATE-TYPE", msg);
             return None;
@@ -568,7 +778,11 @@ impl Ps<'_> {
         if ty == "Map" {
             for k in UNSUPPORTED_MAP {
                 if o.contains_key(*k) {
-                    self.err(&format!("{ptr}/{k}"), "E-UNSUPPORTED", format!("'{k}' (distributed Map) is not supported"));
+                    self.err(
+                        &format!("{ptr}/{k}"),
+                        "E-UNSUPPORTED",
+                        format!("'{k}' (distributed Map) is not supported"),
+                    );
                 }
             }
             allowed.extend_from_slice(UNSUPPORTED_MAP);
@@ -577,8 +791,16 @@ impl Ps<'_> {
         self.query_language(o, ptr);
 
         let comment = self.get_str(o, ptr, "Comment");
-        let input_path = if fields.contains(&"InputPath") { self.io_path(o, ptr, "InputPath", false) } else { Some(Path::parse("$").unwrap()) };
-        let output_path = if fields.contains(&"OutputPath") { self.io_path(o, ptr, "OutputPath", false) } else { Some(Path::parse("$").unwrap()) };
+        let input_path = if fields.contains(&"InputPath") {
+            self.io_path(o, ptr, "InputPath", false)
+        } else {
+            Some(Path::parse("$").unwrap())
+        };
+        let output_path = if fields.contains(&"OutputPath") {
+            self.io_path(o, ptr, "OutputPath", false)
+        } else {
+            Some(Path::parse("$").unwrap())
+        };
 
         // Next / End exclusivity for the states that transition.
         let (mut next, mut end) = (None, false);
@@ -588,14 +810,26 @@ impl Ps<'_> {
                 None => false,
                 Some(Value::Bool(b)) => *b,
                 Some(other) => {
-                    self.err_val(&format!("{ptr}/End"), "E-FIELD-TYPE", format!("'End' must be a boolean, got {other}"));
+                    self.err_val(
+                        &format!("{ptr}/End"),
+                        "E-FIELD-TYPE",
+                        format!("'End' must be a boolean, got {other}"),
+                    );
                     false
                 }
             };
             if o.contains_key("Next") && end {
-                self.err(&format!("{ptr}/End"), "E-END-NEXT", "a state cannot have both 'Next' and 'End: true'");
+                self.err(
+                    &format!("{ptr}/End"),
+                    "E-END-NEXT",
+                    "a state cannot have both 'Next' and 'End: true'",
+                );
             } else if !o.contains_key("Next") && !end {
-                self.err(ptr, "E-END-NEXT", "a state must have either 'Next' or 'End: true'");
+                self.err(
+                    ptr,
+                    "E-END-NEXT",
+                    "a state must have either 'Next' or 'End: true'",
+                );
             }
         }
 
@@ -629,40 +863,70 @@ impl Ps<'_> {
     fn duration(&mut self, o: &Map<String, Value>, ptr: &str, key: &str) -> Opt<NumberSpec> {
         let pkey = format!("{key}Path");
         if o.contains_key(key) && o.contains_key(&pkey) {
-            self.err(&format!("{ptr}/{pkey}"), "E-TIMEOUT", format!("'{key}' and '{pkey}' are mutually exclusive"));
+            self.err(
+                &format!("{ptr}/{pkey}"),
+                "E-TIMEOUT",
+                format!("'{key}' and '{pkey}' are mutually exclusive"),
+            );
         }
         if let Some(n) = self.get_uint(o, ptr, key, 1) {
             if n > 99_999_999 {
-                self.err_val(&format!("{ptr}/{key}"), "E-TIMEOUT", format!("'{key}' must be at most 99999999"));
+                self.err_val(
+                    &format!("{ptr}/{key}"),
+                    "E-TIMEOUT",
+                    format!("'{key}' must be at most 99999999"),
+                );
             }
             return Some(NumberSpec::Value(n as f64));
         }
-        self.get_path(o, ptr, &pkey, true, false).flatten().map(NumberSpec::Path)
+        self.get_path(o, ptr, &pkey, true, false)
+            .flatten()
+            .map(NumberSpec::Path)
     }
 
     fn task(&mut self, o: &Map<String, Value>, ptr: &str) -> Opt<TaskState> {
         let resource = match self.get_str(o, ptr, "Resource") {
             Some(r) if r.is_empty() || r == "plugin:" => {
-                self.err_val(&format!("{ptr}/Resource"), "E-RESOURCE", "'Resource' must not be empty");
+                self.err_val(
+                    &format!("{ptr}/Resource"),
+                    "E-RESOURCE",
+                    "'Resource' must not be empty",
+                );
                 Resource::Other(r)
             }
             Some(r) => Resource::parse(&r),
             None => {
                 if !o.contains_key("Resource") {
-                    self.err(ptr, "E-RESOURCE", "a Task needs a 'Resource' (plugin:<name>, a .wasm path or an ARN)");
+                    self.err(
+                        ptr,
+                        "E-RESOURCE",
+                        "a Task needs a 'Resource' (plugin:<name>, a .wasm path or an ARN)",
+                    );
                 }
                 Resource::Other(String::new())
             }
         };
         if o.get("Sha256").is_some_and(Value::is_number) {
             // An all-digit hash reads as a YAML number.
-            self.err_val(&format!("{ptr}/Sha256"), "E-SHA256", "'Sha256' must be a string: quote the hash");
+            self.err_val(
+                &format!("{ptr}/Sha256"),
+                "E-SHA256",
+                "'Sha256' must be a string: quote the hash",
+            );
         }
-        let sha256 = if o.get("Sha256").is_some_and(Value::is_number) { None } else { self.get_str(o, ptr, "Sha256") };
+        let sha256 = if o.get("Sha256").is_some_and(Value::is_number) {
+            None
+        } else {
+            self.get_str(o, ptr, "Sha256")
+        };
         if let Some(h) = &sha256
             && (h.len() != 64 || !h.bytes().all(|c| c.is_ascii_hexdigit()))
         {
-            self.err_val(&format!("{ptr}/Sha256"), "E-SHA256", "'Sha256' must be 64 hexadecimal characters");
+            self.err_val(
+                &format!("{ptr}/Sha256"),
+                "E-SHA256",
+                "'Sha256' must be 64 hexadecimal characters",
+            );
         }
         let mut capabilities = Vec::new();
         match o.get("Capabilities") {
@@ -681,14 +945,22 @@ impl Ps<'_> {
                     }
                 }
             }
-            Some(_) => self.err_val(&format!("{ptr}/Capabilities"), "E-CAPABILITY", "'Capabilities' must be a list of strings"),
+            Some(_) => self.err_val(
+                &format!("{ptr}/Capabilities"),
+                "E-CAPABILITY",
+                "'Capabilities' must be a list of strings",
+            ),
         }
         let timeout = self.duration(o, ptr, "TimeoutSeconds");
         let heartbeat = self.duration(o, ptr, "HeartbeatSeconds");
         if let (Some(NumberSpec::Value(t)), Some(NumberSpec::Value(h))) = (&timeout, &heartbeat)
             && h >= t
         {
-            self.err_val(&format!("{ptr}/HeartbeatSeconds"), "E-TIMEOUT", "'HeartbeatSeconds' must be smaller than 'TimeoutSeconds'");
+            self.err_val(
+                &format!("{ptr}/HeartbeatSeconds"),
+                "E-TIMEOUT",
+                "'HeartbeatSeconds' must be smaller than 'TimeoutSeconds'",
+            );
         }
         Some(TaskState {
             resource,
@@ -704,7 +976,12 @@ impl Ps<'_> {
         })
     }
 
-    fn error_equals(&mut self, o: &Map<String, Value>, ptr: &str, code: &'static str) -> Vec<String> {
+    fn error_equals(
+        &mut self,
+        o: &Map<String, Value>,
+        ptr: &str,
+        code: &'static str,
+    ) -> Vec<String> {
         let kp = format!("{ptr}/ErrorEquals");
         match o.get("ErrorEquals") {
             None => {
@@ -716,23 +993,37 @@ impl Ps<'_> {
                 for (i, e) in a.iter().enumerate() {
                     match e {
                         Value::String(s) => out.push(s.clone()),
-                        other => self.err_val(&format!("{kp}/{i}"), code, format!("error names must be strings, got {other}")),
+                        other => self.err_val(
+                            &format!("{kp}/{i}"),
+                            code,
+                            format!("error names must be strings, got {other}"),
+                        ),
                     }
                 }
                 if out.len() > 1 && out.iter().any(|e| e == "States.ALL") {
-                    self.err_val(&kp, "E-ALL-LAST", "'States.ALL' must appear alone in its ErrorEquals");
+                    self.err_val(
+                        &kp,
+                        "E-ALL-LAST",
+                        "'States.ALL' must appear alone in its ErrorEquals",
+                    );
                 }
                 out
             }
             Some(_) => {
-                self.err_val(&kp, code, "'ErrorEquals' must be a non-empty list of error names");
+                self.err_val(
+                    &kp,
+                    code,
+                    "'ErrorEquals' must be a non-empty list of error names",
+                );
                 vec![]
             }
         }
     }
 
     fn retriers(&mut self, o: &Map<String, Value>, ptr: &str) -> Vec<Retrier> {
-        let Some(v) = o.get("Retry") else { return vec![] };
+        let Some(v) = o.get("Retry") else {
+            return vec![];
+        };
         let rp = format!("{ptr}/Retry");
         let Value::Array(a) = v else {
             self.err_val(&rp, "E-RETRY", "'Retry' must be a list of retriers");
@@ -748,29 +1039,51 @@ impl Ps<'_> {
             self.check_fields(
                 ro,
                 &p,
-                &["ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy", "Comment"],
+                &[
+                    "ErrorEquals",
+                    "IntervalSeconds",
+                    "MaxAttempts",
+                    "BackoffRate",
+                    "MaxDelaySeconds",
+                    "JitterStrategy",
+                    "Comment",
+                ],
                 "a retrier",
             );
             let error_equals = self.error_equals(ro, &p, "E-RETRY");
             if error_equals.iter().any(|e| e == "States.ALL") && i + 1 != a.len() {
-                self.err(&format!("{p}/ErrorEquals"), "E-ALL-LAST", "a retrier with 'States.ALL' must be the last one");
+                self.err(
+                    &format!("{p}/ErrorEquals"),
+                    "E-ALL-LAST",
+                    "a retrier with 'States.ALL' must be the last one",
+                );
             }
             let interval = self.get_uint(ro, &p, "IntervalSeconds", 1).unwrap_or(1);
             let max_attempts = self.get_uint(ro, &p, "MaxAttempts", 0).unwrap_or(3);
             let backoff = match self.get_number(ro, &p, "BackoffRate") {
                 Some(b) if b < 1.0 => {
-                    self.err_val(&format!("{p}/BackoffRate"), "E-RETRY", "'BackoffRate' must be at least 1.0");
+                    self.err_val(
+                        &format!("{p}/BackoffRate"),
+                        "E-RETRY",
+                        "'BackoffRate' must be at least 1.0",
+                    );
                     1.0
                 }
                 Some(b) => b,
                 None => 2.0,
             };
-            let max_delay = self.get_uint(ro, &p, "MaxDelaySeconds", 1).map(|n| n as f64);
+            let max_delay = self
+                .get_uint(ro, &p, "MaxDelaySeconds", 1)
+                .map(|n| n as f64);
             let jitter = match self.get_str(ro, &p, "JitterStrategy").as_deref() {
                 None | Some("NONE") => Jitter::None,
                 Some("FULL") => Jitter::Full,
                 Some(other) => {
-                    self.err_val(&format!("{p}/JitterStrategy"), "E-RETRY", format!("'JitterStrategy' must be FULL or NONE, got '{other}'"));
+                    self.err_val(
+                        &format!("{p}/JitterStrategy"),
+                        "E-RETRY",
+                        format!("'JitterStrategy' must be FULL or NONE, got '{other}'"),
+                    );
                     Jitter::None
                 }
             };
@@ -788,7 +1101,9 @@ impl Ps<'_> {
     }
 
     fn catchers(&mut self, o: &Map<String, Value>, ptr: &str) -> Vec<Catcher> {
-        let Some(v) = o.get("Catch") else { return vec![] };
+        let Some(v) = o.get("Catch") else {
+            return vec![];
+        };
         let cp = format!("{ptr}/Catch");
         let Value::Array(a) = v else {
             self.err_val(&cp, "E-CATCH", "'Catch' must be a list of catchers");
@@ -801,10 +1116,19 @@ impl Ps<'_> {
                 self.err_val(&p, "E-CATCH", "a catcher must be a mapping");
                 continue;
             };
-            self.check_fields(co, &p, &["ErrorEquals", "Next", "ResultPath", "Comment"], "a catcher");
+            self.check_fields(
+                co,
+                &p,
+                &["ErrorEquals", "Next", "ResultPath", "Comment"],
+                "a catcher",
+            );
             let error_equals = self.error_equals(co, &p, "E-CATCH");
             if error_equals.iter().any(|e| e == "States.ALL") && i + 1 != a.len() {
-                self.err(&format!("{p}/ErrorEquals"), "E-ALL-LAST", "a catcher with 'States.ALL' must be the last one");
+                self.err(
+                    &format!("{p}/ErrorEquals"),
+                    "E-ALL-LAST",
+                    "a catcher with 'States.ALL' must be the last one",
+                );
             }
             let next = self.get_str(co, &p, "Next");
             if !co.contains_key("Next") {
@@ -832,7 +1156,11 @@ impl Ps<'_> {
                     }
                 }
             }
-            Some(_) => self.err_val(&format!("{ptr}/Choices"), "E-CHOICE-RULE", "'Choices' must be a non-empty list of rules"),
+            Some(_) => self.err_val(
+                &format!("{ptr}/Choices"),
+                "E-CHOICE-RULE",
+                "'Choices' must be a non-empty list of rules",
+            ),
             None => self.err(ptr, "E-CHOICE-RULE", "a Choice state needs 'Choices'"),
         }
         ChoiceState { choices, default }
@@ -851,7 +1179,11 @@ impl Ps<'_> {
             n
         } else {
             if o.contains_key("Next") {
-                self.err(&format!("{ptr}/Next"), "E-CHOICE-RULE", "'Next' is only allowed on top-level choice rules");
+                self.err(
+                    &format!("{ptr}/Next"),
+                    "E-CHOICE-RULE",
+                    "'Next' is only allowed on top-level choice rules",
+                );
             }
             None
         };
@@ -863,8 +1195,17 @@ impl Ps<'_> {
                 "And" | "Or" | "Not" => ops.push(k),
                 _ => {
                     let base = k.strip_suffix("Path").unwrap_or(k);
-                    match Op::ALL.iter().find(|(n, _)| *n == k || (*n == base && k.ends_with("Path"))) {
-                        Some((_, op)) if k.ends_with("Path") && k != "StringMatches" && !op.has_path_variant() => unknown.push(k),
+                    match Op::ALL
+                        .iter()
+                        .find(|(n, _)| *n == k || (*n == base && k.ends_with("Path")))
+                    {
+                        Some((_, op))
+                            if k.ends_with("Path")
+                                && k != "StringMatches"
+                                && !op.has_path_variant() =>
+                        {
+                            unknown.push(k)
+                        }
                         Some(_) => ops.push(k),
                         None => unknown.push(k),
                     }
@@ -873,7 +1214,12 @@ impl Ps<'_> {
         }
         for k in unknown {
             let mut names: Vec<String> = Op::ALL.iter().map(|(n, _)| n.to_string()).collect();
-            names.extend(Op::ALL.iter().filter(|(_, o)| o.has_path_variant()).map(|(n, _)| format!("{n}Path")));
+            names.extend(
+                Op::ALL
+                    .iter()
+                    .filter(|(_, o)| o.has_path_variant())
+                    .map(|(n, _)| format!("{n}Path")),
+            );
             names.extend(["And", "Or", "Not", "Variable", "Next", "Comment"].map(String::from));
             let msg = match suggest(k, names.iter().map(String::as_str)) {
                 Some(s) => format!("unknown choice operator '{k}' (did you mean '{s}'?)"),
@@ -885,7 +1231,13 @@ impl Ps<'_> {
             let msg = if ops.is_empty() {
                 "a choice rule needs exactly one comparison operator or And/Or/Not".to_string()
             } else {
-                format!("a choice rule must have exactly one comparison, found {}", ops.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+                format!(
+                    "a choice rule must have exactly one comparison, found {}",
+                    ops.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             };
             self.err(ptr, "E-CHOICE-RULE", msg);
             return None;
@@ -895,31 +1247,62 @@ impl Ps<'_> {
         let kind = match opk.as_str() {
             "And" | "Or" => {
                 if o.contains_key("Variable") {
-                    self.err(&format!("{ptr}/Variable"), "E-CHOICE-RULE", format!("'Variable' is not allowed with '{opk}'"));
+                    self.err(
+                        &format!("{ptr}/Variable"),
+                        "E-CHOICE-RULE",
+                        format!("'Variable' is not allowed with '{opk}'"),
+                    );
                 }
-                let Some(Value::Array(a)) = o.get(&opk).filter(|v| v.as_array().is_some_and(|a| !a.is_empty())) else {
-                    self.err_val(&kp, "E-CHOICE-RULE", format!("'{opk}' must be a non-empty list of rules"));
+                let Some(Value::Array(a)) = o
+                    .get(&opk)
+                    .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+                else {
+                    self.err_val(
+                        &kp,
+                        "E-CHOICE-RULE",
+                        format!("'{opk}' must be a non-empty list of rules"),
+                    );
                     return None;
                 };
-                let rs: Vec<ChoiceRule> = a.iter().enumerate().filter_map(|(i, r)| self.rule(r, &format!("{kp}/{i}"), false)).collect();
-                if opk == "And" { RuleKind::And(rs) } else { RuleKind::Or(rs) }
+                let rs: Vec<ChoiceRule> = a
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, r)| self.rule(r, &format!("{kp}/{i}"), false))
+                    .collect();
+                if opk == "And" {
+                    RuleKind::And(rs)
+                } else {
+                    RuleKind::Or(rs)
+                }
             }
             "Not" => {
                 if o.contains_key("Variable") {
-                    self.err(&format!("{ptr}/Variable"), "E-CHOICE-RULE", "'Variable' is not allowed with 'Not'");
+                    self.err(
+                        &format!("{ptr}/Variable"),
+                        "E-CHOICE-RULE",
+                        "'Variable' is not allowed with 'Not'",
+                    );
                 }
                 RuleKind::Not(Box::new(self.rule(&o[&opk], &kp, false)?))
             }
             _ => {
                 let is_path = opk.ends_with("Path") && !Op::ALL.iter().any(|(n, _)| *n == opk);
-                let base = if is_path { &opk[..opk.len() - 4] } else { opk.as_str() };
+                let base = if is_path {
+                    &opk[..opk.len() - 4]
+                } else {
+                    opk.as_str()
+                };
                 let op = Op::ALL.iter().find(|(n, _)| *n == base).map(|(_, o)| *o)?;
                 let variable = match self.get_path(o, ptr, "Variable", true, false) {
                     Some(Some(p)) => p,
                     Some(None) => return None,
                     None => {
                         if !o.contains_key("Variable") {
-                            self.err(ptr, "E-CHOICE-RULE", format!("a '{opk}' rule needs 'Variable'"));
+                            self.err(
+                                ptr,
+                                "E-CHOICE-RULE",
+                                format!("a '{opk}' rule needs 'Variable'"),
+                            );
                         }
                         return None;
                     }
@@ -935,36 +1318,70 @@ impl Ps<'_> {
                             }
                         },
                         other => {
-                            self.err_val(&kp, "E-FIELD-TYPE", format!("'{opk}' must be a path string, got {other}"));
+                            self.err_val(
+                                &kp,
+                                "E-FIELD-TYPE",
+                                format!("'{opk}' must be a path string, got {other}"),
+                            );
                             return None;
                         }
                     }
                 } else {
                     let ok = match op {
-                        Op::StringEquals | Op::StringLessThan | Op::StringGreaterThan | Op::StringLessThanEquals | Op::StringGreaterThanEquals | Op::StringMatches => {
-                            val.is_string()
-                        }
-                        Op::NumericEquals | Op::NumericLessThan | Op::NumericGreaterThan | Op::NumericLessThanEquals | Op::NumericGreaterThanEquals => {
-                            val.is_number()
-                        }
-                        Op::TimestampEquals | Op::TimestampLessThan | Op::TimestampGreaterThan | Op::TimestampLessThanEquals | Op::TimestampGreaterThanEquals => {
-                            val.as_str().is_some_and(|s| crate::timestamp::Timestamp::parse(s).is_some())
-                        }
+                        Op::StringEquals
+                        | Op::StringLessThan
+                        | Op::StringGreaterThan
+                        | Op::StringLessThanEquals
+                        | Op::StringGreaterThanEquals
+                        | Op::StringMatches => val.is_string(),
+                        Op::NumericEquals
+                        | Op::NumericLessThan
+                        | Op::NumericGreaterThan
+                        | Op::NumericLessThanEquals
+                        | Op::NumericGreaterThanEquals => val.is_number(),
+                        Op::TimestampEquals
+                        | Op::TimestampLessThan
+                        | Op::TimestampGreaterThan
+                        | Op::TimestampLessThanEquals
+                        | Op::TimestampGreaterThanEquals => val
+                            .as_str()
+                            .is_some_and(|s| crate::timestamp::Timestamp::parse(s).is_some()),
                         _ => val.is_boolean(),
                     };
                     if !ok {
                         let want = match op {
-                            Op::StringEquals | Op::StringLessThan | Op::StringGreaterThan | Op::StringLessThanEquals | Op::StringGreaterThanEquals | Op::StringMatches => "a string",
-                            Op::NumericEquals | Op::NumericLessThan | Op::NumericGreaterThan | Op::NumericLessThanEquals | Op::NumericGreaterThanEquals => "a number",
-                            Op::TimestampEquals | Op::TimestampLessThan | Op::TimestampGreaterThan | Op::TimestampLessThanEquals | Op::TimestampGreaterThanEquals => "an RFC 3339 timestamp string",
+                            Op::StringEquals
+                            | Op::StringLessThan
+                            | Op::StringGreaterThan
+                            | Op::StringLessThanEquals
+                            | Op::StringGreaterThanEquals
+                            | Op::StringMatches => "a string",
+                            Op::NumericEquals
+                            | Op::NumericLessThan
+                            | Op::NumericGreaterThan
+                            | Op::NumericLessThanEquals
+                            | Op::NumericGreaterThanEquals => "a number",
+                            Op::TimestampEquals
+                            | Op::TimestampLessThan
+                            | Op::TimestampGreaterThan
+                            | Op::TimestampLessThanEquals
+                            | Op::TimestampGreaterThanEquals => "an RFC 3339 timestamp string",
                             _ => "a boolean",
                         };
-                        self.err_val(&kp, "E-FIELD-TYPE", format!("'{opk}' must be {want}, got {val}"));
+                        self.err_val(
+                            &kp,
+                            "E-FIELD-TYPE",
+                            format!("'{opk}' must be {want}, got {val}"),
+                        );
                         return None;
                     }
                     Operand::Value(val.clone())
                 };
-                RuleKind::Compare { variable, op, operand }
+                RuleKind::Compare {
+                    variable,
+                    op,
+                    operand,
+                }
             }
         };
         Some(ChoiceRule {
@@ -980,7 +1397,11 @@ impl Ps<'_> {
             .filter(|k| o.contains_key(*k))
             .collect();
         if present.len() != 1 {
-            self.err(ptr, "E-WAIT", "a Wait state needs exactly one of Seconds, Timestamp, SecondsPath, TimestampPath");
+            self.err(
+                ptr,
+                "E-WAIT",
+                "a Wait state needs exactly one of Seconds, Timestamp, SecondsPath, TimestampPath",
+            );
             return None;
         }
         let wait = match present[0] {
@@ -988,12 +1409,18 @@ impl Ps<'_> {
             "Timestamp" => {
                 let t = self.get_str(o, ptr, "Timestamp")?;
                 if crate::timestamp::Timestamp::parse(&t).is_none() {
-                    self.err_val(&format!("{ptr}/Timestamp"), "E-WAIT", format!("'Timestamp' must be an RFC 3339 timestamp, got '{t}'"));
+                    self.err_val(
+                        &format!("{ptr}/Timestamp"),
+                        "E-WAIT",
+                        format!("'Timestamp' must be an RFC 3339 timestamp, got '{t}'"),
+                    );
                     return None;
                 }
                 WaitSpec::Timestamp(t)
             }
-            "SecondsPath" => WaitSpec::SecondsPath(self.get_path(o, ptr, "SecondsPath", true, false)??),
+            "SecondsPath" => {
+                WaitSpec::SecondsPath(self.get_path(o, ptr, "SecondsPath", true, false)??)
+            }
             _ => WaitSpec::TimestampPath(self.get_path(o, ptr, "TimestampPath", true, false)??),
         };
         Some(WaitState { wait })
@@ -1002,7 +1429,11 @@ impl Ps<'_> {
     fn string_spec(&mut self, o: &Map<String, Value>, ptr: &str, key: &str) -> Opt<StringSpec> {
         let pkey = format!("{key}Path");
         if o.contains_key(key) && o.contains_key(&pkey) {
-            self.err(&format!("{ptr}/{pkey}"), "E-FIELD-TYPE", format!("'{key}' and '{pkey}' are mutually exclusive"));
+            self.err(
+                &format!("{ptr}/{pkey}"),
+                "E-FIELD-TYPE",
+                format!("'{key}' and '{pkey}' are mutually exclusive"),
+            );
         }
         if let Some(s) = self.get_str(o, ptr, key) {
             return Some(StringSpec::Value(s));
@@ -1040,10 +1471,18 @@ impl Ps<'_> {
         match o.get("Branches") {
             Some(Value::Array(a)) if !a.is_empty() => {
                 for (i, b) in a.iter().enumerate() {
-                    branches.push(Arc::new(self.machine(b, &format!("{ptr}/Branches/{i}"), MachineKind::Branch)));
+                    branches.push(Arc::new(self.machine(
+                        b,
+                        &format!("{ptr}/Branches/{i}"),
+                        MachineKind::Branch,
+                    )));
                 }
             }
-            Some(_) => self.err_val(&format!("{ptr}/Branches"), "E-PARALLEL", "'Branches' must be a non-empty list of state machines"),
+            Some(_) => self.err_val(
+                &format!("{ptr}/Branches"),
+                "E-PARALLEL",
+                "'Branches' must be a non-empty list of state machines",
+            ),
             None => self.err(ptr, "E-PARALLEL", "a Parallel state needs 'Branches'"),
         }
         ParallelState {
@@ -1059,13 +1498,21 @@ impl Ps<'_> {
     fn map(&mut self, o: &Map<String, Value>, ptr: &str) -> MapState {
         let processor_key = match (o.contains_key("ItemProcessor"), o.contains_key("Iterator")) {
             (true, true) => {
-                self.err(&format!("{ptr}/Iterator"), "E-MAP", "'ItemProcessor' and the legacy 'Iterator' are mutually exclusive");
+                self.err(
+                    &format!("{ptr}/Iterator"),
+                    "E-MAP",
+                    "'ItemProcessor' and the legacy 'Iterator' are mutually exclusive",
+                );
                 "ItemProcessor"
             }
             (true, false) => "ItemProcessor",
             (false, true) => "Iterator",
             (false, false) => {
-                self.err(ptr, "E-MAP", "a Map state needs 'ItemProcessor' (or the legacy 'Iterator')");
+                self.err(
+                    ptr,
+                    "E-MAP",
+                    "a Map state needs 'ItemProcessor' (or the legacy 'Iterator')",
+                );
                 "ItemProcessor"
             }
         };
@@ -1080,9 +1527,17 @@ impl Ps<'_> {
             .unwrap_or("INLINE")
             .to_string();
         if o.contains_key("ItemSelector") && o.contains_key("Parameters") {
-            self.err(&format!("{ptr}/Parameters"), "E-MAP", "'ItemSelector' and the legacy 'Parameters' are mutually exclusive");
+            self.err(
+                &format!("{ptr}/Parameters"),
+                "E-MAP",
+                "'ItemSelector' and the legacy 'Parameters' are mutually exclusive",
+            );
         }
-        let item_selector = if o.contains_key("ItemSelector") { self.template(o, ptr, "ItemSelector") } else { self.template(o, ptr, "Parameters") };
+        let item_selector = if o.contains_key("ItemSelector") {
+            self.template(o, ptr, "ItemSelector")
+        } else {
+            self.template(o, ptr, "Parameters")
+        };
         let items_path = match self.get_path(o, ptr, "ItemsPath", true, false) {
             Some(Some(p)) => p,
             _ => Path::parse("$").unwrap(),
@@ -1090,13 +1545,21 @@ impl Ps<'_> {
         let number_or_path = |s: &mut Self, key: &str, percent: bool| -> Opt<NumberSpec> {
             let pkey = format!("{key}Path");
             if o.contains_key(key) && o.contains_key(&pkey) {
-                s.err(&format!("{ptr}/{pkey}"), "E-MAP", format!("'{key}' and '{pkey}' are mutually exclusive"));
+                s.err(
+                    &format!("{ptr}/{pkey}"),
+                    "E-MAP",
+                    format!("'{key}' and '{pkey}' are mutually exclusive"),
+                );
             }
             if o.contains_key(key) {
                 let n = if percent {
                     let n = s.get_number(o, ptr, key)?;
                     if !(0.0..=100.0).contains(&n) {
-                        s.err_val(&format!("{ptr}/{key}"), "E-MAP", format!("'{key}' must be between 0 and 100"));
+                        s.err_val(
+                            &format!("{ptr}/{key}"),
+                            "E-MAP",
+                            format!("'{key}' must be between 0 and 100"),
+                        );
                     }
                     n
                 } else {
@@ -1104,7 +1567,9 @@ impl Ps<'_> {
                 };
                 return Some(NumberSpec::Value(n));
             }
-            s.get_path(o, ptr, &pkey, true, false).flatten().map(NumberSpec::Path)
+            s.get_path(o, ptr, &pkey, true, false)
+                .flatten()
+                .map(NumberSpec::Path)
         };
         let max_concurrency = number_or_path(self, "MaxConcurrency", false);
         let tolerated_failure_percentage = number_or_path(self, "ToleratedFailurePercentage", true);
@@ -1134,11 +1599,17 @@ pub fn valid_capability(s: &str) -> bool {
     if pattern.is_some_and(str::is_empty) {
         return false;
     }
-    let Some((svc, action)) = grant.split_once(':') else { return false };
+    let Some((svc, action)) = grant.split_once(':') else {
+        return false;
+    };
     !svc.is_empty()
-        && svc.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        && svc
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         && !action.is_empty()
-        && action.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'*' || c == b'-' || c == b'_')
+        && action
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'*' || c == b'-' || c == b'_')
 }
 
 fn type_matches(ty: ParamType, v: &Value) -> bool {
@@ -1155,7 +1626,11 @@ fn type_matches(ty: ParamType, v: &Value) -> bool {
 /// Execution input: parameter defaults, overlaid with `--input` (an object), then `--param
 /// K=V` (each V parsed per the declared Type). Unknown `--param` names, wrongly typed values
 /// and parameters with neither a Default nor a value are errors.
-pub fn build_input(meta: &RunbookMeta, overrides: Value, params: &[(String, String)]) -> Result<Value, EngineError> {
+pub fn build_input(
+    meta: &RunbookMeta,
+    overrides: Value,
+    params: &[(String, String)],
+) -> Result<Value, EngineError> {
     let mut out = Map::new();
     for (name, spec) in &meta.parameters {
         if let Some(d) = &spec.default {
@@ -1196,7 +1671,8 @@ pub fn build_input(meta: &RunbookMeta, overrides: Value, params: &[(String, Stri
                 .map(Value::from)
                 .map_err(|_| bad(&format!("expected an integer, got '{raw}'")))?,
             ParamType::Number => {
-                let v: Value = serde_json::from_str(raw.trim()).map_err(|_| bad(&format!("expected a number, got '{raw}'")))?;
+                let v: Value = serde_json::from_str(raw.trim())
+                    .map_err(|_| bad(&format!("expected a number, got '{raw}'")))?;
                 if !v.is_number() {
                     return Err(bad(&format!("expected a number, got '{raw}'")));
                 }
@@ -1208,7 +1684,8 @@ pub fn build_input(meta: &RunbookMeta, overrides: Value, params: &[(String, Stri
                 _ => return Err(bad(&format!("expected true or false, got '{raw}'"))),
             },
             ParamType::Object | ParamType::Array => {
-                let v: Value = serde_json::from_str(raw).map_err(|e| bad(&format!("expected JSON: {e}")))?;
+                let v: Value =
+                    serde_json::from_str(raw).map_err(|e| bad(&format!("expected JSON: {e}")))?;
                 if !type_matches(spec.ty, &v) {
                     return Err(bad(&format!("expected a JSON {:?}", spec.ty).to_lowercase()));
                 }

@@ -151,7 +151,9 @@ pub fn set(target: &mut Value, segs: &[Seg], value: Value) -> Result<(), String>
             });
         }
         cur = match (s, cur) {
-            (Seg::Field(f), Value::Object(m)) => m.entry(f.clone()).or_insert_with(|| Value::Object(Map::new())),
+            (Seg::Field(f), Value::Object(m)) => m
+                .entry(f.clone())
+                .or_insert_with(|| Value::Object(Map::new())),
             (Seg::Index(i), Value::Array(a)) => &mut a[*i],
             _ => unreachable!("checked above"),
         };
@@ -196,8 +198,10 @@ fn parse_ref(s: &str) -> Option<Vec<Seg>> {
                 i += 1;
                 let start = i;
                 while i < b.len() && !matches!(b[i], b'.' | b'[') {
-                    if matches!(b[i], b'*' | b'?' | b'@' | b'(' | b')' | b'\'' | b'"' | b',' | b']')
-                        || b[i].is_ascii_whitespace()
+                    if matches!(
+                        b[i],
+                        b'*' | b'?' | b'@' | b'(' | b')' | b'\'' | b'"' | b',' | b']'
+                    ) || b[i].is_ascii_whitespace()
                     {
                         return None;
                     }

@@ -95,7 +95,8 @@ impl Default for SimOptions {
             "sim-1",
             start,
         );
-        context.state_machine_id = "arn:aws:states:us-east-1:123456789012:stateMachine:runbook".into();
+        context.state_machine_id =
+            "arn:aws:states:us-east-1:123456789012:stateMachine:runbook".into();
         context.state_machine_name = "runbook".into();
         SimOptions {
             seed: 42,
@@ -107,12 +108,21 @@ impl Default for SimOptions {
 }
 
 /// Run to completion with default options.
-pub fn run(machine: Arc<StateMachine>, input: Value, tasks: &mut dyn FnMut(&TaskCall) -> TaskOutcome) -> SimResult {
+pub fn run(
+    machine: Arc<StateMachine>,
+    input: Value,
+    tasks: &mut dyn FnMut(&TaskCall) -> TaskOutcome,
+) -> SimResult {
     run_with(machine, input, SimOptions::default(), tasks)
 }
 
 /// Run to completion.
-pub fn run_with(machine: Arc<StateMachine>, input: Value, opts: SimOptions, tasks: &mut dyn FnMut(&TaskCall) -> TaskOutcome) -> SimResult {
+pub fn run_with(
+    machine: Arc<StateMachine>,
+    input: Value,
+    opts: SimOptions,
+    tasks: &mut dyn FnMut(&TaskCall) -> TaskOutcome,
+) -> SimResult {
     let mut now = opts.context.start_time;
     let mut exec = Execution::new(machine, input, opts.context, opts.seed);
     let mut sim = Sim {
@@ -130,13 +140,21 @@ pub fn run_with(machine: Arc<StateMachine>, input: Value, opts: SimOptions, task
     let mut events = 0;
     while exec.status() == Status::Running {
         let Some(Reverse((at, seq))) = sim.queue.pop() else {
-            let acts = exec.abort(Some("Sim.Stuck".into()), Some("no task or timer can make progress".into()), now);
+            let acts = exec.abort(
+                Some("Sim.Stuck".into()),
+                Some("no task or timer can make progress".into()),
+                now,
+            );
             sim.apply(acts, now, tasks);
             break;
         };
         events += 1;
         if events > opts.max_events {
-            let acts = exec.abort(Some("Sim.TooManyEvents".into()), Some(format!("more than {} events", opts.max_events)), now);
+            let acts = exec.abort(
+                Some("Sim.TooManyEvents".into()),
+                Some(format!("more than {} events", opts.max_events)),
+                now,
+            );
             sim.apply(acts, now, tasks);
             break;
         }
@@ -145,7 +163,10 @@ pub fn run_with(machine: Arc<StateMachine>, input: Value, opts: SimOptions, task
         let acts = exec.handle(ev, now);
         sim.apply(acts, now, tasks);
     }
-    let (status, output, error, cause) = sim.finished.take().unwrap_or((exec.status(), None, None, None));
+    let (status, output, error, cause) =
+        sim.finished
+            .take()
+            .unwrap_or((exec.status(), None, None, None));
     SimResult {
         status,
         output,
@@ -189,7 +210,12 @@ impl Sim {
             Pending::Task(e) => Some(e),
         }
     }
-    fn apply(&mut self, acts: Vec<Action>, now: Timestamp, tasks: &mut dyn FnMut(&TaskCall) -> TaskOutcome) {
+    fn apply(
+        &mut self,
+        acts: Vec<Action>,
+        now: Timestamp,
+        tasks: &mut dyn FnMut(&TaskCall) -> TaskOutcome,
+    ) {
         for a in acts {
             match a {
                 Action::RunTask {
@@ -214,7 +240,12 @@ impl Sim {
                     let o = tasks(&call);
                     let mut seqs = Vec::new();
                     for hb in &o.heartbeats {
-                        seqs.push(self.push(now.add(*hb), Pending::Task(Event::TaskHeartbeat { task_id: task_id.clone() })));
+                        seqs.push(self.push(
+                            now.add(*hb),
+                            Pending::Task(Event::TaskHeartbeat {
+                                task_id: task_id.clone(),
+                            }),
+                        ));
                     }
                     if !o.hang {
                         let ev = match o.result {
@@ -237,11 +268,14 @@ impl Sim {
                         self.timers.remove(&s);
                     }
                 }
-                Action::StartTimer { timer_id, fire_at, .. } => {
+                Action::StartTimer {
+                    timer_id, fire_at, ..
+                } => {
                     self.push(fire_at, Pending::Timer(timer_id));
                 }
                 Action::CancelTimer { timer_id } => {
-                    self.timers.retain(|_, p| !matches!(p, Pending::Timer(t) if *t == timer_id));
+                    self.timers
+                        .retain(|_, p| !matches!(p, Pending::Timer(t) if *t == timer_id));
                 }
                 Action::History(h) => {
                     if self.record {

@@ -14,8 +14,21 @@ pub fn validate(rb: &Runbook) -> Vec<Diagnostic> {
     out
 }
 
-fn d(rb: &Runbook, ptr: &str, state: Option<&str>, code: &'static str, msg: String, value: bool) -> Diagnostic {
-    let pos = if value { rb.source.value_pos(ptr).unwrap_or_else(|| rb.source.pos(ptr)) } else { rb.source.pos(ptr) };
+fn d(
+    rb: &Runbook,
+    ptr: &str,
+    state: Option<&str>,
+    code: &'static str,
+    msg: String,
+    value: bool,
+) -> Diagnostic {
+    let pos = if value {
+        rb.source
+            .value_pos(ptr)
+            .unwrap_or_else(|| rb.source.pos(ptr))
+    } else {
+        rb.source.pos(ptr)
+    };
     Diagnostic {
         file: rb.file_name.clone(),
         line: pos.line,
@@ -35,14 +48,28 @@ fn machine(rb: &Runbook, m: &StateMachine, out: &mut Vec<Diagnostic>) {
         }
     };
     if m.index_of(&m.start_at).is_none() && !m.start_at.is_empty() {
-        out.push(d(rb, &format!("{}/StartAt", m.pointer), None, "E-STARTAT-MISSING", format!("StartAt {}", target(&m.start_at)), true));
+        out.push(d(
+            rb,
+            &format!("{}/StartAt", m.pointer),
+            None,
+            "E-STARTAT-MISSING",
+            format!("StartAt {}", target(&m.start_at)),
+            true,
+        ));
     }
     // Edges of every state, checked for existence.
     let mut edges: Vec<Vec<usize>> = vec![Vec::new(); m.states.len()];
     for (i, s) in m.states.iter().enumerate() {
         let mut check = |t: &str, ptr: String, edges: &mut Vec<usize>| match m.index_of(t) {
             Some(j) => edges.push(j),
-            None => out.push(d(rb, &ptr, Some(&s.name), "E-NEXT-MISSING", format!("Next {}", target(t)), true)),
+            None => out.push(d(
+                rb,
+                &ptr,
+                Some(&s.name),
+                "E-NEXT-MISSING",
+                format!("Next {}", target(t)),
+                true,
+            )),
         };
         if let Some(n) = &s.next {
             check(n, format!("{}/Next", s.pointer), &mut edges[i]);
@@ -88,7 +115,14 @@ fn machine(rb: &Runbook, m: &StateMachine, out: &mut Vec<Diagnostic>) {
         }
         for (i, s) in m.states.iter().enumerate() {
             if !seen[i] {
-                out.push(d(rb, &s.pointer, Some(&s.name), "E-UNREACHABLE", "state is not reachable from StartAt".into(), false));
+                out.push(d(
+                    rb,
+                    &s.pointer,
+                    Some(&s.name),
+                    "E-UNREACHABLE",
+                    "state is not reachable from StartAt".into(),
+                    false,
+                ));
             }
         }
     }

@@ -133,7 +133,8 @@ impl<'a> Loader<'a> {
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
                 let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
-                let v = scalar(&text, style, tag.as_deref()).map_err(|message| LoadError { pos, message })?;
+                let v = scalar(&text, style, tag.as_deref())
+                    .map_err(|message| LoadError { pos, message })?;
                 if anchor > 0 {
                     self.anchors.insert(anchor, v.clone());
                 }
@@ -169,7 +170,12 @@ impl<'a> Loader<'a> {
                         Event::Alias(id) => match self.anchors.get(&id) {
                             Some(Value::String(s)) => s.clone(),
                             Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
-                            _ => return Err(LoadError { pos: pos_of(&kspan), message: "mapping keys must be scalars".into() }),
+                            _ => {
+                                return Err(LoadError {
+                                    pos: pos_of(&kspan),
+                                    message: "mapping keys must be scalars".into(),
+                                });
+                            }
                         },
                         _ => {
                             return Err(LoadError {

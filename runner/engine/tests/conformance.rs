@@ -22,14 +22,20 @@ fn load_cases() -> Vec<(String, Value)> {
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("conformance dir")
         .map(|e| e.unwrap().path())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
+        })
         .collect();
     files.sort();
     let mut out = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
         let fname = f.file_name().unwrap().to_string_lossy().to_string();
-        let (v, _) = yaml::load(&text).unwrap_or_else(|e| panic!("{fname}:{}:{}: {}", e.pos.line, e.pos.col, e.message));
+        let (v, _) = yaml::load(&text)
+            .unwrap_or_else(|e| panic!("{fname}:{}:{}: {}", e.pos.line, e.pos.col, e.message));
         match v {
             Value::Array(cases) => out.extend(cases.into_iter().map(|c| (fname.clone(), c))),
             c => out.push((fname, c)),
@@ -44,7 +50,9 @@ fn is_uuid_v4(s: &str) -> bool {
         && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
         && b[14] == b'4'
         && matches!(b[19], b'8' | b'9' | b'a' | b'b')
-        && s.bytes().enumerate().all(|(i, c)| [8, 13, 18, 23].contains(&i) || c.is_ascii_hexdigit())
+        && s.bytes()
+            .enumerate()
+            .all(|(i, c)| [8, 13, 18, 23].contains(&i) || c.is_ascii_hexdigit())
 }
 
 /// Expected `e` matches actual `a`: numbers compare by value, `<<any>>`/`<<uuid>>` wildcards.
@@ -53,8 +61,14 @@ fn matches(e: &Value, a: &Value) -> bool {
         (Value::String(s), _) if s == "<<any>>" => true,
         (Value::String(s), Value::String(x)) if s == "<<uuid>>" => is_uuid_v4(x),
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| matches(a, b)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| matches(v, w))),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| matches(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| matches(v, w)))
+        }
         _ => e == a,
     }
 }
@@ -62,14 +76,19 @@ fn matches(e: &Value, a: &Value) -> bool {
 /// Every member of expected object `e` is in `a` (recursively for objects).
 fn subset(e: &Value, a: &Value) -> bool {
     match (e, a) {
-        (Value::Object(x), Value::Object(y)) => x.iter().all(|(k, v)| y.get(k).is_some_and(|w| subset(v, w))),
+        (Value::Object(x), Value::Object(y)) => x
+            .iter()
+            .all(|(k, v)| y.get(k).is_some_and(|w| subset(v, w))),
         _ => matches(e, a),
     }
 }
 
 fn outcome(v: &Value) -> TaskOutcome {
     let mut o = if let Some(err) = v.get("error") {
-        TaskOutcome::err(err.as_str().unwrap_or_default(), v.get("cause").and_then(Value::as_str).unwrap_or_default())
+        TaskOutcome::err(
+            err.as_str().unwrap_or_default(),
+            v.get("cause").and_then(Value::as_str).unwrap_or_default(),
+        )
     } else if v.get("hang").and_then(Value::as_bool) == Some(true) {
         TaskOutcome::hang()
     } else {
@@ -79,7 +98,11 @@ fn outcome(v: &Value) -> TaskOutcome {
         o.delay = Duration::from_secs_f64(d);
     }
     if let Some(hb) = v.get("heartbeats").and_then(Value::as_array) {
-        o.heartbeats = hb.iter().filter_map(Value::as_f64).map(Duration::from_secs_f64).collect();
+        o.heartbeats = hb
+            .iter()
+            .filter_map(Value::as_f64)
+            .map(Duration::from_secs_f64)
+            .collect();
     }
     o
 }
@@ -87,7 +110,12 @@ fn outcome(v: &Value) -> TaskOutcome {
 fn run_case(file: &str, case: &Value) -> Result<(), String> {
     let expect = case.get("expect").cloned().unwrap_or(Value::Null);
     let (fname, text) = match &case["definition"] {
-        Value::String(s) => (case.get("file_name").and_then(Value::as_str).unwrap_or("case.yaml"), s.clone()),
+        Value::String(s) => (
+            case.get("file_name")
+                .and_then(Value::as_str)
+                .unwrap_or("case.yaml"),
+            s.clone(),
+        ),
         v => ("case.json", serde_json::to_string_pretty(v).unwrap()),
     };
     let parsed = parse_runbook(fname, &text);
@@ -100,8 +128,14 @@ fn run_case(file: &str, case: &Value) -> Result<(), String> {
             let code = want["code"].as_str().unwrap_or_default();
             let found = diags.iter().any(|d| {
                 d.code == code
-                    && want.get("line").and_then(Value::as_u64).is_none_or(|l| l == d.line as u64)
-                    && want.get("col").and_then(Value::as_u64).is_none_or(|c| c == d.col as u64)
+                    && want
+                        .get("line")
+                        .and_then(Value::as_u64)
+                        .is_none_or(|l| l == d.line as u64)
+                    && want
+                        .get("col")
+                        .and_then(Value::as_u64)
+                        .is_none_or(|c| c == d.col as u64)
                     && want
                         .get("message_contains")
                         .and_then(Value::as_str)
@@ -114,7 +148,10 @@ fn run_case(file: &str, case: &Value) -> Result<(), String> {
         return Ok(());
     }
     let rb = parsed.map_err(|d| format!("definition did not parse:\n{d}"))?;
-    let input = case.get("input").cloned().unwrap_or(Value::Object(Default::default()));
+    let input = case
+        .get("input")
+        .cloned()
+        .unwrap_or(Value::Object(Default::default()));
     let mut script: BTreeMap<String, VecDeque<Value>> = BTreeMap::new();
     if let Some(Value::Object(t)) = case.get("tasks") {
         for (k, v) in t {
@@ -127,15 +164,26 @@ fn run_case(file: &str, case: &Value) -> Result<(), String> {
     }
     let mut inputs: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut answer = |call: &TaskCall| -> TaskOutcome {
-        inputs.entry(call.state_name.clone()).or_default().push(call.input.clone());
-        let key = [call.state_name.clone(), call.resource.as_written(), "*".to_string()]
-            .into_iter()
-            .find(|k| script.contains_key(k));
+        inputs
+            .entry(call.state_name.clone())
+            .or_default()
+            .push(call.input.clone());
+        let key = [
+            call.state_name.clone(),
+            call.resource.as_written(),
+            "*".to_string(),
+        ]
+        .into_iter()
+        .find(|k| script.contains_key(k));
         match key {
             None => TaskOutcome::ok(call.input.clone()),
             Some(k) => {
                 let q = script.get_mut(&k).unwrap();
-                let v = if q.len() > 1 { q.pop_front().unwrap() } else { q[0].clone() };
+                let v = if q.len() > 1 {
+                    q.pop_front().unwrap()
+                } else {
+                    q[0].clone()
+                };
                 outcome(&v)
             }
         }
@@ -148,42 +196,68 @@ fn run_case(file: &str, case: &Value) -> Result<(), String> {
     let res = sim::run_with(rb.machine.clone(), input, opts, &mut answer);
     let mut errs = Vec::new();
     let status = serde_json::to_value(res.status).unwrap();
-    let want_status = expect.get("status").cloned().unwrap_or(Value::String("SUCCEEDED".into()));
+    let want_status = expect
+        .get("status")
+        .cloned()
+        .unwrap_or(Value::String("SUCCEEDED".into()));
     if status != want_status {
-        errs.push(format!("status: want {want_status}, got {status} (error {:?}, cause {:?})", res.error, res.cause));
+        errs.push(format!(
+            "status: want {want_status}, got {status} (error {:?}, cause {:?})",
+            res.error, res.cause
+        ));
     }
     if let Some(o) = expect.get("output") {
         match &res.output {
             Some(a) if matches(o, a) => {}
-            a => errs.push(format!("output: want {o}, got {}", a.as_ref().map(|v| v.to_string()).unwrap_or("none".into()))),
+            a => errs.push(format!(
+                "output: want {o}, got {}",
+                a.as_ref().map(|v| v.to_string()).unwrap_or("none".into())
+            )),
         }
     }
-    if let Some(e) = expect.get("error") {
-        if res.error.as_deref() != e.as_str() {
-            errs.push(format!("error: want {e}, got {:?} (cause {:?})", res.error, res.cause));
-        }
+    if let Some(e) = expect.get("error")
+        && res.error.as_deref() != e.as_str()
+    {
+        errs.push(format!(
+            "error: want {e}, got {:?} (cause {:?})",
+            res.error, res.cause
+        ));
     }
-    if let Some(c) = expect.get("cause") {
-        if res.cause.as_deref() != c.as_str() {
-            errs.push(format!("cause: want {c}, got {:?}", res.cause));
-        }
+    if let Some(c) = expect.get("cause")
+        && res.cause.as_deref() != c.as_str()
+    {
+        errs.push(format!("cause: want {c}, got {:?}", res.cause));
     }
-    if let Some(c) = expect.get("cause_contains").and_then(Value::as_str) {
-        if !res.cause.as_deref().unwrap_or_default().contains(c) {
-            errs.push(format!("cause should contain {c:?}, got {:?}", res.cause));
-        }
+    if let Some(c) = expect.get("cause_contains").and_then(Value::as_str)
+        && !res.cause.as_deref().unwrap_or_default().contains(c)
+    {
+        errs.push(format!("cause should contain {c:?}, got {:?}", res.cause));
     }
-    let hist: Vec<Value> = res.history.iter().map(|h| serde_json::to_value(h).unwrap()).collect();
+    let hist: Vec<Value> = res
+        .history
+        .iter()
+        .map(|h| serde_json::to_value(h).unwrap())
+        .collect();
     let hist_has = |w: &Value| match w {
         Value::String(t) => hist.iter().any(|h| h["type"] == *t),
         o => hist.iter().any(|h| subset(o, h)),
     };
-    for w in expect.get("history_contains").and_then(Value::as_array).into_iter().flatten() {
+    for w in expect
+        .get("history_contains")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if !hist_has(w) {
             errs.push(format!("history should contain {w}"));
         }
     }
-    for w in expect.get("history_excludes").and_then(Value::as_array).into_iter().flatten() {
+    for w in expect
+        .get("history_excludes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if hist_has(w) {
             errs.push(format!("history should not contain {w}"));
         }
@@ -196,10 +270,10 @@ fn run_case(file: &str, case: &Value) -> Result<(), String> {
             }
         }
     }
-    if let Some(n) = expect.get("task_calls").and_then(Value::as_u64) {
-        if res.task_calls as u64 != n {
-            errs.push(format!("task calls: want {n}, got {}", res.task_calls));
-        }
+    if let Some(n) = expect.get("task_calls").and_then(Value::as_u64)
+        && res.task_calls as u64 != n
+    {
+        errs.push(format!("task calls: want {n}, got {}", res.task_calls));
     }
     if let Some(secs) = expect.get("elapsed").and_then(Value::as_f64) {
         let got = res.end_time.since(start).as_secs_f64();
@@ -214,7 +288,11 @@ fn run_case(file: &str, case: &Value) -> Result<(), String> {
         }
     }
     let _ = file;
-    if errs.is_empty() { Ok(()) } else { Err(errs.join("\n    ")) }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs.join("\n    "))
+    }
 }
 
 #[test]
@@ -234,7 +312,21 @@ fn conformance() {
             Err(_) => failures.push(format!("{file}: {name}: panicked")),
         }
     }
-    println!("conformance: {} cases, {} failed", cases.len(), failures.len());
-    assert!(failures.is_empty(), "{} of {} conformance cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
-    assert!(cases.len() >= 150, "expected at least 150 conformance cases, found {}", cases.len());
+    println!(
+        "conformance: {} cases, {} failed",
+        cases.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} conformance cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    assert!(
+        cases.len() >= 150,
+        "expected at least 150 conformance cases, found {}",
+        cases.len()
+    );
 }

@@ -72,7 +72,12 @@ States:
 fn replay_reproduces_state_and_outstanding_work() {
     let rb = parse(FLOW);
     let ctx = ExecutionContext::new("exec-1", "exec-1", t0());
-    let mut ex = Execution::new(rb.machine.clone(), json!({"n": 1, "items": []}), ctx.clone(), 7);
+    let mut ex = Execution::new(
+        rb.machine.clone(),
+        json!({"n": 1, "items": []}),
+        ctx.clone(),
+        7,
+    );
     let mut journal: Vec<(Event, Timestamp)> = Vec::new();
     let acts = ex.start(t0());
     let run = acts.iter().find_map(|a| match a {
@@ -86,20 +91,31 @@ fn replay_reproduces_state_and_outstanding_work() {
 
     // Attempt 1 fails; a backoff timer with jitter follows.
     let now = t0().add(Duration::from_secs(1));
-    let ev = Event::TaskFailed { task_id, error: "Flaky".into(), cause: "x".into() };
+    let ev = Event::TaskFailed {
+        task_id,
+        error: "Flaky".into(),
+        cause: "x".into(),
+    };
     journal.push((ev.clone(), now));
     let acts = ex.handle(ev, now);
     let (timer, fire_at) = acts
         .iter()
         .find_map(|a| match a {
-            Action::StartTimer { timer_id, fire_at, purpose: TimerPurpose::RetryBackoff } => Some((timer_id.clone(), *fire_at)),
+            Action::StartTimer {
+                timer_id,
+                fire_at,
+                purpose: TimerPurpose::RetryBackoff,
+            } => Some((timer_id.clone(), *fire_at)),
             _ => None,
         })
         .expect("backoff timer");
     let ev = Event::TimerFired { timer_id: timer };
     journal.push((ev.clone(), fire_at));
     let acts = ex.handle(ev, fire_at);
-    assert!(acts.iter().any(|a| matches!(a, Action::RunTask { attempt: 2, .. })));
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::RunTask { attempt: 2, .. }))
+    );
     let outstanding = ex.outstanding();
 
     // A fresh execution fed the same journal is in the same state.
@@ -117,8 +133,27 @@ fn replay_reproduces_state_and_outstanding_work() {
     assert_eq!(again.status(), Status::Running);
 
     // Late and unknown events are ignored.
-    assert!(again.handle(Event::TaskSucceeded { task_id: "Work#1".into(), output: json!(1) }, fire_at).is_empty());
-    assert!(again.handle(Event::TimerFired { timer_id: "nope".into() }, fire_at).is_empty());
+    assert!(
+        again
+            .handle(
+                Event::TaskSucceeded {
+                    task_id: "Work#1".into(),
+                    output: json!(1)
+                },
+                fire_at
+            )
+            .is_empty()
+    );
+    assert!(
+        again
+            .handle(
+                Event::TimerFired {
+                    timer_id: "nope".into()
+                },
+                fire_at
+            )
+            .is_empty()
+    );
 }
 
 #[test]
@@ -127,7 +162,12 @@ fn redrive_reruns_only_failed_map_items() {
     let mut each_calls = Vec::new();
     let mut fail_item_1 = true;
     let ctx = ExecutionContext::new("e", "e", t0());
-    let mut ex = Execution::new(rb.machine.clone(), json!({"n": 1, "items": [10, 11, 12]}), ctx, 1);
+    let mut ex = Execution::new(
+        rb.machine.clone(),
+        json!({"n": 1, "items": [10, 11, 12]}),
+        ctx,
+        1,
+    );
     let mut pending: Vec<Action> = ex.start(t0());
     let mut now = t0();
     // Minimal driver: answer tasks immediately, fire timers in order.
@@ -135,20 +175,39 @@ fn redrive_reruns_only_failed_map_items() {
         let mut next = Vec::new();
         for a in std::mem::take(&mut pending) {
             match a {
-                Action::RunTask { task_id, state_name, input, .. } => {
+                Action::RunTask {
+                    task_id,
+                    state_name,
+                    input,
+                    ..
+                } => {
                     let ev = if state_name == "Each" {
                         each_calls.push(input.clone());
                         if input == json!(11) && fail_item_1 {
-                            Event::TaskFailed { task_id, error: "Boom".into(), cause: "item 11".into() }
+                            Event::TaskFailed {
+                                task_id,
+                                error: "Boom".into(),
+                                cause: "item 11".into(),
+                            }
                         } else {
-                            Event::TaskSucceeded { task_id, output: json!(format!("ok-{input}")) }
+                            Event::TaskSucceeded {
+                                task_id,
+                                output: json!(format!("ok-{input}")),
+                            }
                         }
                     } else {
-                        Event::TaskSucceeded { task_id, output: input }
+                        Event::TaskSucceeded {
+                            task_id,
+                            output: input,
+                        }
                     };
                     next.push((ev, now));
                 }
-                Action::StartTimer { timer_id, fire_at, purpose } if purpose != TimerPurpose::ExecutionTimeout => {
+                Action::StartTimer {
+                    timer_id,
+                    fire_at,
+                    purpose,
+                } if purpose != TimerPurpose::ExecutionTimeout => {
                     next.push((Event::TimerFired { timer_id }, fire_at));
                 }
                 _ => {}
@@ -184,11 +243,26 @@ fn redrive_reruns_only_failed_map_items() {
     assert!(reruns[0].0.starts_with("Fan~2[1]/Each"), "{}", reruns[0].0);
     let mut fin = Vec::new();
     for (id, input) in reruns {
-        fin.extend(ex.handle(Event::TaskSucceeded { task_id: TaskId(id), output: json!(format!("ok-{input}")) }, now));
+        fin.extend(ex.handle(
+            Event::TaskSucceeded {
+                task_id: TaskId(id),
+                output: json!(format!("ok-{input}")),
+            },
+            now,
+        ));
     }
-    assert!(fin.iter().any(|a| matches!(a, Action::Finished { status: Status::Succeeded, .. })));
+    assert!(fin.iter().any(|a| matches!(
+        a,
+        Action::Finished {
+            status: Status::Succeeded,
+            ..
+        }
+    )));
     assert_eq!(ex.output(), Some(&json!(["ok-10", "ok-11", "ok-12"])));
-    assert!(ex.redrive(now).is_err(), "a succeeded execution cannot be redriven");
+    assert!(
+        ex.redrive(now).is_err(),
+        "a succeeded execution cannot be redriven"
+    );
 }
 
 #[test]
@@ -196,22 +270,65 @@ fn redrive_after_task_failure_uses_recorded_input_and_count() {
     let rb = parse(
         "StartAt: A\nStates:\n  A:\n    Type: Pass\n    Result: {x: 1}\n    Next: T\n  T:\n    Type: Task\n    Resource: plugin:t\n    Parameters:\n      x.$: $.x\n      redrive.$: $$.Execution.RedriveCount\n    End: true\n",
     );
-    let mut ex = Execution::new(rb.machine.clone(), json!({}), ExecutionContext::new("e", "e", t0()), 0);
+    let mut ex = Execution::new(
+        rb.machine.clone(),
+        json!({}),
+        ExecutionContext::new("e", "e", t0()),
+        0,
+    );
     let acts = ex.start(t0());
-    let id = acts.iter().find_map(|a| if let Action::RunTask { task_id, .. } = a { Some(task_id.clone()) } else { None }).unwrap();
-    ex.handle(Event::TaskFailed { task_id: id, error: "E".into(), cause: "c".into() }, t0());
+    let id = acts
+        .iter()
+        .find_map(|a| {
+            if let Action::RunTask { task_id, .. } = a {
+                Some(task_id.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    ex.handle(
+        Event::TaskFailed {
+            task_id: id,
+            error: "E".into(),
+            cause: "c".into(),
+        },
+        t0(),
+    );
     assert_eq!(ex.status(), Status::Failed);
     let acts = ex.redrive(t0()).unwrap();
-    let input = acts.iter().find_map(|a| if let Action::RunTask { input, task_id, .. } = a { Some((task_id.clone(), input.clone())) } else { None }).unwrap();
+    let input = acts
+        .iter()
+        .find_map(|a| {
+            if let Action::RunTask { input, task_id, .. } = a {
+                Some((task_id.clone(), input.clone()))
+            } else {
+                None
+            }
+        })
+        .unwrap();
     assert_eq!(input.1, json!({"x": 1, "redrive": 1}));
     assert_eq!(input.0.0, "T~2#1");
-    assert!(acts.iter().any(|a| matches!(a, Action::History(HistoryEvent::ExecutionRedriven { redrive_count: 1, .. }))));
+    assert!(acts.iter().any(|a| matches!(
+        a,
+        Action::History(HistoryEvent::ExecutionRedriven {
+            redrive_count: 1,
+            ..
+        })
+    )));
 }
 
 #[test]
 fn abort_cancels_outstanding_work() {
-    let rb = parse("StartAt: T\nStates:\n  T:\n    Type: Task\n    Resource: plugin:t\n    TimeoutSeconds: 60\n    End: true\n");
-    let mut ex = Execution::new(rb.machine.clone(), json!({}), ExecutionContext::new("e", "e", t0()), 0);
+    let rb = parse(
+        "StartAt: T\nStates:\n  T:\n    Type: Task\n    Resource: plugin:t\n    TimeoutSeconds: 60\n    End: true\n",
+    );
+    let mut ex = Execution::new(
+        rb.machine.clone(),
+        json!({}),
+        ExecutionContext::new("e", "e", t0()),
+        0,
+    );
     ex.start(t0());
     assert_eq!(ex.outstanding().len(), 2);
     let acts = ex.abort(Some("Operator.Stop".into()), Some("stopped".into()), t0());
@@ -256,14 +373,39 @@ States:
     );
     let tasks = rb.tasks();
     let paths: Vec<_> = tasks.iter().map(|t| t.path.as_str()).collect();
-    assert_eq!(paths, ["Deploy/branch[0]/Net", "Deploy/branch[1]/CreatePrimary", "Fan[*]/Probe"]);
-    assert_eq!(tasks[1].resource, Resource::Wasm("./plugins/rds.wasm".into()));
-    assert_eq!(tasks[1].capabilities, ["rds:CreateDBInstance on primary-postgres-*"]);
+    assert_eq!(
+        paths,
+        [
+            "Deploy/branch[0]/Net",
+            "Deploy/branch[1]/CreatePrimary",
+            "Fan[*]/Probe"
+        ]
+    );
+    assert_eq!(
+        tasks[1].resource,
+        Resource::Wasm("./plugins/rds.wasm".into())
+    );
+    assert_eq!(
+        tasks[1].capabilities,
+        ["rds:CreateDBInstance on primary-postgres-*"]
+    );
     assert_eq!(tasks[1].pos, Pos { line: 15, col: 11 });
-    assert_eq!(tasks[2].resource, Resource::Other("arn:aws:lambda:us-east-1:1:function:probe".into()));
-    assert_eq!(rb.position_of("/States/Fan"), Some(Pos { line: 22, col: 3 }));
-    let d = rb.diag(tasks[0].pos, "plugin 'ec2' imports rds but the Task grants only ec2");
-    assert_eq!(d.to_string(), "test.yaml:12:11: plugin 'ec2' imports rds but the Task grants only ec2");
+    assert_eq!(
+        tasks[2].resource,
+        Resource::Other("arn:aws:lambda:us-east-1:1:function:probe".into())
+    );
+    assert_eq!(
+        rb.position_of("/States/Fan"),
+        Some(Pos { line: 22, col: 3 })
+    );
+    let d = rb.diag(
+        tasks[0].pos,
+        "plugin 'ec2' imports rds but the Task grants only ec2",
+    );
+    assert_eq!(
+        d.to_string(),
+        "test.yaml:12:11: plugin 'ec2' imports rds but the Task grants only ec2"
+    );
     assert_eq!(rb.meta.name.as_deref(), Some("deploy"));
 }
 
@@ -283,17 +425,46 @@ States:
   S: {Type: Succeed}
 "#,
     );
-    let v = build_input(&rb.meta, json!({"threshold": 1.5, "extra": "kept"}), &[("replicas".into(), "3".into()), ("force".into(), "true".into())]).unwrap();
-    assert_eq!(v, json!({"region": "us-east-1", "replicas": 3, "force": true, "tags": {}, "threshold": 1.5, "extra": "kept"}));
+    let v = build_input(
+        &rb.meta,
+        json!({"threshold": 1.5, "extra": "kept"}),
+        &[
+            ("replicas".into(), "3".into()),
+            ("force".into(), "true".into()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        v,
+        json!({"region": "us-east-1", "replicas": 3, "force": true, "tags": {}, "threshold": 1.5, "extra": "kept"})
+    );
     let e = build_input(&rb.meta, Value::Null, &[]).unwrap_err();
     assert_eq!(e.code(), "E-PARAM-MISSING");
-    let e = build_input(&rb.meta, json!({"threshold": 1}), &[("nope".into(), "1".into())]).unwrap_err();
+    let e = build_input(
+        &rb.meta,
+        json!({"threshold": 1}),
+        &[("nope".into(), "1".into())],
+    )
+    .unwrap_err();
     assert_eq!(e.code(), "E-PARAM-UNKNOWN");
-    let e = build_input(&rb.meta, json!({"threshold": 1}), &[("replicas".into(), "many".into())]).unwrap_err();
+    let e = build_input(
+        &rb.meta,
+        json!({"threshold": 1}),
+        &[("replicas".into(), "many".into())],
+    )
+    .unwrap_err();
     assert_eq!(e.code(), "E-PARAM-TYPE");
     let e = build_input(&rb.meta, json!({"threshold": "high"}), &[]).unwrap_err();
     assert_eq!(e.code(), "E-PARAM-TYPE");
-    let v = build_input(&rb.meta, json!({"threshold": 2}), &[("tags".into(), r#"{"env":"dev"}"#.into()), ("region".into(), "eu-west-1".into())]).unwrap();
+    let v = build_input(
+        &rb.meta,
+        json!({"threshold": 2}),
+        &[
+            ("tags".into(), r#"{"env":"dev"}"#.into()),
+            ("region".into(), "eu-west-1".into()),
+        ],
+    )
+    .unwrap();
     assert_eq!(v["tags"], json!({"env": "dev"}));
     assert_eq!(v["region"], "eu-west-1");
 }
@@ -308,7 +479,9 @@ fn diagrams_and_schema() {
     let d = to_dot(&rb.machine);
     assert!(d.contains("digraph runbook"));
     assert!(d.contains("subgraph cluster_"));
-    let caught = parse("StartAt: T\nStates:\n  T: {Type: Task, Resource: plugin:x, Catch: [{ErrorEquals: [States.ALL], Next: H}], End: true}\n  H: {Type: Succeed}\n");
+    let caught = parse(
+        "StartAt: T\nStates:\n  T: {Type: Task, Resource: plugin:x, Catch: [{ErrorEquals: [States.ALL], Next: H}], End: true}\n  H: {Type: Succeed}\n",
+    );
     assert!(to_dot(&caught.machine).contains("style=dashed"));
     assert!(to_mermaid(&caught.machine).contains("-.->"));
     let s = json_schema();
@@ -318,7 +491,9 @@ fn diagrams_and_schema() {
 
 #[test]
 fn sim_scripted_closure_sees_calls() {
-    let rb = parse("StartAt: T\nStates:\n  T: {Type: Task, Resource: plugin:t, Parameters: {a.$: $.a}, End: true}\n");
+    let rb = parse(
+        "StartAt: T\nStates:\n  T: {Type: Task, Resource: plugin:t, Parameters: {a.$: $.a}, End: true}\n",
+    );
     let mut seen = Vec::new();
     let r = sim::run(Arc::clone(&rb.machine), json!({"a": 5}), &mut |c| {
         seen.push((c.state_path.clone(), c.input.clone(), c.attempt));
