@@ -14,7 +14,7 @@ use crate::rng::Rng;
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,6 +142,10 @@ pub enum Action {
     },
 }
 
+/// Default limit on history events per execution, as in Step Functions: see
+/// [`Execution::set_max_history_events`].
+pub const DEFAULT_MAX_HISTORY_EVENTS: u64 = 25_000;
+
 type Sid = u64;
 
 struct TaskEntry {
@@ -258,6 +262,14 @@ pub struct Execution {
     /// Consumed by the next Map/Parallel entered at the top level after a redrive.
     preserved: Option<Vec<Option<Value>>>,
     started: bool,
+    /// History events emitted so far, over all calls (and redrives).
+    history_count: u64,
+    max_history_events: u64,
+    /// Set when a history event would have exceeded the limit: the index in `out` from
+    /// which actions are discarded; cleared when the execution fails.
+    overflow_mark: Option<usize>,
+    /// The execution failed because it reached the history limit (it cannot be redriven).
+    history_exceeded: bool,
 }
 
 /// Data for building the context object (`$$`).
@@ -371,7 +383,35 @@ impl Execution {
             redrive_point: None,
             preserved: None,
             started: false,
+            history_count: 0,
+            max_history_events: DEFAULT_MAX_HISTORY_EVENTS,
+            overflow_mark: None,
+            history_exceeded: false,
         }
+    }
+
+    /// Limit the number of history events of this execution (default
+    /// [`DEFAULT_MAX_HISTORY_EVENTS`], 25,000; values below 2 count as 2). The count covers
+    /// every call, all Map iterations and Parallel branches, and redrives. When a history
+    /// event would leave no room for the final one, the execution fails at once with
+    /// `States.Runtime` (not retriable or catchable): this bounds a `start`/`handle` call
+    /// that would otherwise loop forever through states that never wait on a Task or Wait.
+    ///
+    /// Set it before [`Execution::start`]; a replay must use the same limit.
+    pub fn set_max_history_events(&mut self, n: u64) {
+        self.max_history_events = n.max(2);
+    }
+    /// Builder form of [`Execution::set_max_history_events`].
+    pub fn with_max_history_events(mut self, n: u64) -> Self {
+        self.set_max_history_events(n);
+        self
+    }
+    pub fn max_history_events(&self) -> u64 {
+        self.max_history_events
+    }
+    /// Number of history events emitted so far.
+    pub fn history_event_count(&self) -> u64 {
+        self.history_count
     }
 
     pub fn status(&self) -> Status {
@@ -478,6 +518,13 @@ impl Execution {
                 self.status
             )));
         }
+        // ExecutionRedriven and a final event must still fit in the history.
+        if self.history_exceeded || self.history_count + 2 > self.max_history_events {
+            return Err(EngineError::CannotRedrive(format!(
+                "the execution reached the limit of {} history events",
+                self.max_history_events
+            )));
+        }
         let Some(point) = self.redrive_point.take() else {
             return Err(EngineError::CannotRedrive(
                 "no failed state to redrive from".into(),
@@ -517,8 +564,51 @@ impl Execution {
 
     // ---- internals ----
 
+    /// Record a history event. Final (`Execution*` end) events always fit: the limit keeps
+    /// room for one. Any other event that would not fit trips the limit instead (it and all
+    /// later events of this step are dropped); `drain` then fails the execution.
     fn history(&mut self, h: HistoryEvent) {
+        let last = matches!(
+            h,
+            HistoryEvent::ExecutionSucceeded { .. }
+                | HistoryEvent::ExecutionFailed { .. }
+                | HistoryEvent::ExecutionTimedOut { .. }
+                | HistoryEvent::ExecutionAborted { .. }
+        );
+        if !last {
+            if self.overflow_mark.is_some() {
+                return;
+            }
+            if self.history_count + 2 > self.max_history_events {
+                self.overflow_mark = Some(self.out.len());
+                return;
+            }
+        }
+        self.history_count += 1;
         self.out.push(Action::History(h));
+    }
+
+    /// After the history limit tripped: drop the tasks and timers started since (they were
+    /// never announced) and keep every other action, such as cancellations of earlier work.
+    fn discard_after_overflow(&mut self, mark: usize) {
+        let tail = self.out.split_off(mark.min(self.out.len()));
+        let mut tasks = BTreeSet::new();
+        let mut timers = BTreeSet::new();
+        for a in tail {
+            match a {
+                Action::RunTask { task_id, .. } => {
+                    self.tasks.remove(&task_id);
+                    tasks.insert(task_id);
+                }
+                Action::StartTimer { timer_id, .. } => {
+                    self.timers.remove(&timer_id);
+                    timers.insert(timer_id);
+                }
+                Action::CancelTask { task_id } if tasks.contains(&task_id) => {}
+                Action::CancelTimer { timer_id } if timers.contains(&timer_id) => {}
+                a => self.out.push(a),
+            }
+        }
     }
 
     fn start_execution_timer(&mut self) {
@@ -586,11 +676,18 @@ impl Execution {
     }
 
     fn drain(&mut self) {
-        while let Some(w) = self.queue.pop_front() {
+        loop {
+            if self.overflow_mark.is_some() && self.status == Status::Running {
+                // `finish` turns this into the history-limit failure.
+                self.finish(Status::Failed, None, None);
+            }
             if self.status != Status::Running {
                 self.queue.clear();
                 break;
             }
+            let Some(w) = self.queue.pop_front() else {
+                break;
+            };
             match w {
                 Work::Enter { sid, state, input } => self.enter(sid, state, input),
                 Work::ScopeDone { sid, result } => self.scope_done(sid, result),
@@ -1579,8 +1676,10 @@ impl Execution {
                 heartbeat_timer,
                 ..
             }) => {
-                self.tasks.remove(&task_id);
-                self.out.push(Action::CancelTask { task_id });
+                // Not registered if dropped after the history limit tripped.
+                if self.tasks.remove(&task_id).is_some() {
+                    self.out.push(Action::CancelTask { task_id });
+                }
                 for t in [timeout_timer, heartbeat_timer].into_iter().flatten() {
                     self.cancel_timer(&t);
                 }
@@ -1618,7 +1717,19 @@ impl Execution {
         }
     }
 
-    fn finish(&mut self, status: Status, output: Option<Value>, err: Option<AslError>) {
+    fn finish(&mut self, mut status: Status, mut output: Option<Value>, mut err: Option<AslError>) {
+        // Once the history limit tripped, the execution fails with it, whatever else happened
+        // in the same step. Execution-level: never seen by Retry or Catch.
+        if let Some(mark) = self.overflow_mark.take() {
+            self.discard_after_overflow(mark);
+            self.history_exceeded = true;
+            status = Status::Failed;
+            output = None;
+            err = Some(AslError::runtime(format!(
+                "execution exceeded the limit of {} history events (a loop without a Task or Wait?)",
+                self.max_history_events
+            )));
+        }
         // Remember where to redrive from: the top-level state that was running or failed.
         if status != Status::Succeeded
             && let Some(cur) = self.scopes.get(&0).and_then(|s| s.cur.as_ref())
@@ -1725,5 +1836,104 @@ mod tests {
     fn execution_is_send() {
         fn is_send<T: Send>() {}
         is_send::<Execution>();
+    }
+
+    fn start_of(text: &str, limit: Option<u64>) -> (Execution, Vec<Action>) {
+        let rb = crate::parse_runbook("t.yaml", text).unwrap_or_else(|d| panic!("{d}"));
+        let t0 = Timestamp::parse("2024-01-01T00:00:00Z").unwrap();
+        let mut ex = Execution::new(
+            rb.machine.clone(),
+            json!({}),
+            ExecutionContext::new("e", "e", t0),
+            1,
+        );
+        if let Some(n) = limit {
+            ex.set_max_history_events(n);
+        }
+        let acts = ex.start(t0);
+        (ex, acts)
+    }
+
+    const SPIN: &str = r#"
+StartAt: P
+States:
+  P: {Type: Pass, Next: C}
+  C:
+    Type: Choice
+    Choices:
+      - Variable: $.never
+        IsPresent: true
+        Next: Done
+    Default: P
+  Done: {Type: Succeed}
+"#;
+
+    #[test]
+    fn infinite_pass_choice_loop_fails_at_the_history_limit() {
+        let (ex, acts) = start_of(SPIN, None);
+        assert_eq!(ex.status(), Status::Failed);
+        let err = ex.error().unwrap();
+        assert_eq!(err.error, names::RUNTIME);
+        assert_eq!(
+            err.cause.as_deref(),
+            Some(
+                "execution exceeded the limit of 25000 history events (a loop without a Task or Wait?)"
+            )
+        );
+        let history: Vec<&HistoryEvent> = acts
+            .iter()
+            .filter_map(|a| match a {
+                Action::History(h) => Some(h),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(history.len(), DEFAULT_MAX_HISTORY_EVENTS as usize);
+        assert_eq!(ex.history_event_count(), DEFAULT_MAX_HISTORY_EVENTS);
+        assert!(matches!(
+            history.last(),
+            Some(HistoryEvent::ExecutionFailed { error, .. }) if error == names::RUNTIME
+        ));
+        assert!(matches!(
+            acts.last(),
+            Some(Action::Finished { status: Status::Failed, error: Some(e), .. }) if e == names::RUNTIME
+        ));
+    }
+
+    #[test]
+    fn limit_is_exact_and_configurable() {
+        // Init + 3 × (Choice in/out + Inc in/out) + Choice in/out + Done in/out + start/end.
+        const COUNT: &str = r#"
+StartAt: Init
+States:
+  Init: {Type: Pass, Result: {n: 0}, Next: Loop}
+  Loop:
+    Type: Choice
+    Choices:
+      - Variable: $.n
+        NumericGreaterThanEquals: 3
+        Next: Done
+    Default: Inc
+  Inc:
+    Type: Pass
+    Parameters:
+      n.$: States.MathAdd($.n, 1)
+    Next: Loop
+  Done: {Type: Succeed}
+"#;
+        let (ex, _) = start_of(COUNT, None);
+        assert_eq!(ex.status(), Status::Succeeded);
+        let n = ex.history_event_count();
+        assert_eq!(n, 2 + 2 + 3 * 4 + 2 + 2);
+        let (ex, _) = start_of(COUNT, Some(n));
+        assert_eq!(ex.status(), Status::Succeeded);
+        let (ex, acts) = start_of(COUNT, Some(n - 1));
+        assert_eq!(ex.status(), Status::Failed);
+        assert_eq!(ex.error().unwrap().error, names::RUNTIME);
+        assert_eq!(ex.history_event_count(), n - 1);
+        let h = acts
+            .iter()
+            .filter(|a| matches!(a, Action::History(_)))
+            .count();
+        assert_eq!(h as u64, n - 1);
     }
 }

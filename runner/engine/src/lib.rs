@@ -8,6 +8,15 @@
 //! 2. [`Execution::new`] then [`Execution::start`]; feed [`Event`]s with [`Execution::handle`].
 //! 3. To resume, replay the journal's `(event, now)` pairs into a fresh `Execution` (after
 //!    `start` with the original start time) and re-issue [`Execution::outstanding`].
+//!
+//! `start` and `handle` run through states until the execution needs an external event (a
+//! task result or a timer). To bound a loop that never reaches a Task or Wait, an execution
+//! is limited to [`DEFAULT_MAX_HISTORY_EVENTS`] (25,000, as in Step Functions) history events,
+//! counted over all calls, Map iterations, Parallel branches and redrives; see
+//! [`Execution::set_max_history_events`]. An execution that would exceed it fails with
+//! `States.Runtime` (an execution-level failure that Retry and Catch never see); outstanding
+//! tasks and timers are cancelled. The count depends only on the events fed in, so a replay
+//! with the same limit reaches the same result.
 
 pub mod choice;
 pub mod dataflow;
@@ -33,8 +42,8 @@ pub use dataflow::{
 };
 pub use error::{AslError, Diagnostic, Diagnostics, EngineError, Pos};
 pub use exec::{
-    Action, Event, Execution, ExecutionContext, Status, TaskId, TimerId, TimerPurpose,
-    error_matches,
+    Action, DEFAULT_MAX_HISTORY_EVENTS, Event, Execution, ExecutionContext, Status, TaskId,
+    TimerId, TimerPurpose, error_matches,
 };
 pub use graph::{to_dot, to_mermaid};
 pub use history::HistoryEvent;

@@ -85,6 +85,8 @@ pub struct SimOptions {
     pub record_history: bool,
     /// Abort with `Sim.TooManyEvents` after this many events.
     pub max_events: usize,
+    /// The execution's history event limit ([`Execution::set_max_history_events`]).
+    pub max_history_events: u64,
 }
 
 impl Default for SimOptions {
@@ -103,6 +105,7 @@ impl Default for SimOptions {
             context,
             record_history: true,
             max_events: 1_000_000,
+            max_history_events: crate::exec::DEFAULT_MAX_HISTORY_EVENTS,
         }
     }
 }
@@ -124,7 +127,8 @@ pub fn run_with(
     tasks: &mut dyn FnMut(&TaskCall) -> TaskOutcome,
 ) -> SimResult {
     let mut now = opts.context.start_time;
-    let mut exec = Execution::new(machine, input, opts.context, opts.seed);
+    let mut exec = Execution::new(machine, input, opts.context, opts.seed)
+        .with_max_history_events(opts.max_history_events);
     let mut sim = Sim {
         queue: BinaryHeap::new(),
         seq: 0,

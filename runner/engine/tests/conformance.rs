@@ -3,7 +3,7 @@
 //!
 //! A file holds one case or a list of cases:
 //! `{ name, definition (mapping, or a string of runbook text for position checks), file_name?, input?,
-//!    seed?, tasks?: {<state name | resource | "*">: [ {output} | {error, cause} , with
+//!    seed?, max_history_events?, tasks?: {<state name | resource | "*">: [ {output} | {error, cause} , with
 //!    optional delay (s), heartbeats ([s...]) or hang: true ]},
 //!    expect: { status?, output?, error?, cause?, cause_contains?, history_contains?,
 //!              history_excludes?, task_inputs?: {<state>: [..]}, task_calls?, elapsed?,
@@ -191,6 +191,9 @@ fn run_case(file: &str, case: &Value) -> Result<(), String> {
     let mut opts = SimOptions::default();
     if let Some(s) = case.get("seed").and_then(Value::as_u64) {
         opts.seed = s;
+    }
+    if let Some(n) = case.get("max_history_events").and_then(Value::as_u64) {
+        opts.max_history_events = n;
     }
     let start = opts.context.start_time;
     let res = sim::run_with(rb.machine.clone(), input, opts, &mut answer);

@@ -503,3 +503,227 @@ fn sim_scripted_closure_sees_calls() {
     assert_eq!(seen, [("T".to_string(), json!({"a": 5}), 1)]);
     assert_eq!(r.end_time.since(t0()), Duration::from_secs(2));
 }
+
+const SPIN_BRANCHES: &str = r#"
+StartAt: Par
+TimeoutSeconds: 3600
+States:
+  Par:
+    Type: Parallel
+    Retry:
+      - ErrorEquals: [States.ALL]
+        MaxAttempts: 3
+    Catch:
+      - ErrorEquals: [States.Runtime]
+        Next: Caught
+      - ErrorEquals: [States.ALL]
+        Next: Caught
+    Branches:
+      - StartAt: T
+        States:
+          T: {Type: Task, Resource: plugin:t, TimeoutSeconds: 60, End: true}
+      - StartAt: W
+        States:
+          W: {Type: Wait, Seconds: 60, End: true}
+      - StartAt: P
+        States:
+          P: {Type: Pass, Next: C}
+          C:
+            Type: Choice
+            Choices:
+              - Variable: $.stop
+                IsPresent: true
+                Next: Out
+            Default: P
+          Out: {Type: Succeed}
+    End: true
+  Caught: {Type: Succeed}
+"#;
+
+#[test]
+fn history_limit_fails_execution_cancels_work_and_is_not_caught() {
+    let rb = parse(SPIN_BRANCHES);
+    let mut ex = Execution::new(
+        rb.machine.clone(),
+        json!({}),
+        ExecutionContext::new("e", "e", t0()),
+        0,
+    )
+    .with_max_history_events(500);
+    let acts = ex.start(t0());
+    assert_eq!(ex.status(), Status::Failed);
+    let err = ex.error().unwrap();
+    assert_eq!(err.error, "States.Runtime");
+    assert!(
+        err.cause
+            .as_deref()
+            .unwrap()
+            .contains("exceeded the limit of 500 history events"),
+        "{err:?}"
+    );
+    // The task and timers started before the limit tripped are cancelled.
+    let run = acts.iter().find_map(|a| match a {
+        Action::RunTask { task_id, .. } => Some(task_id.clone()),
+        _ => None,
+    });
+    let run = run.expect("branch 0 ran its task");
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::CancelTask { task_id } if *task_id == run))
+    );
+    let started: Vec<TimerId> = acts
+        .iter()
+        .filter_map(|a| match a {
+            Action::StartTimer { timer_id, .. } => Some(timer_id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started.len(), 3, "{started:?}"); // execution timeout, task timeout, wait
+    for t in &started {
+        assert!(
+            acts.iter()
+                .any(|a| matches!(a, Action::CancelTimer { timer_id } if timer_id == t)),
+            "{t} not cancelled"
+        );
+    }
+    assert!(ex.outstanding().is_empty());
+    let history: Vec<&HistoryEvent> = acts
+        .iter()
+        .filter_map(|a| match a {
+            Action::History(h) => Some(h),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(history.len(), 500);
+    assert!(matches!(
+        history.last(),
+        Some(HistoryEvent::ExecutionFailed { .. })
+    ));
+    assert!(!history.iter().any(|h| matches!(
+        h,
+        HistoryEvent::Caught { .. }
+            | HistoryEvent::RetryScheduled { .. }
+            | HistoryEvent::ParallelStateFailed { .. }
+    )));
+    assert!(matches!(
+        acts.last(),
+        Some(Action::Finished {
+            status: Status::Failed,
+            ..
+        })
+    ));
+    assert!(ex.redrive(t0()).is_err(), "no redrive past the limit");
+    assert!(
+        ex.handle(
+            Event::TaskSucceeded {
+                task_id: run,
+                output: json!(1)
+            },
+            t0()
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn history_limit_counts_across_calls_and_replays_exactly() {
+    // Every task result adds 6 events: TaskSucceeded, TaskStateExited, Choice in/out,
+    // TaskStateEntered, TaskScheduled. Start adds 3.
+    let rb = parse(
+        "StartAt: T\nStates:\n  T: {Type: Task, Resource: plugin:t, Next: C}\n  C:\n    Type: Choice\n    Choices:\n      - {Variable: $.done, IsPresent: true, Next: D}\n    Default: T\n  D: {Type: Succeed}\n",
+    );
+    let new = || {
+        Execution::new(
+            rb.machine.clone(),
+            json!({}),
+            ExecutionContext::new("e", "e", t0()),
+            0,
+        )
+        .with_max_history_events(20)
+    };
+    let mut ex = new();
+    let mut acts = ex.start(t0());
+    assert_eq!(ex.history_event_count(), 3);
+    let mut journal = Vec::new();
+    let mut counts = Vec::new();
+    while ex.status() == Status::Running {
+        let task_id = acts
+            .iter()
+            .find_map(|a| match a {
+                Action::RunTask { task_id, .. } => Some(task_id.clone()),
+                _ => None,
+            })
+            .expect("a task is running");
+        let now = t0().add(Duration::from_secs(journal.len() as u64 + 1));
+        let ev = Event::TaskSucceeded {
+            task_id,
+            output: json!({}),
+        };
+        journal.push((ev.clone(), now));
+        acts = ex.handle(ev, now);
+        counts.push(ex.history_event_count());
+    }
+    // 9, 15, then the third result fails: 19 events fit, the 20th is ExecutionFailed.
+    assert_eq!(counts, [9, 15, 20]);
+    assert_eq!(ex.status(), Status::Failed);
+    assert_eq!(ex.error().unwrap().error, "States.Runtime");
+    // The task the tripping step would have started is never announced.
+    assert!(!acts.iter().any(|a| matches!(a, Action::RunTask { .. })));
+    assert!(!acts.iter().any(|a| matches!(a, Action::CancelTask { .. })));
+    assert!(
+        !acts
+            .iter()
+            .any(|a| matches!(a, Action::History(HistoryEvent::TaskStateEntered { .. })))
+    );
+
+    // Replay: the same events give the same result.
+    let mut again = new();
+    again.start(t0());
+    let mut last = Vec::new();
+    for (ev, now) in journal {
+        last = again.handle(ev, now);
+    }
+    assert_eq!(last, acts);
+    assert_eq!(again.status(), Status::Failed);
+    assert_eq!(again.error(), ex.error());
+    assert_eq!(again.history_event_count(), 20);
+}
+
+#[test]
+fn history_limit_counts_map_iterations_and_allows_long_finite_loops() {
+    let map = parse(
+        "StartAt: M\nStates:\n  M:\n    Type: Map\n    ItemsPath: $.items\n    ItemProcessor:\n      StartAt: P\n      States:\n        P: {Type: Pass, End: true}\n    End: true\n",
+    );
+    let input = json!({"items": (0..10).collect::<Vec<_>>()});
+    // 3 + 10 × 4 (iteration start, Pass in/out, iteration end) + 3 = 46 events.
+    let opts = |n| sim::SimOptions {
+        max_history_events: n,
+        ..Default::default()
+    };
+    let r = sim::run_with(
+        map.machine.clone(),
+        input.clone(),
+        opts(46),
+        &mut |_| unreachable!(),
+    );
+    assert_eq!(r.status, Status::Succeeded, "{:?}", r.cause);
+    assert_eq!(r.history.len(), 46);
+    let r = sim::run_with(
+        map.machine.clone(),
+        input,
+        opts(45),
+        &mut |_| unreachable!(),
+    );
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(r.error.as_deref(), Some("States.Runtime"));
+    assert_eq!(r.history.len(), 45);
+
+    // 5,000 Choice + Pass iterations: 20,008 events, under the default limit.
+    let looped = parse(
+        "StartAt: Init\nStates:\n  Init: {Type: Pass, Result: {n: 0}, Next: Loop}\n  Loop:\n    Type: Choice\n    Choices:\n      - {Variable: $.n, NumericGreaterThanEquals: 5000, Next: Done}\n    Default: Inc\n  Inc:\n    Type: Pass\n    Parameters:\n      n.$: States.MathAdd($.n, 1)\n    Next: Loop\n  Done: {Type: Succeed}\n",
+    );
+    let r = sim::run(looped.machine.clone(), json!({}), &mut |_| unreachable!());
+    assert_eq!(r.status, Status::Succeeded, "{:?}", r.cause);
+    assert_eq!(r.output, Some(json!({"n": 5000})));
+    assert_eq!(r.history.len(), 20_008);
+}
