@@ -21,12 +21,18 @@ impl Provider for NoProvider {
 }
 
 fn step_overhead(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let host = Host::new(HostConfig::default()).unwrap();
-    let echo = host.load("echo", runbook_plugins_builtin::get("echo").unwrap(), None).unwrap();
+    let echo = host
+        .load("echo", runbook_plugins_builtin::get("echo").unwrap(), None)
+        .unwrap();
     let provider: Arc<dyn Provider> = Arc::new(NoProvider);
     let observer = Arc::new(TracingObserver);
-    let input = r#"{"DBInstanceIdentifier":"primary-postgres-dev","Region":"us-east-1","Force":false}"#;
+    let input =
+        r#"{"DBInstanceIdentifier":"primary-postgres-dev","Region":"us-east-1","Force":false}"#;
     c.bench_function("step: instantiate cached echo + run + return", |b| {
         b.iter(|| {
             rt.block_on(host.run(
@@ -47,12 +53,20 @@ fn step_overhead(c: &mut Criterion) {
 
 fn warm_start(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = HostConfig { cache_dir: Some(dir.path().to_path_buf()), ..HostConfig::default() };
+    let cfg = HostConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..HostConfig::default()
+    };
     let bytes = runbook_plugins_builtin::get("echo").unwrap();
     // Fill the cache once.
-    Host::new(cfg.clone()).unwrap().load("echo", bytes, None).unwrap();
+    Host::new(cfg.clone())
+        .unwrap()
+        .load("echo", bytes, None)
+        .unwrap();
     let mut group = c.benchmark_group("start");
-    group.sample_size(20).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
     group.bench_function("new host + load plugin from warm disk cache", |b| {
         b.iter(|| {
             let host = Host::new(cfg.clone()).unwrap();

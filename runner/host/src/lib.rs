@@ -553,10 +553,10 @@ impl Host {
                 actual: sha256,
             });
         }
-        if let Some(p) = self.loaded.lock().unwrap().get(&sha256) {
-            if p.name == name {
-                return Ok(p.clone());
-            }
+        if let Some(p) = self.loaded.lock().unwrap().get(&sha256)
+            && p.name == name
+        {
+            return Ok(p.clone());
         }
         let (component, source) = self.compile(name, bytes, &sha256)?;
         let imports = inspect::component_imports(&self.engine, &component);

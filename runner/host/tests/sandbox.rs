@@ -207,10 +207,12 @@ async fn ungranted_call_is_refused_at_run_time_and_recorded() {
         r.provider.calls.lock().unwrap().is_empty(),
         "a denied call must not reach the provider"
     );
-    let calls = r.observer.calls.lock().unwrap();
-    assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0].outcome, CallOutcome::Denied);
-    assert_eq!(calls[0].action, "DescribeDBInstances");
+    {
+        let calls = r.observer.calls.lock().unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].outcome, CallOutcome::Denied);
+        assert_eq!(calls[0].action, "DescribeDBInstances");
+    }
 
     // A resource-scoped grant does not cover an unscoped call.
     let r = run(
