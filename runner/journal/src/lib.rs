@@ -185,7 +185,10 @@ fn parse(s: &str) -> Result<Value> {
 /// Keys whose values never enter the journal, whatever a plugin returns.
 fn is_secret_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
-    k.contains("password") || k == "secret_string" || k == "secretstring" || k.contains("secret_value")
+    k.contains("password")
+        || k == "secret_string"
+        || k == "secretstring"
+        || k.contains("secret_value")
 }
 
 /// Replace secret-looking values with "***" (defence in depth: plugins cannot read
@@ -231,7 +234,9 @@ impl Journal {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Journal { conn: Mutex::new(conn) })
+        Ok(Journal {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
@@ -279,7 +284,11 @@ impl Journal {
     }
 
     /// Append history rows in one transaction.
-    pub fn append_history(&self, id: &str, rows: &[(i64, String, Option<String>, Value)]) -> Result<()> {
+    pub fn append_history(
+        &self,
+        id: &str,
+        rows: &[(i64, String, Option<String>, Value)],
+    ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -326,7 +335,15 @@ impl Journal {
         })
     }
 
-    pub fn record_log(&self, id: &str, at_ms: i64, state: &str, plugin: &str, level: &str, message: &str) -> Result<()> {
+    pub fn record_log(
+        &self,
+        id: &str,
+        at_ms: i64,
+        state: &str,
+        plugin: &str,
+        level: &str,
+        message: &str,
+    ) -> Result<()> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO logs (execution_id, seq, at_ms, state, plugin, level, message)
@@ -390,7 +407,9 @@ impl Journal {
         ))
     }
 
-    fn finish_row((mut e, input, output): (ExecutionRow, String, Option<String>)) -> Result<ExecutionRow> {
+    fn finish_row(
+        (mut e, input, output): (ExecutionRow, String, Option<String>),
+    ) -> Result<ExecutionRow> {
         e.input = parse(&input)?;
         e.output = output.as_deref().map(parse).transpose()?;
         Ok(e)
@@ -425,20 +444,35 @@ impl Journal {
 
     /// Most recent first.
     pub fn executions(&self, limit: usize) -> Result<Vec<ExecutionRow>> {
-        let sql = format!("SELECT {} FROM executions ORDER BY started_ms DESC, rowid DESC LIMIT ?1", Self::COLS);
+        let sql = format!(
+            "SELECT {} FROM executions ORDER BY started_ms DESC, rowid DESC LIMIT ?1",
+            Self::COLS
+        );
         let raws = self.with(|c| {
             let mut s = c.prepare(&sql)?;
-            s.query_map([limit as i64], Self::row)?.collect::<rusqlite::Result<Vec<_>>>()
+            s.query_map([limit as i64], Self::row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
         })?;
         raws.into_iter().map(Self::finish_row).collect()
     }
 
     pub fn events(&self, id: &str) -> Result<Vec<EventRow>> {
         let raws: Vec<(i64, i64, String)> = self.with(|c| {
-            let mut s = c.prepare("SELECT seq, at_ms, event FROM events WHERE execution_id = ?1 ORDER BY seq")?;
-            s.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect()
+            let mut s = c.prepare(
+                "SELECT seq, at_ms, event FROM events WHERE execution_id = ?1 ORDER BY seq",
+            )?;
+            s.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
         })?;
-        raws.into_iter().map(|(seq, at_ms, e)| Ok(EventRow { seq, at_ms, event: parse(&e)? })).collect()
+        raws.into_iter()
+            .map(|(seq, at_ms, e)| {
+                Ok(EventRow {
+                    seq,
+                    at_ms,
+                    event: parse(&e)?,
+                })
+            })
+            .collect()
     }
 
     pub fn history(&self, id: &str) -> Result<Vec<HistoryRow>> {
@@ -449,7 +483,15 @@ impl Journal {
             s.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect()
         })?;
         raws.into_iter()
-            .map(|(seq, at_ms, kind, state, d)| Ok(HistoryRow { seq, at_ms, kind, state, details: parse(&d)? }))
+            .map(|(seq, at_ms, kind, state, d)| {
+                Ok(HistoryRow {
+                    seq,
+                    at_ms,
+                    kind,
+                    state,
+                    details: parse(&d)?,
+                })
+            })
             .collect()
     }
 
@@ -529,17 +571,28 @@ mod tests {
         j.create_execution(&exec("e1")).unwrap();
         assert_eq!(j.append_event("e1", 5, &json!({"k": 1})).unwrap(), 1);
         assert_eq!(j.append_event("e1", 6, &json!({"k": 2})).unwrap(), 2);
-        j.append_history("e1", &[(5, "ExecutionStarted".into(), None, json!({"password": "x"}))]).unwrap();
-        j.finish("e1", "SUCCEEDED", 9, Some(&json!({"ok": true})), None, None).unwrap();
+        j.append_history(
+            "e1",
+            &[(5, "ExecutionStarted".into(), None, json!({"password": "x"}))],
+        )
+        .unwrap();
+        j.finish("e1", "SUCCEEDED", 9, Some(&json!({"ok": true})), None, None)
+            .unwrap();
         let e = j.execution("e1").unwrap();
         assert_eq!(e.status, "SUCCEEDED");
         assert_eq!(e.seed, u64::MAX - 3);
         assert_eq!(e.input, json!({"a": 1, "Password": "***"}));
         assert_eq!(e.output, Some(json!({"ok": true})));
         assert_eq!(j.events("e1").unwrap().len(), 2);
-        assert_eq!(j.history("e1").unwrap()[0].details, json!({"password": "***"}));
+        assert_eq!(
+            j.history("e1").unwrap()[0].details,
+            json!({"password": "***"})
+        );
         assert_eq!(j.resolve("e").unwrap().id, "e1");
-        assert!(matches!(j.execution("nope"), Err(JournalError::NotFound(_))));
+        assert!(matches!(
+            j.execution("nope"),
+            Err(JournalError::NotFound(_))
+        ));
     }
 
     #[test]
