@@ -128,6 +128,54 @@ enum Command {
     },
     /// Print the JSON Schema of runbooks (for editors).
     Schema,
+    /// Print HOST:PORT of a Route 53 name's local routing endpoint.
+    Endpoint { name: String },
+    /// Secrets (as `aws secretsmanager get-secret-value` would print them).
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
+    /// The local provider's environment and control-plane daemon.
+    Local {
+        #[command(subcommand)]
+        command: LocalCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Print a secret's JSON value.
+    Get {
+        name: String,
+        #[arg(long)]
+        region: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LocalCommand {
+    /// Daemon, instances, endpoints and link state.
+    Status,
+    /// Start the control-plane daemon (it also starts on demand).
+    Up,
+    /// Stop the daemon and every local PostgreSQL server (data is kept).
+    Down,
+    /// SIGKILL an instance's postmaster, as a crash would.
+    Crash {
+        instance: String,
+        #[arg(long)]
+        region: Option<String>,
+        /// Also kill its Multi-AZ standby.
+        #[arg(long)]
+        all_nodes: bool,
+    },
+    /// Cut the cross-region link (replication stops).
+    Partition,
+    /// Restore the cross-region link.
+    Heal,
+    /// Run the control-plane daemon in the foreground (started for you on demand).
+    #[command(hide = true)]
+    Daemon,
 }
 
 #[derive(Subcommand)]
@@ -338,6 +386,22 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Endpoint { name } => {
+            let p = providers::local(&state_dir(&cli))?;
+            println!("{}", rt()?.block_on(p.endpoint(name))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Secret {
+            command: SecretCommand::Get { name, region },
+        } => {
+            let p = providers::local(&state_dir(&cli))?;
+            println!(
+                "{}",
+                serde_json::to_string(&p.secret_get(name, region.as_deref())?)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Local { command } => local_command(&cli, command),
         Command::Schema => {
             println!(
                 "{}",
@@ -346,6 +410,31 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn local_command(cli: &Cli, command: &LocalCommand) -> anyhow::Result<ExitCode> {
+    let dir = state_dir(cli);
+    if let LocalCommand::Daemon = command {
+        rt()?.block_on(runbook_provider_local::run_daemon(&dir))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let p = providers::local(&dir)?;
+    let rt = rt()?;
+    let print = |v: Value| println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    match command {
+        LocalCommand::Status => print(rt.block_on(p.status())?),
+        LocalCommand::Up => print(rt.block_on(p.up())?),
+        LocalCommand::Down => rt.block_on(p.down())?,
+        LocalCommand::Crash {
+            instance,
+            region,
+            all_nodes,
+        } => print(rt.block_on(p.crash(instance, region.as_deref(), *all_nodes))?),
+        LocalCommand::Partition => rt.block_on(p.partition())?,
+        LocalCommand::Heal => rt.block_on(p.heal())?,
+        LocalCommand::Daemon => unreachable!(),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_input(s: &str) -> anyhow::Result<Value> {

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use runbook_caps::Provider;
+use runbook_provider_local::{DaemonLauncher, LocalConfig, LocalProvider};
 
 pub struct Factory {
-    #[allow(dead_code)]
     state_dir: PathBuf,
 }
 
@@ -16,10 +16,20 @@ impl Factory {
     }
 }
 
+/// The local provider; its control-plane daemon is this binary's hidden
+/// `local daemon` subcommand, started on demand.
+pub fn local(state_dir: &std::path::Path) -> anyhow::Result<LocalProvider> {
+    let exe = std::env::current_exe()?;
+    Ok(LocalProvider::open(LocalConfig::new(
+        state_dir,
+        DaemonLauncher::cli(exe, state_dir),
+    ))?)
+}
+
 impl runbook_executor::ProviderFactory for Factory {
     fn make(&self, name: &str) -> anyhow::Result<Arc<dyn Provider>> {
         match name {
-            "local" => anyhow::bail!("the local provider is not wired into this build yet"),
+            "local" => Ok(Arc::new(local(&self.state_dir)?)),
             "aws" => anyhow::bail!(
                 "the aws provider is not implemented yet (issue: AWS provider on the AWS SDK for Rust)"
             ),
