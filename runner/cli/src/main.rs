@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use runbook_executor::{Outcome, Progress, RunError, Runner, RunnerConfig};
+use runbook_executor::{Outcome, RunError, Runner, RunnerConfig};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -492,7 +492,3 @@ fn report(outcome: &Outcome, json: bool) -> ExitCode {
         ExitCode::from(1)
     }
 }
-
-/// Unused-import guard for `Progress` in this module.
-#[allow(dead_code)]
-fn _assert_progress(_: &dyn Progress) {}

@@ -259,11 +259,10 @@ impl Runner {
             let grants = match Grants::parse(&t.capabilities) {
                 Ok(g) => g,
                 Err((i, e)) => {
-                    let ptr_pos = t.pos;
                     problems.push(
                         runbook
                             .diag(
-                                ptr_pos,
+                                t.pos,
                                 format!("state '{}': Capabilities[{i}]: {e}", t.state_name),
                             )
                             .to_string(),
@@ -445,11 +444,19 @@ impl Runner {
         if produced.len() > written {
             let rows: Vec<_> = produced[written..]
                 .iter()
-                .map(|h| history_row(row.started_ms.max(now_ms()), h))
+                .map(|h| history_row(now_ms(), h))
                 .collect();
             self.journal.append_history(&row.id, &rows)?;
         }
         Ok((exec, produced.len()))
+    }
+
+    /// The provider an existing execution was started with.
+    fn provider_for(&self, row: &ExecutionRow) -> Arc<LazyProvider> {
+        LazyProvider::new(
+            row.provider.clone().unwrap_or_else(|| "local".into()),
+            self.providers.clone(),
+        )
     }
 
     fn load(&self, id: &str) -> Result<(ExecutionRow, Prepared), RunError> {
@@ -487,10 +494,7 @@ impl Runner {
         self.journal
             .set_running(&row.id, std::process::id(), row.redrive_count)?;
         progress.started(&row.id, &row.name);
-        let provider = LazyProvider::new(
-            row.provider.clone().unwrap_or_else(|| "local".into()),
-            self.providers.clone(),
-        );
+        let provider = self.provider_for(&row);
         if exec.status() != Status::Running {
             // It had finished; only the final row was lost.
             return self.finish_from_engine(&row.id, &exec, progress);
@@ -522,10 +526,7 @@ impl Runner {
         self.journal
             .set_running(&row.id, std::process::id(), exec.redrive_count())?;
         progress.started(&row.id, &row.name);
-        let provider = LazyProvider::new(
-            row.provider.clone().unwrap_or_else(|| "local".into()),
-            self.providers.clone(),
-        );
+        let provider = self.provider_for(&row);
         self.drive(&row.id, &mut exec, &prepared, provider, actions, progress)
             .await
     }
