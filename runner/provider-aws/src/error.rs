@@ -307,7 +307,9 @@ where
     O: RequestId,
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
-    match fut.await {
+    // Boxed: the SDK's futures are large in debug builds, and inlined into every
+    // handler's state machine they overflow a test thread's stack.
+    match Box::pin(fut).await {
         Ok(out) => {
             tracing::debug!(
                 call = %call.iam_name(),

@@ -40,6 +40,9 @@ pub struct AwsOptions {
     pub endpoint_url: Option<String>,
     /// Attempts per call including the first (adaptive retry mode; default 5).
     pub max_attempts: Option<u32>,
+    /// Fixed access key id and secret instead of the credential chain (emulators such
+    /// as moto, tests).
+    pub static_credentials: Option<(String, String)>,
 }
 
 /// The aws provider. Cheap to clone; clients are shared.
@@ -150,13 +153,13 @@ impl AwsProvider {
 
     async fn dispatch(&self, call: CapCall) -> Result<Value, CapError> {
         match call.service.as_str() {
-            "rds" => rds::handle(self, &call).await,
-            "ec2" => ec2::handle(self, &call).await,
-            "route53" => route53::handle(self, &call).await,
-            "cloudwatch" => cloudwatch::handle(self, &call).await,
-            "sns" => sns::handle(self, &call).await,
-            "secretsmanager" => secrets::handle(self, &call).await,
-            "postgres" => postgres::handle(self, &call).await,
+            "rds" => Box::pin(rds::handle(self, &call)).await,
+            "ec2" => Box::pin(ec2::handle(self, &call)).await,
+            "route53" => Box::pin(route53::handle(self, &call)).await,
+            "cloudwatch" => Box::pin(cloudwatch::handle(self, &call)).await,
+            "sns" => Box::pin(sns::handle(self, &call)).await,
+            "secretsmanager" => Box::pin(secrets::handle(self, &call)).await,
+            "postgres" => Box::pin(postgres::handle(self, &call)).await,
             _ => Err(CapError::unsupported(&call, "aws")),
         }
     }
@@ -171,7 +174,7 @@ impl Provider for AwsProvider {
         Box::pin(async move {
             let name = call.iam_name();
             let resource = call.resource.clone();
-            let out = self.dispatch(call).await;
+            let out = Box::pin(self.dispatch(call)).await;
             if let Err(e) = &out {
                 tracing::info!(call = %name, resource = ?resource, code = %e.code, "failed");
             }
@@ -196,6 +199,11 @@ async fn load_sdk_config(o: &AwsOptions) -> SdkConfig {
     }
     if let Some(r) = &o.region {
         loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some((id, secret)) = &o.static_credentials {
+        loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+            id, secret, None, None, "static",
+        ));
     }
     if let Some(u) = &o.endpoint_url {
         loader = loader.endpoint_url(u);
