@@ -266,6 +266,47 @@ async fn security_group_by_id(
         .ok_or_else(|| CapError::internal(format!("AWS answered without security group {id}")))
 }
 
+/// Disassociate `rtb` from subnets that no longer exist; true if any was.
+async fn drop_dangling_associations(
+    c: &Client,
+    call: &CapCall,
+    rtb: &str,
+) -> Result<bool, CapError> {
+    let o = send(
+        call,
+        "DescribeRouteTables",
+        c.describe_route_tables().route_table_ids(rtb).send(),
+    )
+    .await?;
+    let mut dropped = false;
+    for a in o.route_tables().iter().flat_map(|t| t.associations()) {
+        let (Some(sub), Some(id)) = (a.subnet_id(), a.route_table_association_id()) else {
+            continue;
+        };
+        let exists = send(
+            call,
+            "DescribeSubnets",
+            c.describe_subnets()
+                .filters(t::Filter::builder().name("subnet-id").values(sub).build())
+                .send(),
+        )
+        .await?
+        .subnets()
+        .iter()
+        .any(|s| s.subnet_id() == Some(sub));
+        if !exists {
+            send(
+                call,
+                "DisassociateRouteTable",
+                c.disassociate_route_table().association_id(id).send(),
+            )
+            .await?;
+            dropped = true;
+        }
+    }
+    Ok(dropped)
+}
+
 pub(crate) async fn handle(p: &AwsProvider, call: &CapCall) -> Result<Value, CapError> {
     let region = call.region()?.to_string();
     let r = region.as_str();
@@ -662,13 +703,31 @@ pub(crate) async fn handle(p: &AwsProvider, call: &CapCall) -> Result<Value, Cap
         }
         "DeleteRouteTable" => {
             let rtb: String = call.arg_as("route_table_id")?;
-            send(
+            let first = send(
                 call,
                 "DeleteRouteTable",
                 c.delete_route_table().route_table_id(&rtb).send(),
             )
-            .await?;
-            Ok(Value::Null)
+            .await;
+            match first {
+                Ok(_) => Ok(Value::Null),
+                Err(e) if e.kind == runbook_caps::ErrorKind::DependencyViolation => {
+                    // EC2 drops a subnet's route-table association when the subnet is
+                    // deleted; moto keeps it dangling and then refuses the delete. Remove
+                    // only associations whose subnet no longer exists, and retry once.
+                    if !drop_dangling_associations(&c, call, &rtb).await? {
+                        return Err(e);
+                    }
+                    send(
+                        call,
+                        "DeleteRouteTable",
+                        c.delete_route_table().route_table_id(&rtb).send(),
+                    )
+                    .await?;
+                    Ok(Value::Null)
+                }
+                Err(e) => Err(e),
+            }
         }
         "CreateVpcEndpoint" => {
             let vpc_id: String = call.arg_as("vpc_id")?;

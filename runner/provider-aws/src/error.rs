@@ -283,6 +283,7 @@ where
 fn is_credentials_error(text: &str) -> bool {
     text.contains("no providers in chain provided credentials")
         || text.contains("failed to load credentials")
+        || text.contains("error occurred while loading credentials")
         || text.contains("CredentialsNotLoaded")
         || text.contains("the credential provider was not enabled")
         || text.contains("credentials")

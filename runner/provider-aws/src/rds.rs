@@ -365,6 +365,12 @@ pub(crate) async fn handle(p: &AwsProvider, call: &CapCall) -> Result<Value, Cap
                     _ => break,
                 }
             }
+            if let (Some(n), true) = (&sid, out.is_empty()) {
+                return Err(CapError::not_found(
+                    "DBSnapshotNotFound",
+                    format!("DBSnapshot {n} not found."),
+                ));
+            }
             Ok(to_value(out))
         }
         "DeleteDBSnapshot" => {
@@ -439,6 +445,14 @@ pub(crate) async fn handle(p: &AwsProvider, call: &CapCall) -> Result<Value, Cap
                     _ => break,
                 }
             }
+            // Named and absent is an error (as RDS and the local provider answer; some
+            // emulators return an empty list).
+            if let (Some(n), true) = (&name, out.is_empty()) {
+                return Err(CapError::not_found(
+                    "DBSubnetGroupNotFoundFault",
+                    format!("DB subnet group {n} not found."),
+                ));
+            }
             Ok(to_value(out))
         }
         "DeleteDBSubnetGroup" => {
@@ -492,6 +506,12 @@ pub(crate) async fn handle(p: &AwsProvider, call: &CapCall) -> Result<Value, Cap
                     Some(m) if !m.is_empty() => marker = Some(m.to_string()),
                     _ => break,
                 }
+            }
+            if let (Some(n), true) = (&name, out.is_empty()) {
+                return Err(CapError::not_found(
+                    "DBParameterGroupNotFound",
+                    format!("DB parameter group {n} not found."),
+                ));
             }
             Ok(to_value(out))
         }

@@ -506,3 +506,42 @@ pub(crate) async fn handle(p: &AwsProvider, call: &CapCall) -> Result<Value, Cap
         _ => Err(CapError::unsupported(call, "aws")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_checks_carry_the_alarm_and_no_probe_settings() {
+        let c = to_sdk_config(&HealthCheckConfig {
+            check_type: "CLOUDWATCH_METRIC".into(),
+            request_interval: 30,
+            failure_threshold: 3,
+            alarm_name: Some("primary-health".into()),
+            alarm_region: Some("us-east-1".into()),
+            insufficient_data_health_status: Some("LastKnownStatus".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.r#type().as_str(), "CLOUDWATCH_METRIC");
+        let a = c.alarm_identifier().unwrap();
+        assert_eq!(
+            (a.name(), a.region().as_str()),
+            ("primary-health", "us-east-1")
+        );
+        assert_eq!(
+            c.insufficient_data_health_status().map(|s| s.as_str()),
+            Some("LastKnownStatus")
+        );
+        assert_eq!((c.request_interval(), c.failure_threshold()), (None, None));
+        let back = config(Some(&c));
+        assert_eq!(back.alarm_name.as_deref(), Some("primary-health"));
+        assert!(
+            to_sdk_config(&HealthCheckConfig {
+                check_type: "POSTGRES".into(),
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
+}
