@@ -2,6 +2,7 @@
 # Installs what runbook needs on a fresh Debian machine; safe to re-run.
 #  - the wasm32-wasip2 Rust target (plugins are built for it)
 #  - PostgreSQL 15 server binaries (the local provider runs real clusters)
+#  - moto in a virtualenv ($HOME/.cache/runbook/venv; the aws provider's tests)
 set -euo pipefail
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -25,3 +26,20 @@ if ! pg_bin >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql postgresql-contrib >/dev/null
 fi
 log "PostgreSQL binaries: $(pg_bin)"
+
+# moto (an AWS emulator) for the aws provider's tests, in the project's virtualenv.
+MOTO_VERSION=5.2.5   # the newest on PyPI when pinned; also in runner/provider-aws/tests/support/moto.rs
+VENV="$HOME/.cache/runbook/venv"
+if [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/pip" show moto 2>/dev/null | grep -x "Version: $MOTO_VERSION" >/dev/null; then
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    log "installing python3-venv from Debian packages"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+  fi
+  log "installing moto[server]==$MOTO_VERSION into $VENV"
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet "moto[server]==$MOTO_VERSION"
+fi
+log "moto: $("$VENV/bin/pip" show moto | grep '^Version')"

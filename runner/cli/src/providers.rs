@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use runbook_caps::Provider;
+use runbook_provider_aws::{AwsOptions, AwsProvider};
 use runbook_provider_local::{DaemonLauncher, LocalConfig, LocalProvider};
 
 pub struct Factory {
@@ -26,13 +27,18 @@ pub fn local(state_dir: &std::path::Path) -> anyhow::Result<LocalProvider> {
     ))?)
 }
 
+/// The aws provider: credentials, region and endpoints come from the standard places
+/// (`AWS_PROFILE`, `AWS_REGION`, `~/.aws/config`, `AWS_ENDPOINT_URL[_<SERVICE>]`, ...),
+/// read on the first call.
+pub fn aws() -> AwsProvider {
+    AwsProvider::new(AwsOptions::default())
+}
+
 impl runbook_executor::ProviderFactory for Factory {
     fn make(&self, name: &str) -> anyhow::Result<Arc<dyn Provider>> {
         match name {
             "local" => Ok(Arc::new(local(&self.state_dir)?)),
-            "aws" => anyhow::bail!(
-                "the aws provider is not implemented yet (issue: AWS provider on the AWS SDK for Rust)"
-            ),
+            "aws" => Ok(Arc::new(aws())),
             other => anyhow::bail!("unknown provider '{other}' (expected local or aws)"),
         }
     }
