@@ -68,6 +68,15 @@ enum Op {
         #[serde(rename = "Identifier")]
         identifier: String,
     },
+    /// Converges Multi-AZ (a promoted cross-region replica starts single-AZ).
+    SetMultiAz {
+        #[serde(rename = "Region")]
+        region: String,
+        #[serde(rename = "Identifier")]
+        identifier: String,
+        #[serde(rename = "MultiAZ")]
+        multi_az: bool,
+    },
     DeleteGroups {
         #[serde(rename = "Region")]
         region: String,
@@ -340,6 +349,30 @@ fn run(op: Op) -> Result<Value, StepError> {
                 format!("{identifier} is {}", db.status),
             )),
         },
+        Op::SetMultiAz { region, identifier, multi_az } => {
+            let db = describe(&region, &identifier)?.ok_or_else(|| {
+                StepError::new("DBInstanceNotFound", format!("{identifier} not found in {region}"))
+            })?;
+            if db.multi_az == multi_az {
+                return Ok(with_created(summary(&db), false));
+            }
+            let db = rds::modify_db_instance(
+                &region,
+                &rds::ModifyDbInstanceRequest {
+                    identifier: identifier.clone(),
+                    instance_class: None,
+                    allocated_storage: None,
+                    backup_retention_period: None,
+                    multi_az: Some(multi_az),
+                    parameter_group: None,
+                    vpc_security_groups: None,
+                    deletion_protection: None,
+                    apply_immediately: true,
+                },
+            )?;
+            info!("{identifier}: Multi-AZ {multi_az}");
+            Ok(with_created(summary(&db), true))
+        }
         Op::DeleteGroups { region, parameter_group, subnet_group } => {
             let mut deleted = Vec::new();
             match rds::delete_db_parameter_group(&region, &parameter_group) {

@@ -75,6 +75,12 @@ enum Op {
         #[serde(rename = "Weights")]
         weights: BTreeMap<String, u32>,
     },
+    /// Fails with `Unhealthy` (retry) until the named health check passes: never send
+    /// clients to a target Route 53 would still skip.
+    WaitHealthy {
+        #[serde(rename = "Name")]
+        name: String,
+    },
     GetWeights {
         #[serde(rename = "ZoneName")]
         zone_name: String,
@@ -278,6 +284,21 @@ fn run(op: Op) -> Result<Value, StepError> {
             let mut out = weights_of(&weighted(&zone, &record_name)?);
             out["Changed"] = json!(changes.len());
             Ok(out)
+        }
+        Op::WaitHealthy { name } => {
+            let hc = route53::list_health_checks()?
+                .into_iter()
+                .find(|h| h.name.as_deref() == Some(name.as_str()))
+                .ok_or_else(|| StepError::new("NoSuchHealthCheck", format!("no health check named {name}")))?;
+            let st = route53::get_health_check_status(&hc.id)?;
+            if st.healthy {
+                Ok(json!({ "HealthCheckId": hc.id, "Healthy": true, "Observations": st.observations }))
+            } else {
+                Err(StepError::new(
+                    "Unhealthy",
+                    format!("{name} ({}): {}", hc.id, st.observations.first().cloned().unwrap_or_default()),
+                ))
+            }
         }
         Op::GetWeights { zone_name, record_name } => {
             let zone = zone_id(&zone_name)?;
