@@ -114,13 +114,16 @@ async fn client(conn: &str) -> Result<tokio_postgres::Client, tokio_postgres::Er
     Ok(c)
 }
 
+/// First failed write, and the first success after it.
+type Outage = Option<(Instant, Option<Instant>)>;
+
 /// Inserts rows one by one through the routed name, reconnecting on errors, and keeps
 /// the ids the server acknowledged — what a client would believe is stored.
 struct Writer {
     acked: Arc<Mutex<Vec<i64>>>,
     stop: Arc<AtomicBool>,
     /// (first failure, first success after it), for the client-seen outage.
-    outage: Arc<Mutex<Option<(Instant, Option<Instant>)>>>,
+    outage: Arc<Mutex<Outage>>,
     task: tokio::task::JoinHandle<()>,
 }
 
