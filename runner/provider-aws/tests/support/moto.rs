@@ -1,0 +1,176 @@
+//! A moto server for tests: installs `moto[server]` into the project's virtualenv
+//! (`$HOME/.cache/runbook/venv`, the same one `scripts/setup.sh` creates) when missing,
+//! starts `moto_server` on 127.0.0.1 on a free port, waits until it answers, and stops
+//! it by PID when dropped, so no server outlives its test.
+//!
+//! Shared by `runner/provider-aws/tests/` and the top-level `tests/aws.rs`.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The moto version the project pins (also in scripts/setup.sh).
+pub const MOTO_VERSION: &str = "5.2.5";
+
+pub fn venv() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/root".into());
+    home.join(".cache/runbook/venv")
+}
+
+static INSTALL: Mutex<()> = Mutex::new(());
+
+/// `moto_server` of the venv, installing moto first if needed.
+pub fn moto_server_bin() -> PathBuf {
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = venv();
+    let bin = venv.join("bin/moto_server");
+    if bin.exists() {
+        return bin;
+    }
+    if !venv.join("bin/pip").exists() {
+        let st = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv (install python3-venv?)");
+        assert!(
+            st.success(),
+            "creating the virtualenv {} failed",
+            venv.display()
+        );
+    }
+    let st = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            &format!("moto[server]=={MOTO_VERSION}"),
+        ])
+        .status()
+        .expect("pip install moto[server]");
+    assert!(
+        st.success(),
+        "pip install moto[server]=={MOTO_VERSION} failed"
+    );
+    bin
+}
+
+/// A running moto server; killed (by PID) and reaped on drop.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let bin = moto_server_bin();
+        let log = std::env::temp_dir().join(format!(
+            "runbook-moto-{}-{}.log",
+            std::process::id(),
+            uniq()
+        ));
+        // Retry on the (rare) race where another process takes the port first.
+        for _ in 0..5 {
+            let port = free_port();
+            let out = std::fs::File::create(&log).expect("moto log file");
+            let err = out.try_clone().expect("moto log file");
+            let mut cmd = Command::new(&bin);
+            // If the test process dies without dropping us (abort, SIGKILL), the
+            // kernel kills the server too.
+            // SAFETY: prctl is async-signal-safe; nothing else runs in pre_exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = cmd
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(out))
+                .stderr(Stdio::from(err))
+                .spawn()
+                .expect("starting moto_server");
+            let mut m = Moto {
+                child,
+                port,
+                log: log.clone(),
+            };
+            if m.wait_ready(Duration::from_secs(60)) {
+                return m;
+            }
+        }
+        panic!("moto_server did not come up; see {}", log.display());
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false; // exited: port taken or broken install
+            }
+            if http_get(self.port, "/moto-api/").is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    /// The server's log, for assertion messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn uniq() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Minimal HTTP GET: the status line, or None when nothing answers.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+            .ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).ok()?;
+    let line = String::from_utf8_lossy(&buf[..n]).to_string();
+    line.starts_with("HTTP/").then_some(line)
+}
