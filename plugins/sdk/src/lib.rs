@@ -28,6 +28,8 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "__export_step_world",
         default_bindings_module: "runbook_plugin_sdk::bindings",
+        // Plugins return capability records as their JSON results.
+        additional_derives: [serde::Serialize, serde::Deserialize],
     });
 }
 
@@ -60,6 +62,23 @@ impl From<CapError> for StepError {
     fn from(e: CapError) -> Self {
         StepError { error: e.code, cause: e.message }
     }
+}
+
+impl StepError {
+    /// The capability error's code is one of `codes` (e.g. "not found" while ensuring).
+    pub fn is(&self, codes: &[&str]) -> bool {
+        codes.contains(&self.error.as_str())
+    }
+}
+
+/// `true` when a capability error means "the thing is not there".
+pub fn is_not_found(e: &CapError) -> bool {
+    e.kind == ErrorKind::NotFound
+}
+
+/// A tag, for `create-*` calls.
+pub fn tag(key: &str, value: &str) -> cap::types::Tag {
+    cap::types::Tag { key: key.into(), value: value.into() }
 }
 
 impl From<serde_json::Error> for StepError {
@@ -135,4 +154,59 @@ macro_rules! export_step {
         }
         $crate::bindings::__export_step_world!(__RunbookStep);
     };
+}
+
+/// RFC 3339 timestamps, for plugins that compute durations from `$$` context times
+/// (plugins have no clock of their own).
+pub mod time {
+/// Minimal RFC 3339 (UTC `Z` or offset) to Unix seconds; enough for ASL timestamps.
+    pub fn parse_time(s: &str) -> Option<f64> {
+        let b = s.as_bytes();
+        if b.len() < 19 {
+            return None;
+        }
+        let n = |a: usize, l: usize| s.get(a..a + l)?.parse::<i64>().ok();
+        let (y, mo, d, h, mi, se) = (n(0, 4)?, n(5, 2)?, n(8, 2)?, n(11, 2)?, n(14, 2)?, n(17, 2)?);
+        let mut rest = &s[19..];
+        let mut frac = 0.0;
+        if let Some(r) = rest.strip_prefix('.') {
+            let digits: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
+            frac = format!("0.{digits}").parse().ok()?;
+            rest = &r[digits.len()..];
+        }
+        let offset = match rest {
+            "Z" | "" => 0,
+            o => {
+                let sign = if o.starts_with('-') { -1 } else { 1 };
+                let hh: i64 = o.get(1..3)?.parse().ok()?;
+                let mm: i64 = o.get(4..6)?.parse().ok()?;
+                sign * (hh * 3600 + mm * 60)
+            }
+        };
+        // Days from civil (Howard Hinnant's algorithm).
+        let y2 = if mo <= 2 { y - 1 } else { y };
+        let era = y2.div_euclid(400);
+        let yoe = y2 - era * 400;
+        let mp = (mo + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146097 + doe - 719468;
+        Some((days * 86400 + h * 3600 + mi * 60 + se - offset) as f64 + frac)
+    }
+    
+    pub fn format_time(t: i64) -> String {
+        let days = t.div_euclid(86400);
+        let secs = t.rem_euclid(86400);
+        let z = days + 719468;
+        let era = z.div_euclid(146097);
+        let doe = z - era * 146097;
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        let y = yoe + era * 400;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = if m <= 2 { y + 1 } else { y };
+        format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    }
 }

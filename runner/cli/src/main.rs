@@ -192,7 +192,20 @@ enum PluginCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log);
+    // The daemon's stderr is `daemon.log`: it logs its own decisions (failovers, alarm
+    // transitions, fencing) at info unless `--log` asks for something else explicitly.
+    let daemon = matches!(
+        &cli.command,
+        Command::Local {
+            command: LocalCommand::Daemon
+        }
+    );
+    let filter = if daemon && cli.log == "warn" {
+        "info"
+    } else {
+        cli.log.as_str()
+    };
+    init_tracing(filter);
     match real_main(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -208,6 +221,7 @@ fn init_tracing(filter: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

@@ -140,6 +140,40 @@ fn spawn_loops(ctx: &Arc<Ctx>) {
     crate::metrics::spawn_sampler(ctx.clone());
     crate::rds::spawn_multi_az_monitor(ctx.clone());
     crate::cloudwatch::spawn_evaluator(ctx.clone());
+    spawn_idle_exit(ctx.clone());
+}
+
+/// Once everything the daemon served is gone (teardown deleted the last instance, zone,
+/// health check and alarm), it exits, so teardown leaves no process behind. It starts
+/// again on demand. A daemon that never served anything (`runbook local up` on an
+/// empty state dir) stays up.
+fn spawn_idle_exit(ctx: Arc<Ctx>) {
+    tokio::spawn(async move {
+        let mut served = false;
+        let mut idle = 0u32;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let busy = ctx.read(|s| {
+                !s.global.zones.is_empty()
+                    || !s.global.health_checks.is_empty()
+                    || s.regions
+                        .values()
+                        .any(|r| !r.instances.is_empty() || !r.alarms.is_empty())
+            });
+            if busy {
+                served = true;
+                idle = 0;
+                continue;
+            }
+            idle += 1;
+            if served && idle >= 3 {
+                info!("nothing left to serve: exiting");
+                crate::net::stop_all(&ctx);
+                ctx.shutdown.notify_one();
+                return;
+            }
+        }
+    });
 }
 
 async fn serve(ctx: Arc<Ctx>, stream: UnixStream) {

@@ -156,12 +156,16 @@ fn enforce(ctx: &Arc<Ctx>) {
                         .or_insert_with(|| link_allowed_in(s, region, id));
                 }
                 ConnKind::Endpoint { name, .. } => {
+                    // In routing: weighted in, or chosen right now (a zero-weight or
+                    // secondary record serving while the others are unhealthy).
                     fs.entry(name.clone()).or_insert_with(|| {
-                        records_for(s, name)
+                        let mut set: HashSet<String> = records_for(s, name)
                             .iter()
                             .filter(|r| r.weight.is_none_or(|w| w > 0))
                             .map(ident)
-                            .collect()
+                            .collect();
+                        set.extend(routing_choices(ctx, s, name).into_iter().map(|c| c.0));
+                        set
                     });
                 }
             }

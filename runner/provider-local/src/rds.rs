@@ -946,14 +946,17 @@ async fn wait_streaming(
     loop {
         let rows = client
             .query(
-                "SELECT state FROM pg_stat_replication WHERE application_name = $1",
+                // Caught up, not just connected: a standby on a diverged timeline streams
+                // for a moment and then stops, never reaching the writer's position.
+                "SELECT state = 'streaming' AND flush_lsn >= pg_current_wal_lsn() \
+                 FROM pg_stat_replication WHERE application_name = $1",
                 &[&app],
             )
             .await
             .map_err(|e| pg::pg_error(&e, rec.nodes[0].port))?;
         if rows
             .iter()
-            .any(|r| r.get::<_, Option<String>>(0).as_deref() == Some("streaming"))
+            .any(|r| r.get::<_, Option<bool>>(0) == Some(true))
         {
             return Ok(());
         }
@@ -1185,6 +1188,9 @@ async fn restart(ctx: &Arc<Ctx>, region: &str, id: &str) -> Result<(), CapError>
 async fn failover(ctx: &Arc<Ctx>, region: &str, id: &str) -> Result<(), CapError> {
     let rec = get(ctx, region, id)?;
     let (old, new) = (rec.nodes[0].clone(), rec.nodes[1].clone());
+    // A writer that crashed may have WAL the standby never got; rebuild it from a base
+    // backup rather than trust pg_rewind's crash recovery to find the divergence.
+    let crashed = pg::postmaster_pid(&ctx.layout.node_dir(region, &old.name)).is_none();
     // Unblock commits waiting for the standby before stopping the writer.
     apply_conf(ctx, region, &rec, 0, false)?;
     reload(ctx, region, &old);
@@ -1205,7 +1211,11 @@ async fn failover(ctx: &Arc<Ctx>, region: &str, id: &str) -> Result<(), CapError
     info!(region, id, writer = %new.name, "Multi-AZ failover: standby promoted");
     let (user, _, pass) = write_passfile(ctx, region, &rec)?;
     let data_old = ctx.layout.node_dir(region, &old.name);
-    if let Err(e) = ctx.pg.rewind(&data_old, new.port, &user, &pass).await {
+    if crashed {
+        ctx.pg
+            .basebackup(new.port, &user, &pass, &data_old, true)
+            .await?;
+    } else if let Err(e) = ctx.pg.rewind(&data_old, new.port, &user, &pass).await {
         warn!(error = %e, "pg_rewind failed; rebuilding the standby from a base backup");
         ctx.pg
             .basebackup(new.port, &user, &pass, &data_old, true)
@@ -1878,6 +1888,8 @@ pub(crate) fn crash(
 pub(crate) fn spawn_multi_az_monitor(ctx: Arc<Ctx>) {
     tokio::spawn(async move {
         let mut suspects: std::collections::HashMap<String, u32> = Default::default();
+        // Per instance: whether the writer currently commits without its standby.
+        let mut async_mode: std::collections::HashMap<String, bool> = Default::default();
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let candidates: Vec<(String, InstanceRec)> = ctx.read(|s| {
@@ -1898,6 +1910,17 @@ pub(crate) fn spawn_multi_az_monitor(ctx: Arc<Ctx>) {
                 seen.insert(key.clone());
                 let dead =
                     |n: &Node| pg::postmaster_pid(&ctx.layout.node_dir(&region, &n.name)).is_none();
+                // Like RDS, a lost standby must not stall the writer: commits go
+                // asynchronous until the standby is back.
+                let want_async = dead(&rec.nodes[1]);
+                let is_async = async_mode.get(&key).copied().unwrap_or(false);
+                if want_async != is_async && ctx.op_lock(&key).try_lock().is_ok() {
+                    if apply_conf(&ctx, &region, &rec, 0, !want_async).is_ok() {
+                        reload(&ctx, &region, &rec.nodes[0]);
+                        warn!(region, id = %rec.db.identifier, synchronous = !want_async, "standby commit mode changed");
+                    }
+                    async_mode.insert(key.clone(), want_async);
+                }
                 if !dead(&rec.nodes[0]) || dead(&rec.nodes[1]) {
                     suspects.remove(&key);
                     continue;
@@ -1930,6 +1953,7 @@ pub(crate) fn spawn_multi_az_monitor(ctx: Arc<Ctx>) {
                 }
             }
             suspects.retain(|k, _| seen.contains(k));
+            async_mode.retain(|k, _| seen.contains(k));
         }
     });
 }

@@ -476,7 +476,6 @@ async fn failover_and_failback() {
 
 /// A Multi-AZ writer that dies is replaced by its standby without losing commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "timing-sensitive under load on 2 cores (failed in a fresh-clone CI run while another PostgreSQL test suite ran); run with --ignored; to be stabilised under issue 4"]
 async fn multi_az_automatic_failover() {
     let env = Env::new();
     env.secret(US, SECRET).await;

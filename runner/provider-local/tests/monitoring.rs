@@ -60,7 +60,6 @@ fn notifications(path: &std::path::Path) -> Vec<Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "timing-sensitive under load on 2 cores (failed in a fresh-clone CI run while another PostgreSQL test suite ran); run with --ignored; to be stabilised under issue 4"]
 async fn replica_lag_alarm_follows_the_link() {
     let env = Env::new();
     let d = env.deploy(false).await;

@@ -185,7 +185,9 @@ pub async fn connect(
         .user(user)
         .password(password)
         .dbname("postgres")
-        .connect_timeout(Duration::from_secs(5));
+        .connect_timeout(Duration::from_secs(5))
+        // A test must fail, never hang (e.g. a commit waiting for a lost standby).
+        .options("-c statement_timeout=20000");
     let (client, conn) = cfg.connect(tokio_postgres::NoTls).await?;
     tokio::spawn(async move {
         let _ = conn.await;
