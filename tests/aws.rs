@@ -1,0 +1,533 @@
+//! The DR runbooks with `--provider aws` against a moto server (one per test): the
+//! `runbook` binary talks to moto through `AWS_ENDPOINT_URL` with dummy credentials,
+//! and the results are checked through the AWS SDK directly.
+//!
+//! moto makes everything `available` at once, never evaluates alarms and runs no
+//! database: the PostgreSQL steps (canary writes through the routed name) are switched
+//! off with the runbooks' `VerifyWrites=false` parameter, and said so below.
+
+#[path = "../runner/provider-aws/tests/support/moto.rs"]
+mod moto;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aws_config::Region;
+use moto::Moto;
+use runbook_provider_aws::{AwsOptions, AwsProvider};
+use serde_json::Value;
+
+const E: &str = "us-east-1";
+const W: &str = "eu-west-1";
+
+fn runbook(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../runbooks")
+        .join(name)
+}
+
+struct Env {
+    moto: Moto,
+    state: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            moto: Moto::start(),
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        c.args(args)
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .env("AWS_ENDPOINT_URL", self.moto.url())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_SESSION_TOKEN", "testing")
+            .env("AWS_REGION", E)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("RUNBOOK_PLUGIN_PATH");
+        c
+    }
+
+    /// `runbook run FILE --provider aws --json ARGS...`, which must succeed.
+    fn run(&self, file: &str, args: &[&str]) -> Value {
+        let path = runbook(file);
+        let mut a = vec!["run", path.to_str().unwrap(), "--provider", "aws", "--json"];
+        a.extend_from_slice(args);
+        let out = self.cmd(&a).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{file}: stdout is not JSON ({e}): {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert_eq!(
+            (out.status.code(), v["status"].as_str()),
+            (Some(0), Some("SUCCEEDED")),
+            "{file}: {v:#}\nstderr (tail): {}",
+            tail(&String::from_utf8_lossy(&out.stderr), 60)
+        );
+        v
+    }
+
+    /// SDK configuration for checks: the provider's own (endpoint, HTTP client), with
+    /// dummy keys, in `region`.
+    async fn sdk(&self, region: &str) -> aws_config::SdkConfig {
+        let p = AwsProvider::new(AwsOptions {
+            region: Some(region.into()),
+            endpoint_url: Some(self.moto.url()),
+            static_credentials: Some(("testing".into(), "testing".into())),
+            ..Default::default()
+        });
+        p.sdk_config()
+            .await
+            .to_builder()
+            .region(Region::new(region.to_string()))
+            .build()
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// Weights of `postgres.db-dev.internal` by set identifier.
+async fn weights(r53: &aws_sdk_route53::Client) -> Vec<(String, i64, String)> {
+    let zones = r53
+        .list_hosted_zones_by_name()
+        .dns_name("db-dev.internal.")
+        .send()
+        .await
+        .unwrap();
+    let zone = zones
+        .hosted_zones()
+        .iter()
+        .find(|z| z.name() == "db-dev.internal.")
+        .expect("zone db-dev.internal");
+    let rr = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone.id())
+        .send()
+        .await
+        .unwrap();
+    let mut w: Vec<(String, i64, String)> = rr
+        .resource_record_sets()
+        .iter()
+        .filter(|r| r.name() == "postgres.db-dev.internal." && r.weight().is_some())
+        .map(|r| {
+            (
+                r.set_identifier().unwrap_or_default().to_string(),
+                r.weight().unwrap(),
+                r.resource_records()
+                    .first()
+                    .map(|x| x.value().to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    w.sort();
+    w
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_failover_teardown_on_moto() {
+    let env = Env::new();
+    let conf_e = env.sdk(E).await;
+    let conf_w = env.sdk(W).await;
+    let rds_e = aws_sdk_rds::Client::new(&conf_e);
+    let rds_w = aws_sdk_rds::Client::new(&conf_w);
+    let ec2_e = aws_sdk_ec2::Client::new(&conf_e);
+    let ec2_w = aws_sdk_ec2::Client::new(&conf_w);
+    let r53 = aws_sdk_route53::Client::new(&conf_e);
+    let cw_e = aws_sdk_cloudwatch::Client::new(&conf_e);
+    let cw_w = aws_sdk_cloudwatch::Client::new(&conf_w);
+    let sns_e = aws_sdk_sns::Client::new(&conf_e);
+    let sm_e = aws_sdk_secretsmanager::Client::new(&conf_e);
+
+    // Deploy twice: the second run converges without duplicates.
+    env.run("deploy.yaml", &[]);
+    let before = snapshot(&rds_e, &rds_w, &ec2_e, &ec2_w, &r53).await;
+    env.run("deploy.yaml", &[]);
+    let after = snapshot(&rds_e, &rds_w, &ec2_e, &ec2_w, &r53).await;
+    assert_eq!(before, after, "a second deploy changed the resource set");
+
+    // The primary, as the seed describes it.
+    let p = rds_e
+        .describe_db_instances()
+        .db_instance_identifier("primary-postgres-dev")
+        .send()
+        .await
+        .unwrap();
+    let p = &p.db_instances()[0];
+    assert_eq!(p.engine(), Some("postgres"));
+    assert!(
+        p.engine_version().unwrap().starts_with("15"),
+        "{:?}",
+        p.engine_version()
+    );
+    assert_eq!(p.db_instance_class(), Some("db.t3.large"));
+    assert_eq!(p.multi_az(), Some(true));
+    assert_eq!(
+        (p.allocated_storage(), p.storage_type()),
+        (Some(100), Some("gp3"))
+    );
+    assert_eq!(p.storage_encrypted(), Some(true));
+    assert_eq!(p.backup_retention_period(), Some(7));
+    assert_eq!(
+        p.db_parameter_groups()[0].db_parameter_group_name(),
+        Some("postgres15-dr-dev")
+    );
+    let primary_arn = p.db_instance_arn().unwrap().to_string();
+
+    // The replica in eu-west-1, from the primary's ARN, with groups of its own region.
+    let r = rds_w
+        .describe_db_instances()
+        .db_instance_identifier("replica-postgres-dev")
+        .send()
+        .await
+        .unwrap();
+    let r = &r.db_instances()[0];
+    assert_eq!(
+        r.read_replica_source_db_instance_identifier(),
+        Some(primary_arn.as_str())
+    );
+    assert_eq!(
+        r.db_parameter_groups()[0].db_parameter_group_name(),
+        Some("postgres15-dr-dev")
+    );
+    assert_eq!(
+        r.db_subnet_group().and_then(|g| g.db_subnet_group_name()),
+        Some("postgres-dr-subnets-dev")
+    );
+
+    // VPCs, peering, S3 gateway endpoints.
+    let vpc_e = ec2_e.describe_vpcs().send().await.unwrap();
+    let vpc_e = vpc_e
+        .vpcs()
+        .iter()
+        .find(|v| tag(v.tags(), "Name") == Some("dr-primary-dev"))
+        .expect("primary VPC");
+    assert_eq!(vpc_e.cidr_block(), Some("10.0.0.0/16"));
+    let vpc_w = ec2_w.describe_vpcs().send().await.unwrap();
+    let vpc_w = vpc_w
+        .vpcs()
+        .iter()
+        .find(|v| tag(v.tags(), "Name") == Some("dr-replica-dev"))
+        .expect("replica VPC");
+    assert_eq!(vpc_w.cidr_block(), Some("10.1.0.0/16"));
+    let pcx = ec2_e
+        .describe_vpc_peering_connections()
+        .send()
+        .await
+        .unwrap();
+    let active: Vec<_> = pcx
+        .vpc_peering_connections()
+        .iter()
+        .filter(|p| p.status().and_then(|s| s.code()).map(|c| c.as_str()) == Some("active"))
+        .collect();
+    assert_eq!(active.len(), 1, "one active peering");
+    assert_eq!(
+        active[0].requester_vpc_info().and_then(|v| v.vpc_id()),
+        vpc_e.vpc_id()
+    );
+    assert_eq!(
+        active[0].accepter_vpc_info().and_then(|v| v.vpc_id()),
+        vpc_w.vpc_id()
+    );
+    for (ec2, region, vpc) in [(&ec2_e, E, vpc_e), (&ec2_w, W, vpc_w)] {
+        let eps = ec2.describe_vpc_endpoints().send().await.unwrap();
+        let s3: Vec<_> = eps
+            .vpc_endpoints()
+            .iter()
+            .filter(|e| e.vpc_id() == vpc.vpc_id())
+            .filter(|e| e.service_name() == Some(&format!("com.amazonaws.{region}.s3")))
+            .collect();
+        assert_eq!(s3.len(), 1, "one S3 gateway endpoint in {region}");
+    }
+
+    // Zone bound to the VPCs; weights 100/0 before the failover.
+    let w = weights(&r53).await;
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w.iter()
+            .any(|(_, weight, v)| *weight == 100 && v.contains("primary")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|(_, weight, v)| *weight == 0 && v.contains("replica")),
+        "{w:?}"
+    );
+
+    // Alarms and thresholds, dashboard, topic, secret.
+    let alarms_e = cw_e.describe_alarms().send().await.unwrap();
+    let alarms_w = cw_w.describe_alarms().send().await.unwrap();
+    let all: Vec<_> = alarms_e
+        .metric_alarms()
+        .iter()
+        .chain(alarms_w.metric_alarms())
+        .collect();
+    let lag = all
+        .iter()
+        .find(|a| a.metric_name() == Some("ReplicaLag"))
+        .expect("a replica-lag alarm");
+    assert_eq!(lag.threshold(), Some(60.0));
+    let cpu = all
+        .iter()
+        .find(|a| a.metric_name() == Some("CPUUtilization"))
+        .expect("a CPU alarm");
+    assert_eq!(cpu.threshold(), Some(80.0));
+    let dashboards = cw_e.list_dashboards().send().await.unwrap();
+    assert!(
+        dashboards
+            .dashboard_entries()
+            .iter()
+            .any(|d| d.dashboard_name() == Some("postgres-dr-dev")),
+        "dashboard postgres-dr-dev"
+    );
+    let topics = sns_e.list_topics().send().await.unwrap();
+    assert!(
+        topics.topics().iter().any(|t| t
+            .topic_arn()
+            .unwrap_or_default()
+            .ends_with(":postgres-dr-alerts-dev")),
+        "topic"
+    );
+    let secret = sm_e
+        .describe_secret()
+        .secret_id("postgres-credentials-dev")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(secret.name(), Some("postgres-credentials-dev"));
+
+    // Failover. moto keeps the primary `available` (and never evaluates alarms), so the
+    // policy would see a healthy primary: Force=true promotes anyway. No database runs on
+    // moto: VerifyWrites=false skips the canary write through the routed name.
+    env.run(
+        "failover.yaml",
+        &["--param", "Force=true", "--param", "VerifyWrites=false"],
+    );
+    let w = weights(&r53).await;
+    assert!(
+        w.iter()
+            .any(|(_, weight, v)| *weight == 0 && v.contains("primary")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|(_, weight, v)| *weight == 100 && v.contains("replica")),
+        "{w:?}"
+    );
+
+    // Teardown leaves none of it.
+    env.run("teardown.yaml", &[]);
+    for (rds, region) in [(&rds_e, E), (&rds_w, W)] {
+        let left = rds.describe_db_instances().send().await.unwrap();
+        assert!(
+            left.db_instances().is_empty(),
+            "DB instances left in {region}"
+        );
+        let pg = rds.describe_db_parameter_groups().send().await.unwrap();
+        assert!(
+            !pg.db_parameter_groups()
+                .iter()
+                .any(|g| g.db_parameter_group_name() == Some("postgres15-dr-dev")),
+            "parameter group left in {region}"
+        );
+        let sg = rds.describe_db_subnet_groups().send().await.unwrap();
+        assert!(
+            sg.db_subnet_groups().is_empty(),
+            "subnet groups left in {region}"
+        );
+    }
+    for (ec2, region) in [(&ec2_e, E), (&ec2_w, W)] {
+        let v = ec2.describe_vpcs().send().await.unwrap();
+        assert!(
+            !v.vpcs()
+                .iter()
+                .any(|v| tag(v.tags(), "Name").is_some_and(|n| n.starts_with("dr-"))),
+            "VPCs left in {region}"
+        );
+        let eps = ec2.describe_vpc_endpoints().send().await.unwrap();
+        assert!(eps.vpc_endpoints().is_empty(), "endpoints left in {region}");
+    }
+    let pcx = ec2_e
+        .describe_vpc_peering_connections()
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        pcx.vpc_peering_connections().iter().all(|p| p
+            .status()
+            .and_then(|s| s.code())
+            .map(|c| c.as_str())
+            == Some("deleted")),
+        "peering left"
+    );
+    assert!(
+        r53.list_hosted_zones()
+            .send()
+            .await
+            .unwrap()
+            .hosted_zones()
+            .is_empty(),
+        "zone left"
+    );
+    assert!(
+        r53.list_health_checks()
+            .send()
+            .await
+            .unwrap()
+            .health_checks()
+            .is_empty(),
+        "health checks left"
+    );
+    for cw in [&cw_e, &cw_w] {
+        assert!(
+            cw.describe_alarms()
+                .send()
+                .await
+                .unwrap()
+                .metric_alarms()
+                .is_empty(),
+            "alarms left"
+        );
+    }
+    assert!(
+        cw_e.list_dashboards()
+            .send()
+            .await
+            .unwrap()
+            .dashboard_entries()
+            .is_empty(),
+        "dashboard left"
+    );
+    assert!(
+        sns_e
+            .list_topics()
+            .send()
+            .await
+            .unwrap()
+            .topics()
+            .is_empty(),
+        "topic left"
+    );
+    let s = sm_e.list_secrets().send().await.unwrap();
+    assert!(s.secret_list().is_empty(), "secret left");
+}
+
+/// Identifiers of everything deploy creates, for the idempotency check.
+async fn snapshot(
+    rds_e: &aws_sdk_rds::Client,
+    rds_w: &aws_sdk_rds::Client,
+    ec2_e: &aws_sdk_ec2::Client,
+    ec2_w: &aws_sdk_ec2::Client,
+    r53: &aws_sdk_route53::Client,
+) -> Vec<String> {
+    let mut out = vec![];
+    for rds in [rds_e, rds_w] {
+        for d in rds
+            .describe_db_instances()
+            .send()
+            .await
+            .unwrap()
+            .db_instances()
+        {
+            out.push(format!(
+                "db {}",
+                d.db_instance_identifier().unwrap_or_default()
+            ));
+        }
+    }
+    for ec2 in [ec2_e, ec2_w] {
+        for v in ec2.describe_vpcs().send().await.unwrap().vpcs() {
+            out.push(format!("vpc {}", v.vpc_id().unwrap_or_default()));
+        }
+        for s in ec2.describe_subnets().send().await.unwrap().subnets() {
+            out.push(format!("subnet {}", s.subnet_id().unwrap_or_default()));
+        }
+        for g in ec2
+            .describe_security_groups()
+            .send()
+            .await
+            .unwrap()
+            .security_groups()
+        {
+            out.push(format!("sg {}", g.group_id().unwrap_or_default()));
+        }
+        for p in ec2
+            .describe_vpc_peering_connections()
+            .send()
+            .await
+            .unwrap()
+            .vpc_peering_connections()
+        {
+            out.push(format!(
+                "pcx {}",
+                p.vpc_peering_connection_id().unwrap_or_default()
+            ));
+        }
+        for e in ec2
+            .describe_vpc_endpoints()
+            .send()
+            .await
+            .unwrap()
+            .vpc_endpoints()
+        {
+            out.push(format!("vpce {}", e.vpc_endpoint_id().unwrap_or_default()));
+        }
+        for t in ec2
+            .describe_route_tables()
+            .send()
+            .await
+            .unwrap()
+            .route_tables()
+        {
+            out.push(format!("rtb {}", t.route_table_id().unwrap_or_default()));
+        }
+    }
+    for z in r53.list_hosted_zones().send().await.unwrap().hosted_zones() {
+        out.push(format!("zone {}", z.id()));
+        for r in r53
+            .list_resource_record_sets()
+            .hosted_zone_id(z.id())
+            .send()
+            .await
+            .unwrap()
+            .resource_record_sets()
+        {
+            out.push(format!(
+                "rr {} {:?} {:?}",
+                r.name(),
+                r.set_identifier(),
+                r.weight()
+            ));
+        }
+    }
+    for h in r53
+        .list_health_checks()
+        .send()
+        .await
+        .unwrap()
+        .health_checks()
+    {
+        out.push(format!("hc {}", h.id()));
+    }
+    out.sort();
+    out
+}
