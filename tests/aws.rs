@@ -77,6 +77,51 @@ impl Env {
         v
     }
 
+    /// Start `runbook run FILE --provider aws ARGS...`, wait (at most 90 s) until the
+    /// execution's journal contains `needle`, then kill the runner (by PID). Returns the
+    /// execution id and `runbook show --json` of it.
+    fn run_until(&self, file: &str, args: &[&str], needle: &str) -> (String, String) {
+        let path = runbook(file);
+        let mut a = vec!["run", path.to_str().unwrap(), "--provider", "aws", "--json"];
+        a.extend_from_slice(args);
+        let mut child = self
+            .cmd(&a)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let mut last = (String::new(), String::new());
+        while start.elapsed() < std::time::Duration::from_secs(90) {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let out = self.cmd(&["executions", "--json"]).output().unwrap();
+            let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            let Some(id) = list
+                .as_array()
+                .and_then(|l| l.iter().find(|e| e["status"] == "RUNNING"))
+                .and_then(|e| e["execution_id"].as_str())
+            else {
+                continue;
+            };
+            let show = self.cmd(&["show", id, "--json"]).output().unwrap();
+            last = (
+                id.to_string(),
+                String::from_utf8_lossy(&show.stdout).into_owned(),
+            );
+            if last.1.contains(needle) {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            last.1.contains(needle),
+            "{file}: never saw '{needle}': {}",
+            tail(&last.1, 80)
+        );
+        last
+    }
+
     /// SDK configuration for checks: the provider's own (endpoint, HTTP client), with
     /// dummy keys, in `region`.
     async fn sdk(&self, region: &str) -> aws_config::SdkConfig {
@@ -319,19 +364,26 @@ async fn deploy_failover_teardown_on_moto() {
     // Failover. moto keeps the primary `available` (and never evaluates alarms), so the
     // policy would see a healthy primary: Force=true promotes anyway. No database runs on
     // moto: VerifyWrites=false skips the canary write through the routed name.
-    env.run(
+    //
+    // moto gap (README): PromoteReadReplica leaves ReadReplicaSourceDBInstanceIdentifier
+    // set, so the runbook's WaitStandalone step (correctly) keeps waiting for the
+    // promoted instance to stop being a replica, until the runbook's 300 s timeout. We
+    // watch the execution reach that point, assert why it waits, and stop the runner.
+    // Weights after a failover are therefore not checkable on moto (the runbook only
+    // shifts them once the replica is standalone).
+    let (id, history) = env.run_until(
         "failover.yaml",
         &["--param", "Force=true", "--param", "VerifyWrites=false"],
+        "still a replica",
+    );
+    assert!(
+        history.contains("PromoteReadReplica"),
+        "Promote called: {id}"
     );
     let w = weights(&r53).await;
     assert!(
         w.iter()
-            .any(|(_, weight, v)| *weight == 0 && v.contains("primary")),
-        "{w:?}"
-    );
-    assert!(
-        w.iter()
-            .any(|(_, weight, v)| *weight == 100 && v.contains("replica")),
+            .any(|(_, weight, v)| *weight == 100 && v.contains("primary")),
         "{w:?}"
     );
 
@@ -365,7 +417,15 @@ async fn deploy_failover_teardown_on_moto() {
             "VPCs left in {region}"
         );
         let eps = ec2.describe_vpc_endpoints().send().await.unwrap();
-        assert!(eps.vpc_endpoints().is_empty(), "endpoints left in {region}");
+        // Deleted endpoints stay listed in state `deleted` for a while, on AWS too.
+        assert!(
+            eps.vpc_endpoints().iter().all(|e| e
+                .state()
+                .map(|s| s.as_str().to_ascii_lowercase())
+                .as_deref()
+                == Some("deleted")),
+            "endpoints left in {region}"
+        );
     }
     let pcx = ec2_e
         .describe_vpc_peering_connections()
