@@ -189,7 +189,6 @@ async fn weights(r53: &aws_sdk_route53::Client) -> Vec<(String, i64, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "not yet verified green on main: failover waited for a writable PostgreSQL that moto cannot provide (fixed by the CheckServer state); run with --ignored; to be re-enabled under issue 6"]
 async fn deploy_failover_teardown_on_moto() {
     let env = Env::new();
     let conf_e = env.sdk(E).await;
