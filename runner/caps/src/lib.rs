@@ -8,6 +8,7 @@
 
 pub mod catalog;
 pub mod grants;
+pub mod sql;
 pub mod types;
 
 use std::future::Future;

@@ -62,7 +62,7 @@ pub(crate) async fn handle(p: &AwsProvider, call: &CapCall) -> Result<Value, Cap
     let target: Target = call.arg_as("target")?;
     let sql: String = call.arg_as("sql")?;
     let params: Vec<Option<String>> = call.arg_as("params")?;
-    let text = bind(&sql, &params)?;
+    let text = runbook_caps::sql::bind(&sql, &params)?;
     let (host, port) = resolve(p, call, &target).await?;
     let (user, password) =
         crate::secrets::credentials(p, call, &target.secret_region, &target.secret_id).await?;
@@ -133,96 +133,4 @@ fn pg_error(e: &tokio_postgres::Error, host: &str, port: u16) -> CapError {
         return CapError::new(kind, format!("SQLSTATE.{code}"), db.message().to_string());
     }
     CapError::unavailable(format!("{host}:{port}: {e}"))
-}
-
-/// Substitute `$n` with quoted literals outside literals, identifiers, dollar quotes
-/// and comments, so one simple-query path returns every value as text. The same
-/// binding as the local provider's (kept in step by the tests below).
-fn bind(sql: &str, params: &[Option<String>]) -> Result<String, CapError> {
-    let b = sql.as_bytes();
-    let mut out = String::with_capacity(sql.len());
-    let mut i = 0;
-    let mut used = 0usize;
-    while i < b.len() {
-        let c = b[i];
-        let skip_to = |start: usize, end_pat: &[u8]| -> usize {
-            sql[start..]
-                .find(std::str::from_utf8(end_pat).unwrap())
-                .map(|p| start + p + end_pat.len())
-                .unwrap_or(b.len())
-        };
-        let next = match c {
-            b'\'' => skip_to(i + 1, b"'"),
-            b'"' => skip_to(i + 1, b"\""),
-            b'-' if b.get(i + 1) == Some(&b'-') => skip_to(i, b"\n"),
-            b'/' if b.get(i + 1) == Some(&b'*') => skip_to(i + 2, b"*/"),
-            b'$' if b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
-                let mut j = i + 1;
-                while j < b.len() && b[j].is_ascii_digit() {
-                    j += 1;
-                }
-                let n: usize = sql[i + 1..j]
-                    .parse()
-                    .map_err(|_| CapError::invalid_parameter("bad parameter number"))?;
-                let v = params.get(n.wrapping_sub(1)).ok_or_else(|| {
-                    CapError::invalid_parameter(format!(
-                        "statement uses ${n} but {} parameters were given",
-                        params.len()
-                    ))
-                })?;
-                used = used.max(n);
-                out.push_str(&match v {
-                    Some(s) => format!("'{}'", s.replace('\'', "''")),
-                    None => "NULL".into(),
-                });
-                i = j;
-                continue;
-            }
-            b'$' => {
-                // Dollar quote $tag$...$tag$.
-                let tag_end = sql[i + 1..].find('$').map(|p| i + 1 + p);
-                match tag_end {
-                    Some(e)
-                        if sql[i + 1..e]
-                            .chars()
-                            .all(|ch| ch.is_alphanumeric() || ch == '_') =>
-                    {
-                        let tag = &sql[i..=e];
-                        sql[e + 1..]
-                            .find(tag)
-                            .map(|p| e + 1 + p + tag.len())
-                            .unwrap_or(b.len())
-                    }
-                    _ => i + 1,
-                }
-            }
-            _ => {
-                let ch_len = sql[i..].chars().next().map(char::len_utf8).unwrap_or(1);
-                i + ch_len
-            }
-        };
-        out.push_str(&sql[i..next]);
-        i = next;
-    }
-    let _ = used;
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::bind;
-
-    #[test]
-    fn binds_outside_literals() {
-        let p = vec![Some("o'k".to_string()), None];
-        assert_eq!(
-            bind("SELECT $1, '$2', $2 -- $1\n", &p).unwrap(),
-            "SELECT 'o''k', '$2', NULL -- $1\n"
-        );
-        assert_eq!(
-            bind("SELECT $$ $1 $$, $tag$x$tag$", &p).unwrap(),
-            "SELECT $$ $1 $$, $tag$x$tag$"
-        );
-        assert!(bind("SELECT $3", &p).is_err());
-    }
 }
