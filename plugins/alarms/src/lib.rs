@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use runbook_plugin_sdk::cap::cloudwatch::{self, Dimension, MetricAlarmSpec, MetricDatum, MetricStatisticsRequest};
 use runbook_plugin_sdk::time::{format_time, parse_time};
-use runbook_plugin_sdk::{StepError, export_step, info};
+use runbook_plugin_sdk::{StepError, deleted, export_step, info};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -213,10 +213,8 @@ fn run(op: Op) -> Result<Value, StepError> {
             }
             let mut gone = Vec::new();
             for d in dashboards {
-                match cloudwatch::delete_dashboards(&region, std::slice::from_ref(&d)) {
-                    Ok(()) => gone.push(d),
-                    Err(e) if e.kind == runbook_plugin_sdk::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e.into()),
+                if deleted(cloudwatch::delete_dashboards(&region, std::slice::from_ref(&d)))? {
+                    gone.push(d);
                 }
             }
             Ok(json!({ "Region": region, "Alarms": existing, "Dashboards": gone }))

@@ -3,7 +3,7 @@
 //! the runbook's job: `WaitAvailable`/`WaitDeleted` fail with a retryable error that the
 //! Task's `Retry` backs off on.
 use runbook_plugin_sdk::cap::rds::{self, DbInstance};
-use runbook_plugin_sdk::{StepError, export_step, info, tag, warn};
+use runbook_plugin_sdk::{StepError, deleted, export_step, info, tag, warn};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -374,18 +374,14 @@ fn run(op: Op) -> Result<Value, StepError> {
             Ok(with_created(summary(&db), true))
         }
         Op::DeleteGroups { region, parameter_group, subnet_group } => {
-            let mut deleted = Vec::new();
-            match rds::delete_db_parameter_group(&region, &parameter_group) {
-                Ok(()) => deleted.push(parameter_group),
-                Err(e) if e.kind == runbook_plugin_sdk::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
+            let mut gone = Vec::new();
+            if deleted(rds::delete_db_parameter_group(&region, &parameter_group))? {
+                gone.push(parameter_group);
             }
-            match rds::delete_db_subnet_group(&region, &subnet_group) {
-                Ok(()) => deleted.push(subnet_group),
-                Err(e) if e.kind == runbook_plugin_sdk::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
+            if deleted(rds::delete_db_subnet_group(&region, &subnet_group))? {
+                gone.push(subnet_group);
             }
-            Ok(json!({ "Deleted": deleted }))
+            Ok(json!({ "Deleted": gone }))
         }
         Op::SetReadOnly { region, parameter_group, read_only } => {
             rds::modify_db_parameter_group(

@@ -321,10 +321,8 @@ fn run(op: Op) -> Result<Value, StepError> {
             }
             for hc in route53::list_health_checks()? {
                 if hc.name.as_ref().is_some_and(|n| health_checks.contains(n)) {
-                    match route53::delete_health_check(&hc.id) {
-                        Ok(()) => deleted.push(format!("health check {}", hc.id)),
-                        Err(e) if e.kind == runbook_plugin_sdk::ErrorKind::NotFound => {}
-                        Err(e) => return Err(e.into()),
+                    if runbook_plugin_sdk::deleted(route53::delete_health_check(&hc.id))? {
+                        deleted.push(format!("health check {}", hc.id));
                     }
                 }
             }

@@ -251,21 +251,11 @@ fn delete_peering(region: &str, name: &str) -> Result<Value, StepError> {
         if matches!(x.status.as_str(), "deleted" | "rejected" | "failed" | "deleting") {
             continue;
         }
-        match ec2::delete_vpc_peering_connection(region, &x.id) {
-            Ok(()) => deleted.push(x.id),
-            Err(e) if e.kind == runbook_plugin_sdk::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
+        if runbook_plugin_sdk::deleted(ec2::delete_vpc_peering_connection(region, &x.id))? {
+            deleted.push(x.id);
         }
     }
     Ok(json!({ "Deleted": deleted }))
-}
-
-fn ok_if_gone(r: Result<(), runbook_plugin_sdk::CapError>) -> Result<bool, StepError> {
-    match r {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind == runbook_plugin_sdk::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e.into()),
-    }
 }
 
 fn delete_vpc(region: &str, name: &str) -> Result<Value, StepError> {
@@ -280,19 +270,19 @@ fn delete_vpc(region: &str, name: &str) -> Result<Value, StepError> {
         .map(|e| e.vpc_endpoint_id)
         .collect();
     if !eps.is_empty() {
-        ok_if_gone(ec2::delete_vpc_endpoints(region, &eps))?;
+        runbook_plugin_sdk::deleted(ec2::delete_vpc_endpoints(region, &eps))?;
         deleted.extend(eps);
     }
     for g in ec2::describe_security_groups(region, &[], &in_vpc)? {
         if g.group_name == "default" {
             continue;
         }
-        if ok_if_gone(ec2::delete_security_group(region, &g.group_id))? {
+        if runbook_plugin_sdk::deleted(ec2::delete_security_group(region, &g.group_id))? {
             deleted.push(g.group_id);
         }
     }
     for sn in ec2::describe_subnets(region, &[], &in_vpc)? {
-        if ok_if_gone(ec2::delete_subnet(region, &sn.subnet_id))? {
+        if runbook_plugin_sdk::deleted(ec2::delete_subnet(region, &sn.subnet_id))? {
             deleted.push(sn.subnet_id);
         }
     }
@@ -301,11 +291,11 @@ fn delete_vpc(region: &str, name: &str) -> Result<Value, StepError> {
         if !t.tags.iter().any(|x| x.key == "managed-by") {
             continue;
         }
-        if ok_if_gone(ec2::delete_route_table(region, &t.route_table_id))? {
+        if runbook_plugin_sdk::deleted(ec2::delete_route_table(region, &t.route_table_id))? {
             deleted.push(t.route_table_id);
         }
     }
-    if ok_if_gone(ec2::delete_vpc(region, &vpc.vpc_id))? {
+    if runbook_plugin_sdk::deleted(ec2::delete_vpc(region, &vpc.vpc_id))? {
         deleted.push(vpc.vpc_id);
     }
     info!("{name}: deleted {}", deleted.join(", "));

@@ -64,16 +64,14 @@ impl From<CapError> for StepError {
     }
 }
 
-impl StepError {
-    /// The capability error's code is one of `codes` (e.g. "not found" while ensuring).
-    pub fn is(&self, codes: &[&str]) -> bool {
-        codes.contains(&self.error.as_str())
+/// For deletes that tolerate what is already gone: `Ok(true)` when the call deleted
+/// something, `Ok(false)` when there was nothing to delete, the error otherwise.
+pub fn deleted(r: Result<(), CapError>) -> Result<bool, StepError> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e.into()),
     }
-}
-
-/// `true` when a capability error means "the thing is not there".
-pub fn is_not_found(e: &CapError) -> bool {
-    e.kind == ErrorKind::NotFound
 }
 
 /// A tag, for `create-*` calls.

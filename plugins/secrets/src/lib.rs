@@ -58,11 +58,10 @@ fn run(op: Op) -> Result<Value, StepError> {
             info!("created secret {name}");
             Ok(json!({ "Arn": s.arn, "Name": s.name, "Created": true }))
         }
-        Op::Delete { region, name } => match secretsmanager::delete_secret(&region, &name, true) {
-            Ok(()) => Ok(json!({ "Deleted": true })),
-            Err(e) if e.kind == runbook_plugin_sdk::ErrorKind::NotFound => Ok(json!({ "Deleted": false })),
-            Err(e) => Err(e.into()),
-        },
+        Op::Delete { region, name } => {
+            let gone = runbook_plugin_sdk::deleted(secretsmanager::delete_secret(&region, &name, true))?;
+            Ok(json!({ "Deleted": gone }))
+        }
     }
 }
 
