@@ -23,8 +23,12 @@ struct Env {
     p: AwsProvider,
 }
 
+/// On moto as corrected by `support/moto_fixes.py`.
 fn env() -> Env {
-    let moto = Moto::start();
+    env_on(Moto::start())
+}
+
+fn env_on(moto: Moto) -> Env {
     let p = AwsProvider::new(AwsOptions {
         region: Some(E.into()),
         endpoint_url: Some(moto.url()),
@@ -486,12 +490,24 @@ async fn rds_primary_replica_and_groups() {
         .send()
         .await
         .unwrap();
-    // moto gap (README): promotion keeps ReadReplicaSourceDBInstanceIdentifier; real RDS
-    // clears it once the instance is standalone. Asserted, so a moto fix shows up here.
+    // Standalone, as on RDS: through moto_fixes.py (moto itself keeps the source, see
+    // `promote_keeps_the_replica_source_on_unpatched_moto`).
     assert_eq!(
         r.db_instances()[0].read_replica_source_db_instance_identifier(),
-        Some(arn),
-        "moto now clears the source on promotion: drop this gap from the README"
+        None
+    );
+    let p = rds_e
+        .describe_db_instances()
+        .db_instance_identifier("primary-postgres-dev")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        p.db_instances()[0]
+            .read_replica_db_instance_identifiers()
+            .is_empty(),
+        "{:?}",
+        p.db_instances()[0].read_replica_db_instance_identifiers()
     );
 
     // Teardown.
@@ -557,6 +573,68 @@ async fn rds_primary_replica_and_groups() {
             .unwrap()
             .db_instances()
             .is_empty()
+    );
+}
+
+/// moto gap (README), corrected by `support/moto_fixes.py` for every other test: moto
+/// 5.2.5's PromoteReadReplica leaves `ReadReplicaSourceDBInstanceIdentifier` on the
+/// promoted instance and the instance in its source's replica list; real RDS clears
+/// both. When moto fixes this, this test fails and the fix (and the gap) can go.
+#[tokio::test]
+async fn promote_keeps_the_replica_source_on_unpatched_moto() {
+    let e = env_on(Moto::start_unpatched());
+    let rds_e = aws_sdk_rds::Client::new(&e.sdk(E).await);
+    let rds_w = aws_sdk_rds::Client::new(&e.sdk(W).await);
+    let p = rds_e
+        .create_db_instance()
+        .db_instance_identifier("primary")
+        .engine("postgres")
+        .db_instance_class("db.t3.medium")
+        .allocated_storage(20)
+        .master_username("dbadmin")
+        .master_user_password("not-a-secret-1")
+        .send()
+        .await
+        .unwrap();
+    let arn = p.db_instance().unwrap().db_instance_arn().unwrap();
+    rds_w
+        .create_db_instance_read_replica()
+        .db_instance_identifier("replica")
+        .source_db_instance_identifier(arn)
+        .send()
+        .await
+        .unwrap();
+    e.ok(
+        "rds",
+        "PromoteReadReplica",
+        Some(W),
+        json!({"identifier": "replica", "backup_retention_period": 7}),
+    )
+    .await;
+
+    let r = rds_w
+        .describe_db_instances()
+        .db_instance_identifier("replica")
+        .send()
+        .await
+        .unwrap();
+    let p = rds_e
+        .describe_db_instances()
+        .db_instance_identifier("primary")
+        .send()
+        .await
+        .unwrap();
+    let fixed = "moto now clears the source on promotion: drop the fix in \
+                 support/moto_fixes.py and this gap from the README";
+    assert_eq!(
+        r.db_instances()[0].read_replica_source_db_instance_identifier(),
+        Some(arn),
+        "{fixed}"
+    );
+    assert_eq!(
+        p.db_instances()[0].read_replica_db_instance_identifiers(),
+        [r.db_instances()[0].db_instance_arn().unwrap().to_string()],
+        "{fixed}"
     );
 }
 

@@ -1,7 +1,12 @@
 //! A moto server for tests: installs `moto[server]` into the project's virtualenv
 //! (`$HOME/.cache/runbook/venv`, the same one `scripts/setup.sh` creates) when missing,
-//! starts `moto_server` on 127.0.0.1 on a free port, waits until it answers, and stops
-//! it by PID when dropped, so no server outlives its test.
+//! starts it on 127.0.0.1 on a free port, waits until it answers, and stops it by PID
+//! when dropped, so no server outlives its test.
+//!
+//! `Moto::start` runs moto's server through `moto_fixes.py` (next to this file), which
+//! corrects where moto differs from AWS in ways the runbooks depend on (each fix is
+//! named there and in the README's moto gaps); `Moto::start_unpatched` runs plain
+//! `moto_server`, for the tests that check those gaps still exist.
 //!
 //! Shared by `runner/provider-aws/tests/` and the top-level `tests/aws.rs`.
 
@@ -26,6 +31,10 @@ pub fn venv() -> PathBuf {
 }
 
 static INSTALL: Mutex<()> = Mutex::new(());
+
+/// The launcher that patches moto before starting its server, run with `python -c` so
+/// both crates sharing this file find it without a path.
+const MOTO_FIXES: &str = include_str!("moto_fixes.py");
 
 /// `moto_server` of the venv, installing moto first if needed.
 pub fn moto_server_bin() -> PathBuf {
@@ -70,19 +79,37 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// moto with the corrections of `moto_fixes.py`.
     pub fn start() -> Moto {
         let bin = moto_server_bin();
+        let python = bin.with_file_name("python");
+        Moto::spawn(|| {
+            let mut c = Command::new(&python);
+            c.args(["-c", MOTO_FIXES]);
+            c
+        })
+    }
+
+    /// Plain `moto_server`, as released: only for asserting that a gap
+    /// `moto_fixes.py` corrects is still there.
+    pub fn start_unpatched() -> Moto {
+        let bin = moto_server_bin();
+        Moto::spawn(|| Command::new(&bin))
+    }
+
+    fn spawn(command: impl Fn() -> Command) -> Moto {
         let log = std::env::temp_dir().join(format!(
             "runbook-moto-{}-{}.log",
             std::process::id(),
             uniq()
         ));
         // Retry on the (rare) race where another process takes the port first.
+        let mut last_log = String::new();
         for _ in 0..5 {
             let port = free_port();
             let out = std::fs::File::create(&log).expect("moto log file");
             let err = out.try_clone().expect("moto log file");
-            let mut cmd = Command::new(&bin);
+            let mut cmd = command();
             // If the test process dies without dropping us (abort, SIGKILL), the
             // kernel kills the server too.
             // SAFETY: prctl is async-signal-safe; nothing else runs in pre_exec.
@@ -98,7 +125,7 @@ impl Moto {
                 .stdout(Stdio::from(out))
                 .stderr(Stdio::from(err))
                 .spawn()
-                .expect("starting moto_server");
+                .expect("starting moto");
             let mut m = Moto {
                 child,
                 port,
@@ -107,8 +134,10 @@ impl Moto {
             if m.wait_ready(Duration::from_secs(60)) {
                 return m;
             }
+            // Dropping `m` removes the log: keep what it said for the panic.
+            last_log = m.log();
         }
-        panic!("moto_server did not come up; see {}", log.display());
+        panic!("moto did not come up; its last log:\n{last_log}");
     }
 
     pub fn url(&self) -> String {
