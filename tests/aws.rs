@@ -94,6 +94,28 @@ impl Env {
         v
     }
 
+    /// `runbook plan FILE --provider aws --json ARGS...`: the plan's JSON and exit code.
+    fn plan(&self, file: &str, args: &[&str]) -> (Option<i32>, Value) {
+        let path = runbook(file);
+        let mut a = vec![
+            "plan",
+            path.to_str().unwrap(),
+            "--provider",
+            "aws",
+            "--json",
+        ];
+        a.extend_from_slice(args);
+        let out = self.cmd(&a).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "plan {file}: stdout is not JSON ({e}): {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code(), v)
+    }
+
     /// `runbook show ID --json`.
     fn show(&self, id: &str) -> Value {
         let out = self.cmd(&["show", id, "--json"]).output().unwrap();
@@ -182,12 +204,85 @@ async fn deploy_failover_failback_teardown_on_moto() {
     let sns_e = aws_sdk_sns::Client::new(&conf_e);
     let sm_e = aws_sdk_secretsmanager::Client::new(&conf_e);
 
+    // Plan before anything exists: every resource is a create, the walk reaches the end
+    // (planned resources answer the runbook's own waits), and nothing is made.
+    let (code, plan) = env.plan("deploy.yaml", &[]);
+    assert_eq!(
+        (code, plan["status"].as_str()),
+        (Some(0), Some("SUCCEEDED")),
+        "{plan:#}"
+    );
+    let planned = planned_actions(&plan);
+    for want in [
+        "create ec2:CreateVpc us-east-1",
+        "create ec2:CreateVpc eu-west-1",
+        "create ec2:CreateVpcPeeringConnection us-east-1",
+        "create rds:CreateDBInstance us-east-1 primary-postgres-dev",
+        "create rds:CreateDBInstanceReadReplica eu-west-1 replica-postgres-dev",
+        "create secretsmanager:CreateSecret us-east-1 postgres-credentials-dev",
+        "create route53:CreateHostedZone global db-dev.internal",
+        "create cloudwatch:PutDashboard us-east-1 postgres-dr-dev",
+    ] {
+        assert!(
+            planned.iter().any(|p| p.starts_with(want)),
+            "{want} not in {planned:#?}"
+        );
+    }
+    // The aws provider refuses POSTGRES health checks before sending them; the plan
+    // meets that refusal, and the dns plugin falls back to alarm-based checks as it will
+    // in the real run.
+    let hc: Vec<&Value> = plan["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "CreateHealthCheck")
+        .collect();
+    assert_eq!(hc.len(), 4, "{hc:#?}");
+    assert!(
+        hc[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("InvalidParameterValue")
+    );
+    assert!(
+        hc[1]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("CLOUDWATCH_METRIC")
+    );
+    assert!(plan["reads"].as_u64().unwrap() > 10, "{}", plan["reads"]);
+    let none = rds_e.describe_db_instances().send().await.unwrap();
+    assert!(none.db_instances().is_empty(), "plan made an instance");
+    let vpcs = ec2_e.describe_vpcs().send().await.unwrap();
+    assert!(
+        !vpcs
+            .vpcs()
+            .iter()
+            .any(|v| tag(v.tags(), "Name").is_some_and(|n| n.starts_with("dr-"))),
+        "plan made a VPC"
+    );
+
     // Deploy twice: the second run converges without duplicates.
     env.run("deploy.yaml", &[]);
     let before = snapshot(&rds_e, &rds_w, &ec2_e, &ec2_w, &r53).await;
     env.run("deploy.yaml", &[]);
     let after = snapshot(&rds_e, &rds_w, &ec2_e, &ec2_w, &r53).await;
     assert_eq!(before, after, "a second deploy changed the resource set");
+
+    // Plan once deployed: nothing to create, update or delete, like the second run.
+    let (code, plan) = env.plan("deploy.yaml", &[]);
+    assert_eq!(code, Some(0), "{plan:#}");
+    let s = &plan["summary"];
+    assert_eq!(
+        (
+            s["create"].as_u64(),
+            s["update"].as_u64(),
+            s["delete"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{plan:#}"
+    );
+    assert!(s["no_op"].as_u64().unwrap() > 0, "{s}");
 
     // The primary, as the seed describes it.
     let p = instance(&rds_e, "primary-postgres-dev").await;
@@ -323,10 +418,47 @@ async fn deploy_failover_failback_teardown_on_moto() {
     // moto: VerifyWrites=false skips the canary write through the routed name. The
     // promotion completes because the harness corrects moto's PromoteReadReplica (README
     // moto gaps, support/moto_fixes.py).
-    let out = env.run(
-        "failover.yaml",
-        &["--param", "Force=true", "--param", "VerifyWrites=false"],
+    // First its plan: the promotion and the weight swap, described, and not made.
+    let drill = ["--param", "Force=true", "--param", "VerifyWrites=false"];
+    let (code, plan) = env.plan("failover.yaml", &drill);
+    assert_eq!(
+        (code, plan["status"].as_str()),
+        (Some(0), Some("SUCCEEDED")),
+        "{plan:#}"
     );
+    let planned = planned_actions(&plan);
+    assert!(
+        planned
+            .iter()
+            .any(|p| p.starts_with("update rds:PromoteReadReplica eu-west-1 replica-postgres-dev")),
+        "{planned:#?}"
+    );
+    let swap = plan["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["action"] == "ChangeResourceRecordSets")
+        .expect("the plan shifts weights");
+    let detail = swap["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("[primary] weight 100 → 0") && detail.contains("[replica] weight 0 → 100"),
+        "{detail}"
+    );
+    assert!(
+        instance(&rds_w, "replica-postgres-dev")
+            .await
+            .read_replica_source_db_instance_identifier()
+            .is_some(),
+        "the plan promoted for real"
+    );
+    let w = weights(&r53).await;
+    assert!(
+        w.iter()
+            .any(|(_, weight, v)| *weight == 100 && v.contains(&format!(".{E}."))),
+        "the plan moved weights: {w:?}"
+    );
+
+    let out = env.run("failover.yaml", &drill);
     assert_eq!(out["output"]["Promoted"], true, "{out:#}");
     let promoted = instance(&rds_w, "replica-postgres-dev").await;
     assert_eq!(promoted.read_replica_source_db_instance_identifier(), None);
@@ -386,6 +518,26 @@ async fn deploy_failover_failback_teardown_on_moto() {
         &instance(&rds_e, "primary-postgres-dev").await,
         &current_arn,
     );
+
+    // Teardown's plan deletes both instances and both VPCs, and deletes nothing.
+    let (code, plan) = env.plan("teardown.yaml", &[]);
+    assert_eq!(code, Some(0), "{plan:#}");
+    let planned = planned_actions(&plan);
+    for want in [
+        "delete rds:DeleteDBInstance eu-west-1 replica-postgres-dev",
+        "delete rds:DeleteDBInstance us-east-1 primary-postgres-dev",
+        "delete ec2:DeleteVpc us-east-1",
+        "delete ec2:DeleteVpc eu-west-1",
+        "delete route53:DeleteHostedZone global",
+    ] {
+        assert!(
+            planned.iter().any(|p| p.starts_with(want)),
+            "{want} not in {planned:#?}"
+        );
+    }
+    assert_eq!(plan["summary"]["create"], 0, "{plan:#}");
+    instance(&rds_e, "primary-postgres-dev").await;
+    instance(&rds_w, "replica-postgres-dev").await;
 
     // Teardown leaves none of it.
     let td = env.run("teardown.yaml", &[]);
@@ -505,6 +657,25 @@ async fn deploy_failover_failback_teardown_on_moto() {
     );
     let s = sm_e.list_secrets().send().await.unwrap();
     assert!(s.secret_list().is_empty(), "secret left");
+}
+
+/// A plan's calls as `effect service:Action region resource` lines.
+fn planned_actions(plan: &Value) -> Vec<String> {
+    plan["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {}:{} {} {}",
+                c["effect"].as_str().unwrap(),
+                c["service"].as_str().unwrap(),
+                c["action"].as_str().unwrap(),
+                c["region"].as_str().unwrap_or("global"),
+                c["resource"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect()
 }
 
 /// DB instance `id` as DescribeDBInstances reports it.

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_runbook")
@@ -242,6 +242,42 @@ async fn deploy_failover_failback_teardown_with_real_data() {
     ] {
         assert_eq!(again["output"][k], out[k], "second deploy changed {k}");
     }
+    // The plan agrees: walking deploy against what now exists finds nothing to change,
+    // and a teardown plan would delete both instances without deleting anything.
+    let plan: Value = serde_json::from_str(&env.text(&[
+        "plan",
+        runbook("deploy.yaml").to_str().unwrap(),
+        "--provider",
+        "local",
+        "--json",
+    ]))
+    .unwrap();
+    let s = &plan["summary"];
+    assert_eq!(
+        (&s["create"], &s["update"], &s["delete"], &plan["status"]),
+        (&json!(0), &json!(0), &json!(0), &json!("SUCCEEDED")),
+        "{plan:#}"
+    );
+    let plan: Value = serde_json::from_str(&env.text(&[
+        "plan",
+        runbook("teardown.yaml").to_str().unwrap(),
+        "--provider",
+        "local",
+        "--json",
+    ]))
+    .unwrap();
+    let deletes: Vec<&str> = plan["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "DeleteDBInstance")
+        .map(|c| c["resource"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        deletes,
+        ["replica-postgres-dev", "primary-postgres-dev"],
+        "{plan:#}"
+    );
     let regions = instances(&env);
     assert_eq!(
         regions["us-east-1"]["instances"].as_array().unwrap().len(),

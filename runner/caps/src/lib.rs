@@ -157,4 +157,12 @@ pub trait Provider: Send + Sync {
     /// Perform one call. The result JSON has the shape of the WIT function's `ok` type
     /// (`null` for `_`).
     fn call(&self, call: CapCall) -> BoxFuture<'_, Result<Value, CapError>>;
+
+    /// The checks this provider makes on a call before sending it, with no effect
+    /// anywhere. `runbook plan` asks before recording a mutating call, so a plan meets
+    /// the refusals a real run would (the aws provider refuses `POSTGRES` health
+    /// checks). Default: every call is accepted.
+    fn check<'a>(&'a self, _call: &'a CapCall) -> BoxFuture<'a, Result<(), CapError>> {
+        Box::pin(async { Ok(()) })
+    }
 }

@@ -82,11 +82,20 @@ enum Command {
     },
     /// Check a runbook (syntax, references, Choice/Retry/Catch rules, plugins and grants).
     Validate { file: PathBuf },
-    /// Dry run: the Tasks, their plugins, and which capability calls could mutate what.
+    /// Dry run. Without --provider: the Tasks, their plugins and which capability calls
+    /// could mutate what (nothing is called). With --provider: walk the runbook against
+    /// that provider, making its reads and recording, not making, every mutating call.
     Plan {
         file: PathBuf,
+        /// Walk the runbook against this provider (reads only).
         #[arg(long, value_enum)]
         provider: Option<ProviderArg>,
+        /// Execution input as JSON, or @file (with --provider).
+        #[arg(long, requires = "provider")]
+        input: Option<String>,
+        /// Set one runbook parameter (repeatable; with --provider).
+        #[arg(long = "param", value_name = "K=V", requires = "provider")]
+        params: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -248,6 +257,37 @@ fn runner(cli: &Cli) -> anyhow::Result<Runner> {
     )?)
 }
 
+/// The execution input from `--input` and `--param`, checked against the runbook's
+/// Parameters; `Err(exit code)` after printing why when they do not fit.
+fn execution_input(
+    prepared: &runbook_executor::Prepared,
+    file: &Path,
+    input: Option<&str>,
+    params: &[String],
+) -> anyhow::Result<Result<Value, ExitCode>> {
+    let overrides = match input {
+        None => Value::Object(Default::default()),
+        Some(s) => parse_input(s)?,
+    };
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .context(format!("--param {p}: expected K=V"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(
+        match runbook_engine::build_input(&prepared.runbook.meta, overrides, &params) {
+            Ok(i) => Ok(i),
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                Err(ExitCode::from(2))
+            }
+        },
+    )
+}
+
 fn rt() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -283,26 +323,10 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(p) => p,
                 Err(code) => return Ok(code),
             };
-            let overrides = match input {
-                None => Value::Object(Default::default()),
-                Some(s) => parse_input(s)?,
+            let input = match execution_input(&prepared, file, input.as_deref(), params)? {
+                Ok(i) => i,
+                Err(code) => return Ok(code),
             };
-            let params: Vec<(String, String)> = params
-                .iter()
-                .map(|p| {
-                    p.split_once('=')
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .context(format!("--param {p}: expected K=V"))
-                })
-                .collect::<anyhow::Result<_>>()?;
-            let input =
-                match runbook_engine::build_input(&prepared.runbook.meta, overrides, &params) {
-                    Ok(i) => i,
-                    Err(e) => {
-                        eprintln!("{}: {e}", file.display());
-                        return Ok(ExitCode::from(2));
-                    }
-                };
             let progress = progress::for_terminal(*json);
             let outcome = rt()?.block_on(runner.run(
                 &prepared,
@@ -330,6 +354,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan {
             file,
             provider,
+            input,
+            params,
             json,
         } => {
             let runner = runner(&cli)?;
@@ -337,8 +363,22 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(p) => p,
                 Err(code) => return Ok(code),
             };
-            show::plan(&prepared, provider.map(|p| p.name()), *json);
-            Ok(ExitCode::SUCCESS)
+            let Some(provider) = provider else {
+                show::plan(&prepared, None, *json);
+                return Ok(ExitCode::SUCCESS);
+            };
+            let input = match execution_input(&prepared, file, input.as_deref(), params)? {
+                Ok(i) => i,
+                Err(code) => return Ok(code),
+            };
+            let rt = rt()?;
+            let report = runner.plan(&prepared, input, Some(provider.name()), rt.handle())?;
+            show::live_plan(&prepared, &report, *json)?;
+            Ok(if report.status == "SUCCEEDED" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Resume { id, json } => {
             let runner = runner(&cli)?;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use runbook_executor::Prepared;
+use runbook_executor::{Effect, PlanReport, Prepared};
 use runbook_journal::Journal;
 use serde_json::{Value, json};
 
@@ -26,6 +26,7 @@ fn fmt_ms(ms: i64) -> String {
     )
 }
 
+/// The static plan: what each Task's plugin may call, from its imports and grants.
 pub fn plan(prepared: &Prepared, provider: Option<&str>, json_out: bool) {
     let mut tasks = Vec::new();
     for (path, plugin, grants) in prepared.task_plugins() {
@@ -81,9 +82,9 @@ pub fn plan(prepared: &Prepared, provider: Option<&str>, json_out: bool) {
         return;
     }
     println!(
-        "plan for {} (provider {}): nothing is called",
+        "plan for {}: what each Task may call; nothing is called \
+         (--provider local|aws walks the runbook against a provider)",
         prepared.path.display(),
-        provider.unwrap_or("local")
     );
     for t in doc["tasks"].as_array().unwrap() {
         println!(
@@ -102,6 +103,110 @@ pub fn plan(prepared: &Prepared, provider: Option<&str>, json_out: bool) {
             println!("    reads {} on {}", e["action"].as_str().unwrap(), e["on"]);
         }
     }
+}
+
+/// A plan walked against a provider: every mutating call, in order, then a summary.
+pub fn live_plan(prepared: &Prepared, report: &PlanReport, json_out: bool) -> anyhow::Result<()> {
+    // Calls predicted to fail change nothing: they are counted apart.
+    let count = |e: Effect| {
+        report
+            .calls
+            .iter()
+            .filter(|c| c.effect == e && c.error.is_none())
+            .count()
+    };
+    let failing = report.calls.iter().filter(|c| c.error.is_some()).count();
+    if json_out {
+        let doc = json!({
+            "runbook": prepared.path.display().to_string(),
+            "provider": report.provider,
+            "status": report.status,
+            "error": report.error,
+            "cause": report.cause,
+            "output": report.output,
+            "reads": report.reads,
+            "summary": {
+                "create": count(Effect::Create),
+                "update": count(Effect::Update),
+                "delete": count(Effect::Delete),
+                "action": count(Effect::Action),
+                "no_op": count(Effect::NoOp),
+                "failing": failing,
+            },
+            "steps": report.steps,
+            "calls": report.calls,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!(
+        "plan for {} against provider {}: {} reads made, nothing changed\n",
+        prepared.path.display(),
+        report.provider,
+        report.reads
+    );
+    for c in &report.calls {
+        let sign = match c.effect {
+            Effect::Create => "+",
+            Effect::Update => "~",
+            Effect::Delete => "-",
+            Effect::NoOp => "=",
+            Effect::Action => "!",
+        };
+        let mut line = format!(
+            "{sign} {:<7} {:<42} {:<10} {}",
+            c.effect.label(),
+            format!("{}:{}", c.service, c.action),
+            c.region.as_deref().unwrap_or("global"),
+            c.resource.as_deref().unwrap_or("-"),
+        );
+        if let Some(d) = c.detail.as_deref().filter(|d| !d.is_empty()) {
+            line.push_str(&format!("  ({d})"));
+        }
+        line.push_str(&format!("  [{}]", c.state));
+        println!("{line}");
+        if let Some(e) = &c.error {
+            println!("    would fail: {e}");
+        }
+    }
+    if report.calls.is_empty() {
+        println!("no mutating calls");
+    }
+    println!(
+        "\nPlan: {} to create, {} to update, {} to delete, {} other actions, {} unchanged{}.",
+        count(Effect::Create),
+        count(Effect::Update),
+        count(Effect::Delete),
+        count(Effect::Action),
+        count(Effect::NoOp),
+        if failing > 0 {
+            format!(", {failing} predicted to fail")
+        } else {
+            String::new()
+        }
+    );
+    match report.status.as_str() {
+        "SUCCEEDED" => println!("The walk reached the end of the runbook."),
+        other => {
+            println!(
+                "The walk ended {other} at {}: {}: {}",
+                report
+                    .steps
+                    .last()
+                    .map(|s| s.state.as_str())
+                    .unwrap_or("the start"),
+                report.error.as_deref().unwrap_or("-"),
+                report.cause.as_deref().unwrap_or("-")
+            );
+            if report.calls.iter().any(|c| c.effect != Effect::NoOp) {
+                println!(
+                    "Note: recorded calls were not made, so a step that waits for their effect \
+                     on a running database (a fence, a promotion) cannot see it in a plan."
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn executions(journal: &Journal, limit: usize, json_out: bool) -> anyhow::Result<()> {

@@ -11,6 +11,7 @@
 //!    is re-issued. Completed states never run again; the interrupted Task does, so
 //!    plugins must be idempotent (every shipped plugin is: describe before create).
 
+mod dryrun;
 mod plugins;
 
 use std::collections::HashMap;
@@ -30,7 +31,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
+pub use dryrun::{PlanReport, PlanStep};
 pub use plugins::resolve_plugin;
+pub use runbook_plan::{Effect, PlannedCall};
 
 /// Errors before or around an execution (not the execution's own failure, which is an
 /// [`Outcome`] with status FAILED).
@@ -812,27 +815,30 @@ impl LazyProvider {
     }
 }
 
+impl LazyProvider {
+    async fn open(&self) -> Result<&Arc<dyn Provider>, CapError> {
+        self.inner
+            .get_or_try_init(|| async {
+                let factory = self.factory.clone();
+                let name = self.name.clone();
+                tokio::task::spawn_blocking(move || factory.make(&name))
+                    .await
+                    .map_err(|e| CapError::internal(format!("provider start: {e}")))?
+                    .map_err(|e| CapError::unavailable(format!("provider '{}': {e:#}", self.name)))
+            })
+            .await
+    }
+}
+
 impl Provider for LazyProvider {
     fn name(&self) -> &str {
         &self.name
     }
     fn call(&self, call: CapCall) -> BoxFuture<'_, Result<Value, CapError>> {
-        Box::pin(async move {
-            let p = self
-                .inner
-                .get_or_try_init(|| async {
-                    let factory = self.factory.clone();
-                    let name = self.name.clone();
-                    tokio::task::spawn_blocking(move || factory.make(&name))
-                        .await
-                        .map_err(|e| CapError::internal(format!("provider start: {e}")))?
-                        .map_err(|e| {
-                            CapError::unavailable(format!("provider '{}': {e:#}", self.name))
-                        })
-                })
-                .await?;
-            p.call(call).await
-        })
+        Box::pin(async move { self.open().await?.call(call).await })
+    }
+    fn check<'a>(&'a self, call: &'a CapCall) -> BoxFuture<'a, Result<(), CapError>> {
+        Box::pin(async move { self.open().await?.check(call).await })
     }
 }
 

@@ -170,6 +170,15 @@ impl Provider for AwsProvider {
         "aws"
     }
 
+    fn check<'a>(&'a self, call: &'a CapCall) -> BoxFuture<'a, Result<(), CapError>> {
+        Box::pin(async move {
+            match (call.service.as_str(), call.action.as_str()) {
+                ("route53", "CreateHealthCheck") => route53::check_config(call),
+                _ => Ok(()),
+            }
+        })
+    }
+
     fn call(&self, call: CapCall) -> BoxFuture<'_, Result<Value, CapError>> {
         Box::pin(async move {
             let name = call.iam_name();

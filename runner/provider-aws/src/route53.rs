@@ -142,6 +142,11 @@ fn config(c: Option<&t::HealthCheckConfig>) -> HealthCheckConfig {
     }
 }
 
+/// What CreateHealthCheck refuses before sending anything (for `runbook plan`).
+pub(crate) fn check_config(call: &CapCall) -> Result<(), CapError> {
+    to_sdk_config(&call.arg_as::<HealthCheckConfig>("config")?).map(|_| ())
+}
+
 fn to_sdk_config(c: &HealthCheckConfig) -> Result<t::HealthCheckConfig, CapError> {
     if c.check_type == "POSTGRES" {
         return Err(CapError::invalid_parameter(
