@@ -334,3 +334,36 @@ fn runbook_plugins_builtin_path(name: &str) -> String {
         .unwrap_or_else(|| panic!("{name} in plugin list: {text}"))
         .to_string()
 }
+
+#[test]
+fn printing_into_a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    // `runbook schema | head -c 1`, with a pipe smaller than the schema (17 KB) so the
+    // writer is still writing when the reader leaves.
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    // SAFETY: fcntl on a pipe descriptor we own.
+    let size = unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(size >= 4096, "F_SETPIPE_SZ");
+    let child = env
+        .cmd(&["schema"])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut one = [0u8; 1];
+    reader.read_exact(&mut one).unwrap();
+    drop(reader);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    // Ended by SIGPIPE, as `ls | head` is.
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {err}",
+        out.status
+    );
+}

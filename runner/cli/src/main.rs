@@ -201,6 +201,23 @@ enum PluginCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that only print end quietly when the reader goes away (`runbook show ID
+    // | head`), as Unix tools do. Commands that drive an execution or serve the local
+    // provider keep ignoring SIGPIPE: a closed pipe must not kill them mid-step.
+    if !matches!(
+        &cli.command,
+        Command::Run { .. }
+            | Command::Resume { .. }
+            | Command::Redrive { .. }
+            | Command::Local {
+                command: LocalCommand::Daemon
+            }
+    ) {
+        // SAFETY: called before any thread starts; restores the default disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // The daemon's stderr is `daemon.log`: it logs its own decisions (failovers, alarm
     // transitions, fencing) at info unless `--log` asks for something else explicitly.
     let daemon = matches!(
