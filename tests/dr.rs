@@ -91,6 +91,39 @@ impl Drop for Env {
     }
 }
 
+/// A daemon started on demand by reads alone (here a plan on an empty environment)
+/// does not outlive its quiet period: nothing is left running after a plan.
+#[test]
+fn a_daemon_that_only_served_reads_exits_when_quiet() {
+    let env = Env::new();
+    let out = Command::new(bin())
+        .args([
+            "plan",
+            runbook("failover.yaml").to_str().unwrap(),
+            "--provider",
+            "local",
+        ])
+        .env("RUNBOOK_HOME", env.home.path())
+        .env("RUNBOOK_LOCAL_QUIET_EXIT_SECS", "2")
+        .env_remove("RUNBOOK_PLUGIN_PATH")
+        .output()
+        .unwrap();
+    let pid = env.daemon_pid().unwrap_or_else(|| {
+        panic!(
+            "the plan's reads started no daemon: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let start = std::time::Instant::now();
+    while alive(pid) && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !alive(pid),
+        "daemon {pid} still running after a read-only plan"
+    );
+}
+
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }

@@ -29,6 +29,8 @@ pub(crate) struct Ctx {
     pub shutdown: tokio::sync::Notify,
     /// Serialises background operations per instance (region/id).
     pub ops: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Requests served, so an idle daemon can tell that nobody is talking to it.
+    requests: std::sync::atomic::AtomicU64,
 }
 
 impl Ctx {
@@ -80,6 +82,7 @@ pub async fn run_daemon(state_dir: impl AsRef<Path>) -> Result<()> {
         health: Default::default(),
         shutdown: tokio::sync::Notify::new(),
         ops: Default::default(),
+        requests: Default::default(),
     });
     info!(pid, state_dir = %layout.state_dir.display(), "local daemon starting");
 
@@ -147,10 +150,25 @@ fn spawn_loops(ctx: &Arc<Ctx>) {
 /// health check and alarm), it exits, so teardown leaves no process behind. It starts
 /// again on demand. A daemon that never served anything (`runbook local up` on an
 /// empty state dir) stays up.
+/// Seconds without a request after which a daemon with nothing running exits even if
+/// it never ran anything (started on demand by reads only: a plan, a failover that
+/// declined). Its state is on disk; the next call starts it again.
+/// `RUNBOOK_LOCAL_QUIET_EXIT_SECS` overrides it (tests).
+fn quiet_exit_secs() -> u32 {
+    std::env::var("RUNBOOK_LOCAL_QUIET_EXIT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
+}
+
 fn spawn_idle_exit(ctx: Arc<Ctx>) {
+    use std::sync::atomic::Ordering;
     tokio::spawn(async move {
         let mut served = false;
         let mut idle = 0u32;
+        let mut quiet = 0u32;
+        let mut seen = 0u64;
+        let quiet_exit = quiet_exit_secs();
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let busy = ctx.read(|s| {
@@ -160,13 +178,19 @@ fn spawn_idle_exit(ctx: Arc<Ctx>) {
                         .values()
                         .any(|r| !r.instances.is_empty() || !r.alarms.is_empty())
             });
+            let requests = ctx.requests.load(Ordering::Relaxed);
+            if requests == seen {
+                quiet += 1;
+            } else {
+                (seen, quiet) = (requests, 0);
+            }
             if busy {
                 served = true;
                 idle = 0;
                 continue;
             }
             idle += 1;
-            if served && idle >= 3 {
+            if (served && idle >= 3) || quiet >= quiet_exit {
                 info!("nothing left to serve: exiting");
                 crate::net::stop_all(&ctx);
                 ctx.shutdown.notify_one();
@@ -183,6 +207,8 @@ async fn serve(ctx: Arc<Ctx>, stream: UnixStream) {
     if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
         return;
     }
+    ctx.requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let resp: Response = match serde_json::from_str::<Request>(&line) {
         Ok(req) => handle(&ctx, req).await.into(),
         Err(e) => Err(CapError::invalid_parameter(format!("bad request: {e}"))).into(),
