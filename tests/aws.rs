@@ -78,13 +78,7 @@ impl Env {
         let mut a = vec!["run", path.to_str().unwrap(), "--provider", "aws", "--json"];
         a.extend_from_slice(args);
         let out = self.cmd(&a).output().unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{file}: stdout is not JSON ({e}): {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+        let v = stdout_json(&out, file);
         assert_eq!(
             (out.status.code(), v["status"].as_str()),
             (Some(code), Some(status)),
@@ -106,14 +100,10 @@ impl Env {
         ];
         a.extend_from_slice(args);
         let out = self.cmd(&a).output().unwrap();
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "plan {file}: stdout is not JSON ({e}): {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.code(), v)
+        (
+            out.status.code(),
+            stdout_json(&out, &format!("plan {file}")),
+        )
     }
 
     /// `runbook show ID --json`.
@@ -138,6 +128,17 @@ impl Env {
             .region(Region::new(region.to_string()))
             .build()
     }
+}
+
+/// A command's stdout as the one JSON object `--json` promises.
+fn stdout_json(out: &std::process::Output, what: &str) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{what}: stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 fn tail(s: &str, n: usize) -> String {

@@ -257,6 +257,17 @@ pub mod ec2 {
 pub mod route53 {
     use serde::{Deserialize, Serialize};
 
+    /// A name as Route 53 returns it: trimmed, lower-case, with the trailing dot.
+    pub fn fqdn(name: &str) -> String {
+        let n = name.trim().to_ascii_lowercase();
+        if n.ends_with('.') { n } else { format!("{n}.") }
+    }
+
+    /// The bare `Z...` zone id; `/hostedzone/Z...` is accepted on input.
+    pub fn zone_id(id: &str) -> String {
+        id.trim_start_matches("/hostedzone/").to_string()
+    }
+
     #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
     pub struct ZoneVpc {
         pub vpc_id: String,

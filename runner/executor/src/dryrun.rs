@@ -66,13 +66,13 @@ impl Runner {
             .name
             .clone()
             .unwrap_or_else(|| "plan".into());
-        let mut opts = SimOptions {
+        let opts = SimOptions {
             context: self.context("plan", &name, now_ms()),
             seed: now_ms() as u64,
             max_events: MAX_EVENTS,
+            record_history: false,
             ..SimOptions::default()
         };
-        opts.record_history = false;
         let mut steps = Vec::new();
         let mut run_task = |t: &TaskCall| -> TaskOutcome {
             let outcome = match prepared.task_for(&t.state_path, &t.state_name, &t.resource) {

@@ -14,7 +14,7 @@ use runbook_caps::types::rds::{
 };
 use runbook_caps::types::route53::{
     Change, ChangeAction, ChangeInfo, HealthCheck, HealthCheckConfig, HostedZone, RecordSet,
-    ZoneVpc,
+    ZoneVpc, fqdn, zone_id,
 };
 use runbook_caps::types::secretsmanager::{CreateSecretRequest, Secret};
 use runbook_caps::{CapCall, CapError, ErrorKind};
@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::overlay::{Kind, fqdn, nf, region_key, s, zone_id};
+use crate::overlay::{Kind, nf, region_key, s};
 use crate::{Applied, Effect, Plan, is_not_found};
 
 /// The account of ARNs the plan makes up.
@@ -345,10 +345,9 @@ impl Plan {
                 }
                 self.gone(Kind::DbInstance, r, &q.identifier);
                 db.status = "deleting".into();
-                let a = Applied::ok(v(&db), Effect::Delete);
-                match detail {
-                    Some(d) => a.detail(d),
-                    None => a,
+                Applied {
+                    detail,
+                    ..Applied::ok(v(&db), Effect::Delete)
                 }
             }
             ("rds", "RebootDBInstance" | "StopDBInstance" | "StartDBInstance") => {
@@ -369,11 +368,9 @@ impl Plan {
                 .into();
                 self.put(Kind::DbInstance, r, v(&db));
                 let force = call.arg("force_failover").as_bool() == Some(true);
-                let a = Applied::ok(v(&db), Effect::Action);
-                if force {
-                    a.detail("forced failover to the standby")
-                } else {
-                    a
+                Applied {
+                    detail: force.then(|| "forced failover to the standby".into()),
+                    ..Applied::ok(v(&db), Effect::Action)
                 }
             }
             ("rds", "PromoteReadReplica") => {
@@ -953,14 +950,13 @@ impl Plan {
                 let name: String = arg!("name");
                 let vpc: Option<ZoneVpc> = arg!("vpc");
                 let z = HostedZone {
-                    id: self.new_id("Z").replace('-', ""),
+                    id: self.new_id("Z"),
                     name: fqdn(&name),
                     private_zone: vpc.is_some(),
                     comment: arg!("comment"),
                     vpcs: vpc.into_iter().collect(),
                     record_count: 2,
                 };
-                self.mark_planned(&z.id);
                 self.put(Kind::Zone, r, v(&z));
                 Applied::ok(v(&z), Effect::Create).detail(z.name)
             }

@@ -150,10 +150,6 @@ impl Plan {
         self.reads.load(Ordering::Relaxed)
     }
 
-    pub fn provider_name(&self) -> &str {
-        self.inner.name()
-    }
-
     async fn call(&self, state: &str, call: CapCall) -> Result<Value, CapError> {
         let mutating = action_by_iam(&call.service, &call.action).is_none_or(|s| s.mutating);
         let runs_sql_read = call.service == "postgres"

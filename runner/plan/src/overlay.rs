@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use runbook_caps::types::common::Filter;
 use runbook_caps::types::rds::Parameter;
-use runbook_caps::types::route53::RecordSet;
+use runbook_caps::types::route53::{RecordSet, fqdn, zone_id};
 use runbook_caps::{CapCall, CapError};
 use serde_json::Value;
 
@@ -531,17 +531,6 @@ pub fn tag(v: &Value, key: &str) -> Option<String> {
 /// A string field, or "".
 pub fn s<'a>(v: &'a Value, field: &str) -> &'a str {
     v[field].as_str().unwrap_or_default()
-}
-
-/// `Z123`, from `/hostedzone/Z123` too.
-pub fn zone_id(id: &str) -> String {
-    id.trim_start_matches("/hostedzone/").to_string()
-}
-
-/// Lower-case, with the trailing dot, as Route 53 returns names.
-pub fn fqdn(name: &str) -> String {
-    let n = name.to_ascii_lowercase();
-    if n.ends_with('.') { n } else { format!("{n}.") }
 }
 
 pub fn nf(code: &str, id: &str) -> CapError {

@@ -15,11 +15,6 @@ fn bare(id: &str) -> String {
         .to_string()
 }
 
-fn fqdn(name: &str) -> String {
-    let n = name.trim().to_ascii_lowercase();
-    if n.ends_with('.') { n } else { format!("{n}.") }
-}
-
 fn build_err(e: impl std::fmt::Display) -> CapError {
     CapError::invalid_parameter(e.to_string())
 }

@@ -32,14 +32,6 @@ fn batch(msg: String) -> CapError {
     CapError::new(ErrorKind::InvalidParameter, "InvalidChangeBatch", msg)
 }
 
-fn zone_key(id: &str) -> String {
-    id.trim_start_matches("/hostedzone/").to_string()
-}
-
-fn fqdn(name: &str) -> String {
-    format!("{}.", normalize(name))
-}
-
 fn info(_id: &str) -> ChangeInfo {
     ChangeInfo {
         id: format!("C{}", &ids::zone_id()[1..]),
@@ -120,7 +112,7 @@ pub(crate) async fn handle(ctx: &Arc<Ctx>, call: &CapCall) -> Result<Value, CapE
             })
         }
         "GetHostedZone" => {
-            let id = zone_key(&call.arg_as::<String>("id")?);
+            let id = zone_id(&call.arg_as::<String>("id")?);
             ctx.read(|s| {
                 s.global
                     .zones
@@ -143,7 +135,7 @@ pub(crate) async fn handle(ctx: &Arc<Ctx>, call: &CapCall) -> Result<Value, CapE
             })
         }
         "AssociateVPCWithHostedZone" => {
-            let id = zone_key(&call.arg_as::<String>("id")?);
+            let id = zone_id(&call.arg_as::<String>("id")?);
             let vpc: ZoneVpc = call.arg_as("vpc")?;
             ctx.mutate(|s| {
                 if !s
@@ -174,7 +166,7 @@ pub(crate) async fn handle(ctx: &Arc<Ctx>, call: &CapCall) -> Result<Value, CapE
             })
         }
         "DeleteHostedZone" => {
-            let id = zone_key(&call.arg_as::<String>("id")?);
+            let id = zone_id(&call.arg_as::<String>("id")?);
             ctx.mutate(|s| {
                 let z = s.global.zones.get(&id).ok_or_else(|| zone_nf(&id))?;
                 if !z.records.is_empty() {
@@ -189,7 +181,7 @@ pub(crate) async fn handle(ctx: &Arc<Ctx>, call: &CapCall) -> Result<Value, CapE
             })
         }
         "ChangeResourceRecordSets" => {
-            let id = zone_key(&call.arg_as::<String>("zone_id")?);
+            let id = zone_id(&call.arg_as::<String>("zone_id")?);
             let changes: Vec<Change> = call.arg_as("changes")?;
             ctx.mutate(|s| {
                 let checks: Vec<String> = s.global.health_checks.keys().cloned().collect();
@@ -248,7 +240,7 @@ pub(crate) async fn handle(ctx: &Arc<Ctx>, call: &CapCall) -> Result<Value, CapE
             })
         }
         "ListResourceRecordSets" => {
-            let id = zone_key(&call.arg_as::<String>("zone_id")?);
+            let id = zone_id(&call.arg_as::<String>("zone_id")?);
             let name: Option<String> = call.arg_as("name")?;
             ctx.read(|s| {
                 let z = s.global.zones.get(&id).ok_or_else(|| zone_nf(&id))?;
