@@ -37,7 +37,7 @@ pub mod bindings {
 /// `States.Permissions`.
 pub mod cap {
     pub use crate::bindings::runbook::plugin::{
-        cloudwatch, ec2, postgres, rds, route53, secretsmanager, sns, types,
+        cloudwatch, ec2, fault, postgres, rds, route53, secretsmanager, sns, traffic, types,
     };
 }
 

@@ -492,6 +492,20 @@ pub static CATALOG: &[ActionSpec] = &[
     a("secretsmanager", "list-secrets", "ListSecrets", R, None),
     a(
         "secretsmanager",
+        "replicate-secret-to-regions",
+        "ReplicateSecretToRegions",
+        W,
+        Some("secret_id"),
+    ),
+    a(
+        "secretsmanager",
+        "remove-regions-from-replication",
+        "RemoveRegionsFromReplication",
+        W,
+        Some("secret_id"),
+    ),
+    a(
+        "secretsmanager",
         "delete-secret",
         "DeleteSecret",
         W,
@@ -499,6 +513,24 @@ pub static CATALOG: &[ActionSpec] = &[
     ),
     // postgres: a query may write (canary rows), so plan treats it as mutating.
     a("postgres", "query", "Query", W, Some("target.endpoint")),
+    // fault: game-day fault injection; scoped grants name the target
+    // (`fault:InjectFault on primary-postgres-*`).
+    a("fault", "inject-fault", "InjectFault", W, Some("spec.target")),
+    a("fault", "undo-fault", "UndoFault", W, Some("id")),
+    a("fault", "describe-faults", "DescribeFaults", R, None),
+    a("fault", "get-lever", "GetLever", R, None),
+    // traffic: the application-like client of game days (host-side driver).
+    a(
+        "traffic",
+        "start-session",
+        "StartSession",
+        W,
+        Some("spec.target.endpoint"),
+    ),
+    a("traffic", "describe-session", "DescribeSession", R, Some("id")),
+    a("traffic", "stop-session", "StopSession", W, Some("id")),
+    a("traffic", "verify-session", "VerifySession", R, Some("id")),
+    a("traffic", "measure-session", "MeasureSession", R, Some("id")),
 ];
 
 /// Look a function up by WIT interface and function name.
@@ -524,6 +556,8 @@ pub const SERVICES: &[&str] = &[
     "sns",
     "secretsmanager",
     "postgres",
+    "fault",
+    "traffic",
 ];
 
 #[cfg(test)]

@@ -148,6 +148,28 @@ impl CapError {
     }
 }
 
+/// Where a client connects for a `postgres` target, resolved host-side (credentials
+/// included): what an application's connection pool is configured with. Never reaches a
+/// plugin or the journal.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectInfo {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub database: String,
+}
+
+impl std::fmt::Debug for ConnectInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ConnectInfo({}@{}:{}/{})",
+            self.user, self.host, self.port, self.database
+        )
+    }
+}
+
 /// Something that answers capability calls: the `local` provider (real PostgreSQL on
 /// this machine) or the `aws` provider (aws-sdk-*). Plugins cannot tell which.
 pub trait Provider: Send + Sync {
@@ -164,5 +186,23 @@ pub trait Provider: Send + Sync {
     /// checks). Default: every call is accepted.
     fn check<'a>(&'a self, _call: &'a CapCall) -> BoxFuture<'a, Result<(), CapError>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// How an application reaches `target` (a Route 53 name, an instance identifier or
+    /// `host:port`): host, port and the credentials of its secret. Host-side only (the
+    /// game-day traffic driver keeps persistent connections, which `postgres:Query`,
+    /// one connection per call, cannot). Default: unsupported.
+    fn connect_info<'a>(
+        &'a self,
+        _target: &'a types::postgres::Target,
+    ) -> BoxFuture<'a, Result<ConnectInfo, CapError>> {
+        let name = self.name().to_string();
+        Box::pin(async move {
+            Err(CapError::new(
+                ErrorKind::InvalidParameter,
+                "UnsupportedOperation",
+                format!("the {name} provider cannot resolve client connections"),
+            ))
+        })
     }
 }

@@ -459,12 +459,23 @@ pub mod secretsmanager {
     }
 
     #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+    pub struct ReplicationStatus {
+        pub region: String,
+        pub status: String,
+        pub status_message: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
     pub struct Secret {
         pub arn: String,
         pub name: String,
         pub description: Option<String>,
         pub created_date: Option<String>,
         pub deleted_date: Option<String>,
+        #[serde(default)]
+        pub primary_region: Option<String>,
+        #[serde(default)]
+        pub replication_status: Vec<ReplicationStatus>,
     }
 }
 
@@ -487,6 +498,87 @@ pub mod postgres {
         pub columns: Vec<String>,
         pub rows: Vec<Vec<Option<String>>>,
         pub rows_affected: u64,
+    }
+}
+
+/// `fault` interface.
+pub mod fault {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+    pub struct FaultSpec {
+        pub kind: String,
+        pub target: String,
+        pub region: String,
+        /// A JSON object, as text.
+        pub params: String,
+        pub client_token: String,
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+    pub struct Fault {
+        pub id: String,
+        pub kind: String,
+        pub target: String,
+        pub region: String,
+        /// `active`, `undone`, `failed`.
+        pub state: String,
+        pub injected_at: String,
+        pub undone_at: Option<String>,
+        /// A JSON object, as text.
+        pub details: String,
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+    pub struct Lever {
+        pub engaged: bool,
+        pub reason: Option<String>,
+        pub since: Option<String>,
+    }
+}
+
+/// `traffic` interface.
+pub mod traffic {
+    use super::postgres::Target;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+    pub struct SessionSpec {
+        pub target: Target,
+        pub replica: Option<Target>,
+        pub writes_per_second: u32,
+        pub reads_per_second: u32,
+        pub connections: u32,
+        pub write_timeout_ms: u32,
+        pub max_seconds: u32,
+        pub client_token: String,
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+    pub struct SessionSummary {
+        pub id: String,
+        pub state: String,
+        pub started_at: String,
+        pub stopped_at: Option<String>,
+        pub writes_sent: u64,
+        pub acked: u64,
+        pub failed: u64,
+        pub unknown: u64,
+        pub reads_ok: u64,
+        pub reads_failed: u64,
+        pub last_ack_at: Option<String>,
+        pub last_error_at: Option<String>,
+        pub last_error: Option<String>,
+        pub acked_since_error: u64,
+        pub replica_lag_seconds: Option<f64>,
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+    pub struct Verification {
+        pub checked: u64,
+        pub acked_missing: Vec<u64>,
+        pub unknown_present: u64,
+        pub unknown_absent: u64,
     }
 }
 

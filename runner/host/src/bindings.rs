@@ -148,8 +148,23 @@ cap_fns! { "secretsmanager", secretsmanager;
     fn create_secret(region: String, request: CreateSecretRequest) -> Secret;
     fn describe_secret(region: String, secret_id: String) -> Secret;
     fn list_secrets(region: String, name_prefix: Option<String>) -> Vec<Secret>;
+    fn replicate_secret_to_regions(region: String, secret_id: String, add_replica_regions: Vec<String>) -> Secret;
+    fn remove_regions_from_replication(region: String, secret_id: String, remove_replica_regions: Vec<String>) -> Secret;
     fn delete_secret(region: String, secret_id: String, force_delete_without_recovery: bool) -> ();
 }
 cap_fns! { "postgres", postgres;
     fn query(target: Target, sql: String, params: Vec<Option<String>>) -> QueryResult;
+}
+cap_fns! { "fault", fault;
+    fn inject_fault(spec: FaultSpec) -> Fault;
+    fn undo_fault(id: String) -> Fault;
+    fn describe_faults(ids: Vec<String>) -> Vec<Fault>;
+    fn get_lever() -> Lever;
+}
+cap_fns! { "traffic", traffic;
+    fn start_session(spec: SessionSpec) -> SessionSummary;
+    fn describe_session(id: String) -> SessionSummary;
+    fn stop_session(id: String) -> SessionSummary;
+    fn verify_session(id: String) -> Verification;
+    fn measure_session(id: String, context: String) -> String;
 }

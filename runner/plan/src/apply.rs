@@ -1276,6 +1276,7 @@ impl Plan {
                     description: q.description,
                     created_date: None,
                     deleted_date: None,
+                    ..Default::default()
                 };
                 self.mark_planned(&secret.arn);
                 self.created(Kind::Secret, r, v(&secret));

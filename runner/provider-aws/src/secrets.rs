@@ -25,6 +25,7 @@ fn secret(
         description: description.map(str::to_string),
         created_date: created.map(rfc3339),
         deleted_date: deleted.map(rfc3339),
+        ..Default::default()
     }
 }
 

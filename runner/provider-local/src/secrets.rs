@@ -113,6 +113,7 @@ fn create(ctx: &Ctx, region: &str, req: CreateSecretRequest) -> Result<Secret, C
             description: req.description.clone(),
             created_date: Some(ids::now_str()),
             deleted_date: None,
+            ..Default::default()
         };
         s.region_mut(region).secrets.insert(req.name.clone(), SecretRec { secret: secret.clone(), tags: req.tags.clone() });
         Ok(secret)
