@@ -515,7 +515,13 @@ pub static CATALOG: &[ActionSpec] = &[
     a("postgres", "query", "Query", W, Some("target.endpoint")),
     // fault: game-day fault injection; scoped grants name the target
     // (`fault:InjectFault on primary-postgres-*`).
-    a("fault", "inject-fault", "InjectFault", W, Some("spec.target")),
+    a(
+        "fault",
+        "inject-fault",
+        "InjectFault",
+        W,
+        Some("spec.target"),
+    ),
     a("fault", "undo-fault", "UndoFault", W, Some("id")),
     a("fault", "describe-faults", "DescribeFaults", R, None),
     a("fault", "get-lever", "GetLever", R, None),
@@ -527,10 +533,22 @@ pub static CATALOG: &[ActionSpec] = &[
         W,
         Some("spec.target.endpoint"),
     ),
-    a("traffic", "describe-session", "DescribeSession", R, Some("id")),
+    a(
+        "traffic",
+        "describe-session",
+        "DescribeSession",
+        R,
+        Some("id"),
+    ),
     a("traffic", "stop-session", "StopSession", W, Some("id")),
     a("traffic", "verify-session", "VerifySession", R, Some("id")),
-    a("traffic", "measure-session", "MeasureSession", R, Some("id")),
+    a(
+        "traffic",
+        "measure-session",
+        "MeasureSession",
+        R,
+        Some("id"),
+    ),
 ];
 
 /// Look a function up by WIT interface and function name.

@@ -377,4 +377,8 @@ pub struct RunbookMeta {
     /// In declaration order.
     pub parameters: Vec<(String, ParamSpec)>,
     pub provider: Option<Provider>,
+    /// The environment the runbook acts on: a name, or a path into the execution input
+    /// (`$.EnvironmentSuffix`). Executions that declare one are exclusive per
+    /// `provider/environment`.
+    pub environment: Option<String>,
 }

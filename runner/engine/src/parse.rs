@@ -23,7 +23,7 @@ pub struct Runbook {
 }
 
 /// A Task state anywhere in the runbook (for plugin resolution and grant checks).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TaskRef {
     pub state_name: String,
     /// Slash-separated path from the top level, e.g. `Deploy/branch[1]/CreatePrimary` or
@@ -32,6 +32,8 @@ pub struct TaskRef {
     pub resource: Resource,
     pub sha256: Option<String>,
     pub capabilities: Vec<String>,
+    /// The Task's `Parameters` (a child execution's `StateMachineArn` is read from it).
+    pub parameters: Option<crate::dataflow::Template>,
     /// Position of the state's name.
     pub pos: Pos,
 }
@@ -54,6 +56,7 @@ impl Runbook {
                     resource: t.resource.clone(),
                     sha256: t.sha256.clone(),
                     capabilities: t.capabilities.clone(),
+                    parameters: t.parameters.clone(),
                     pos: self.source.pos(&s.pointer),
                 }),
                 StateKind::Parallel(p) => {
@@ -534,10 +537,27 @@ impl Ps<'_> {
         self.check_fields(
             o,
             ptr,
-            &["Name", "Description", "Parameters", "Provider"],
+            &[
+                "Name",
+                "Description",
+                "Parameters",
+                "Provider",
+                "Environment",
+            ],
             "the Runbook block",
         );
         meta.name = self.get_str(o, ptr, "Name");
+        meta.environment = self.get_str(o, ptr, "Environment");
+        if let Some(env) = &meta.environment
+            && env.starts_with('$')
+            && let Err(e) = Path::parse(env)
+        {
+            self.err_val(
+                &format!("{ptr}/Environment"),
+                "E-RUNBOOK",
+                format!("Environment must be a name or a path into the input ($.Name): {e}"),
+            );
+        }
         meta.description = self.get_str(o, ptr, "Description");
         if let Some(p) = self.get_str(o, ptr, "Provider") {
             meta.provider = match p.as_str() {

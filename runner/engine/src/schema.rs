@@ -100,6 +100,10 @@ pub fn json_schema() -> Value {
                     "Name": {"type": "string"},
                     "Description": {"type": "string"},
                     "Provider": {"enum": ["local", "aws"]},
+                    "Environment": {
+                        "type": "string",
+                        "description": "The environment this runbook acts on (a name or a path such as $.EnvironmentSuffix): one execution tree per provider/environment at a time."
+                    },
                     "Parameters": {
                         "type": "object",
                         "additionalProperties": {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use runbook_engine::sim::{SimOptions, TaskCall, TaskOutcome};
+use runbook_engine::sim::{SimOptions, SimResult, TaskCall, TaskOutcome};
 use runbook_host::{Limits, RunRequest, TracingObserver};
 use runbook_journal::now_ms;
 use runbook_plan::{Plan, PlannedCall};
@@ -45,7 +45,9 @@ pub struct PlanStep {
 
 impl Runner {
     /// Plan `prepared` against `provider` (the runbook's own, else `local`). Blocks:
-    /// call it outside the runtime whose `handle` runs the plugins.
+    /// call it outside the runtime whose `handle` runs the plugins. Child executions
+    /// are planned too, against the same plan, so a game day's plan lists what its
+    /// failover would do.
     pub fn plan(
         &self,
         prepared: &Prepared,
@@ -58,6 +60,31 @@ impl Runner {
             provider_name.clone(),
             self.providers.clone(),
         ));
+        let mut steps = Vec::new();
+        let result = self.plan_walk(prepared, input, &plan, handle, &mut steps, "", 0)?;
+        Ok(PlanReport {
+            provider: provider_name,
+            status: status_name(result.status).to_string(),
+            output: result.output,
+            error: result.error,
+            cause: result.cause,
+            reads: plan.reads(),
+            steps,
+            calls: plan.calls(),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn plan_walk(
+        &self,
+        prepared: &Prepared,
+        input: Value,
+        plan: &Arc<Plan>,
+        handle: &tokio::runtime::Handle,
+        steps: &mut Vec<PlanStep>,
+        prefix: &str,
+        depth: usize,
+    ) -> Result<SimResult, RunError> {
         let host = self.host()?.clone();
         let observer: Arc<dyn runbook_host::Observer> = Arc::new(TracingObserver);
         let name = prepared
@@ -73,26 +100,43 @@ impl Runner {
             record_history: false,
             ..SimOptions::default()
         };
-        let mut steps = Vec::new();
         let mut run_task = |t: &TaskCall| -> TaskOutcome {
+            let state = format!("{prefix}{}", t.state_path);
             let outcome = match prepared.task_for(&t.state_path, &t.state_name, &t.resource) {
                 None => TaskOutcome::err(
                     "States.Runtime",
                     format!("state '{}': no prepared plugin for this Task", t.state_path),
                 ),
-                Some(task) => {
+                Some(crate::PreparedTask {
+                    runs: crate::Runs::Child { json_output, child },
+                    ..
+                }) => self.plan_child(
+                    child.as_deref(),
+                    *json_output,
+                    prepared,
+                    &t.input,
+                    plan,
+                    handle,
+                    steps,
+                    &format!("{state}>"),
+                    depth,
+                ),
+                Some(crate::PreparedTask {
+                    runs: crate::Runs::Plugin { plugin, grants },
+                    ..
+                }) => {
                     let request = RunRequest {
-                        state: t.state_path.clone(),
+                        state: state.clone(),
                         input: t.input.to_string(),
-                        grants: task.grants.clone(),
+                        grants: grants.clone(),
                         limits: Limits {
                             deadline: self.config.default_task_deadline,
                             memory_bytes: self.config.plugin_memory_bytes,
                         },
-                        provider: plan.for_state(&t.state_path),
+                        provider: plan.for_state(&state),
                         observer: observer.clone(),
                     };
-                    match handle.block_on(host.run(&task.plugin, request)) {
+                    match handle.block_on(host.run(plugin, request)) {
                         Ok(out) => match serde_json::from_str::<Value>(&out) {
                             Ok(v) => TaskOutcome::ok(v),
                             Err(e) => TaskOutcome::err(
@@ -105,7 +149,7 @@ impl Runner {
                 }
             };
             steps.push(PlanStep {
-                state: t.state_path.clone(),
+                state,
                 attempt: t.attempt,
                 result: match &outcome.result {
                     Ok(_) => "ok".into(),
@@ -114,21 +158,83 @@ impl Runner {
             });
             outcome
         };
-        let result = runbook_engine::sim::run_with(
+        Ok(runbook_engine::sim::run_with(
             prepared.runbook.machine.clone(),
             input,
             opts,
             &mut run_task,
-        );
-        Ok(PlanReport {
-            provider: provider_name,
-            status: status_name(result.status).to_string(),
-            output: result.output,
-            error: result.error,
-            cause: result.cause,
-            reads: plan.reads(),
-            steps,
-            calls: plan.calls(),
-        })
+        ))
+    }
+
+    /// A child execution in a plan: its own walk, on the same plan.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_child(
+        &self,
+        child: Option<&Prepared>,
+        json_output: bool,
+        parent: &Prepared,
+        task_input: &Value,
+        plan: &Arc<Plan>,
+        handle: &tokio::runtime::Handle,
+        steps: &mut Vec<PlanStep>,
+        prefix: &str,
+        depth: usize,
+    ) -> TaskOutcome {
+        if depth >= 8 {
+            return TaskOutcome::err("States.Runtime", "child executions nested too deep");
+        }
+        let loaded;
+        let child = match child {
+            Some(c) => c,
+            None => {
+                let arn = task_input
+                    .get("StateMachineArn")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let prepared = crate::resolve_child_path(&parent.base_dir(), arn)
+                    .map_err(RunError::Invalid)
+                    .and_then(|p| self.prepare(&p));
+                match prepared {
+                    Ok(p) => {
+                        loaded = p;
+                        &loaded
+                    }
+                    Err(e) => return TaskOutcome::err("States.TaskFailed", e.to_string()),
+                }
+            }
+        };
+        let input = match task_input.get("Input") {
+            Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
+            Some(v) => v.clone(),
+            None => Value::Null,
+        };
+        let input = match runbook_engine::build_input(&child.runbook.meta, input, &[]) {
+            Ok(i) => i,
+            Err(e) => return TaskOutcome::err("States.TaskFailed", e.to_string()),
+        };
+        let r = match self.plan_walk(child, input.clone(), plan, handle, steps, prefix, depth + 1) {
+            Ok(r) => r,
+            Err(e) => return TaskOutcome::err("States.TaskFailed", e.to_string()),
+        };
+        let payload = |v: Value| {
+            if json_output {
+                v
+            } else {
+                Value::String(v.to_string())
+            }
+        };
+        let described = serde_json::json!({
+            "Name": "plan",
+            "Status": status_name(r.status),
+            "Input": payload(input),
+            "Output": payload(r.output.clone().unwrap_or(Value::Null)),
+            "Error": r.error,
+            "Cause": r.cause,
+        });
+        if r.status == runbook_engine::Status::Succeeded {
+            TaskOutcome::ok(described)
+        } else {
+            TaskOutcome::err("States.TaskFailed", described.to_string())
+        }
     }
 }

@@ -11,18 +11,21 @@
 //!    is re-issued. Completed states never run again; the interrupted Task does, so
 //!    plugins must be idempotent (every shipped plugin is: describe before create).
 
+mod child;
 mod dryrun;
 mod plugins;
+mod prepare;
+mod services;
+mod traffic;
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use runbook_caps::{BoxFuture, CapCall, CapError, Grants, Provider};
-use runbook_engine::{
-    Action, Event, Execution, ExecutionContext, HistoryEvent, Runbook, Status, Timestamp,
-};
+use runbook_caps::{BoxFuture, CapCall, CapError, ConnectInfo, Provider};
+use runbook_engine::{Action, Event, Execution, ExecutionContext, HistoryEvent, Status, Timestamp};
 use runbook_host::{
     CallOutcome, CallRecord, Host, HostConfig, Limits, LogLevel, Observer, RunRequest,
 };
@@ -33,6 +36,8 @@ use tokio::task::AbortHandle;
 
 pub use dryrun::{PlanReport, PlanStep};
 pub use plugins::resolve_plugin;
+pub use prepare::{Prepared, START_EXECUTION_SYNC, START_EXECUTION_SYNC2, resolve_child_path};
+use prepare::{PreparedTask, Runs};
 pub use runbook_plan::{Effect, PlannedCall};
 
 /// Errors before or around an execution (not the execution's own failure, which is an
@@ -46,6 +51,9 @@ pub enum RunError {
     Journal(#[from] runbook_journal::JournalError),
     #[error("execution {id} is being driven by runner pid {pid}; stop it first")]
     Busy { id: String, pid: u32 },
+    /// The runbook's `Runbook.Environment` resolved to something that is not a name.
+    #[error("Runbook.Environment {0}")]
+    BadEnvironment(String),
     #[error("execution {id} is {status}: {what}")]
     WrongStatus {
         id: String,
@@ -64,6 +72,7 @@ impl RunError {
             RunError::Invalid(_) => "E-INVALID",
             RunError::Journal(e) => e.code(),
             RunError::Busy { .. } => "E-BUSY",
+            RunError::BadEnvironment(_) => "E-ENVIRONMENT",
             RunError::WrongStatus { .. } => "E-STATUS",
             RunError::Engine(e) => e.code(),
             RunError::Other(_) => "E-INTERNAL",
@@ -99,6 +108,27 @@ pub struct RunnerConfig {
     pub default_task_deadline: Duration,
     /// Memory cap of every plugin instance.
     pub plugin_memory_bytes: usize,
+    /// How to start another runner process (the `runbook` binary with its global flags).
+    /// When set, child executions and traffic drivers run in processes of their own, so
+    /// they survive this one (and a game day can crash a child's runner without
+    /// crashing itself). When unset, children run in this process and traffic sessions
+    /// are unavailable.
+    pub worker: Option<WorkerCommand>,
+}
+
+/// A command line that starts the runner: `program args... <subcommand> ...`.
+#[derive(Debug, Clone)]
+pub struct WorkerCommand {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+}
+
+impl WorkerCommand {
+    pub(crate) fn command(&self) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(&self.program);
+        c.args(&self.args);
+        c
+    }
 }
 
 impl RunnerConfig {
@@ -108,6 +138,7 @@ impl RunnerConfig {
             plugin_path: Vec::new(),
             default_task_deadline: Duration::from_secs(300),
             plugin_memory_bytes: 64 << 20,
+            worker: None,
         }
     }
 }
@@ -128,79 +159,22 @@ impl Outcome {
     }
 }
 
-/// A runbook checked and ready to run: every plugin compiled and its grants checked.
-pub struct Prepared {
-    pub runbook: Runbook,
-    pub path: PathBuf,
-    pub text: String,
-    tasks: Vec<PreparedTask>,
-}
-
-struct PreparedTask {
-    path: String,
-    state_name: String,
-    plugin: Arc<runbook_host::Plugin>,
-    grants: Grants,
-    resource: runbook_engine::Resource,
-}
-
-impl Prepared {
-    /// Plugins by Task path, for `runbook plan` and inspection.
-    pub fn task_plugins(&self) -> impl Iterator<Item = (&str, &runbook_host::Plugin, &Grants)> {
-        self.tasks
-            .iter()
-            .map(|t| (t.path.as_str(), t.plugin.as_ref(), &t.grants))
-    }
-
-    fn task_for(
-        &self,
-        state_path: &str,
-        state_name: &str,
-        resource: &runbook_engine::Resource,
-    ) -> Option<&PreparedTask> {
-        let key = normalize_path(state_path);
-        self.tasks.iter().find(|t| t.path == key).or_else(|| {
-            let mut same = self
-                .tasks
-                .iter()
-                .filter(|t| t.state_name == state_name && &t.resource == resource);
-            match (same.next(), same.next()) {
-                (Some(t), None) => Some(t),
-                _ => None,
-            }
-        })
-    }
-}
-
-/// Map an execution path (`Fan[3]/Probe`, `Loop~2`) to the static Task path
-/// (`Fan[*]/Probe`, `Loop`).
-fn normalize_path(p: &str) -> String {
-    p.split('/')
-        .map(|seg| {
-            let seg = match seg.find('~') {
-                Some(i) if seg[i + 1..].chars().all(|c| c.is_ascii_digit()) => &seg[..i],
-                _ => seg,
-            };
-            if let Some(open) = seg.rfind('[')
-                && seg.ends_with(']')
-                && !seg.starts_with("branch[")
-                && seg[open + 1..seg.len() - 1]
-                    .chars()
-                    .all(|c| c.is_ascii_digit())
-            {
-                return format!("{}[*]", &seg[..open]);
-            }
-            seg.to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
+/// Cheap to clone: every clone shares the journal, the wasm host and the providers.
+#[derive(Clone)]
 pub struct Runner {
-    config: RunnerConfig,
+    config: Arc<RunnerConfig>,
     journal: Arc<Journal>,
-    host: OnceLock<Arc<Host>>,
+    host: Arc<OnceLock<Arc<Host>>>,
     providers: Arc<dyn ProviderFactory>,
+}
+
+/// How a new execution starts.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Use this id (child executions derive theirs from the parent's Task).
+    pub id: Option<String>,
+    /// The execution whose Task starts this one.
+    pub parent_id: Option<String>,
 }
 
 impl Runner {
@@ -213,9 +187,9 @@ impl Runner {
         })?;
         let journal = Arc::new(Journal::open(&config.state_dir.join("journal.db"))?);
         Ok(Runner {
-            config,
+            config: Arc::new(config),
             journal,
-            host: OnceLock::new(),
+            host: Arc::new(OnceLock::new()),
             providers,
         })
     }
@@ -236,88 +210,6 @@ impl Runner {
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(self.host.get_or_init(|| Arc::new(host)))
-    }
-
-    /// Read, parse, validate, resolve plugins and check grants.
-    pub fn prepare(&self, path: &Path) -> Result<Prepared, RunError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| RunError::Invalid(format!("{}: cannot read: {e}", path.display())))?;
-        self.prepare_text(path, text)
-    }
-
-    pub fn prepare_text(&self, path: &Path, text: String) -> Result<Prepared, RunError> {
-        let display = path.display().to_string();
-        let runbook = runbook_engine::parse_runbook(&display, &text).map_err(|d| {
-            RunError::Invalid(
-                d.iter()
-                    .map(|x| x.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            )
-        })?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut problems = Vec::new();
-        let mut tasks = Vec::new();
-        for t in runbook.tasks() {
-            let grants = match Grants::parse(&t.capabilities) {
-                Ok(g) => g,
-                Err((i, e)) => {
-                    problems.push(
-                        runbook
-                            .diag(
-                                t.pos,
-                                format!("state '{}': Capabilities[{i}]: {e}", t.state_name),
-                            )
-                            .to_string(),
-                    );
-                    continue;
-                }
-            };
-            let bytes = match plugins::resolve_plugin(&t.resource, &base, &self.config.plugin_path)
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    problems.push(
-                        runbook
-                            .diag(t.pos, format!("state '{}': {e}", t.state_name))
-                            .to_string(),
-                    );
-                    continue;
-                }
-            };
-            let name = plugins::display_name(&t.resource);
-            let plugin = match self.host()?.load(&name, &bytes, t.sha256.as_deref()) {
-                Ok(p) => p,
-                Err(e) => {
-                    problems.push(
-                        runbook
-                            .diag(t.pos, format!("state '{}': {e}", t.state_name))
-                            .to_string(),
-                    );
-                    continue;
-                }
-            };
-            if let Err(e) = plugin.check_grants(&t.state_name, &grants) {
-                problems.push(runbook.diag(t.pos, e.to_string()).to_string());
-                continue;
-            }
-            tasks.push(PreparedTask {
-                path: t.path,
-                state_name: t.state_name,
-                plugin,
-                grants,
-                resource: t.resource,
-            });
-        }
-        if !problems.is_empty() {
-            return Err(RunError::Invalid(problems.join("\n")));
-        }
-        Ok(Prepared {
-            runbook,
-            path: path.to_path_buf(),
-            text,
-            tasks,
-        })
     }
 
     fn provider_name(&self, prepared: &Prepared, requested: Option<&str>) -> String {
@@ -342,9 +234,46 @@ impl Runner {
         provider: Option<&str>,
         progress: Arc<dyn Progress>,
     ) -> Result<Outcome, RunError> {
-        let id = uuid::Uuid::new_v4().to_string();
+        self.start(prepared, input, provider, StartOptions::default(), progress)
+            .await
+    }
+
+    /// Start a new execution with options and drive it to its end.
+    pub async fn start(
+        &self,
+        prepared: &Prepared,
+        input: Value,
+        provider: Option<&str>,
+        opts: StartOptions,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Outcome, RunError> {
+        let row = self.create(prepared, input, provider, opts, Some(std::process::id()))?;
+        progress.started(&row.id, &row.name);
+        let mut exec = Execution::new(
+            prepared.runbook.machine.clone(),
+            row.input.clone(),
+            self.context(&row.id, &row.name, row.started_ms),
+            row.seed,
+        );
+        let actions = exec.start(Timestamp::from_unix_millis(row.started_ms));
+        let provider = self.provider_for(&row);
+        self.drive(&row, &mut exec, prepared, provider, actions, progress)
+            .await
+    }
+
+    /// Journal a new RUNNING execution without driving it (`runner_pid` None: a
+    /// worker claims it). Refused with `E-ENV-BUSY` when its environment is held by
+    /// another execution tree.
+    pub fn create(
+        &self,
+        prepared: &Prepared,
+        input: Value,
+        provider: Option<&str>,
+        opts: StartOptions,
+        runner_pid: Option<u32>,
+    ) -> Result<ExecutionRow, RunError> {
+        let id = opts.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap());
-        let started = now_ms();
         let provider_name = self.provider_name(prepared, provider);
         let name = prepared.runbook.meta.name.clone().unwrap_or_else(|| {
             prepared
@@ -353,34 +282,28 @@ impl Runner {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default()
         });
-        self.journal.create_execution(&ExecutionRow {
-            id: id.clone(),
-            name: name.clone(),
+        let environment = environment_of(prepared, &input)?.map(|e| format!("{provider_name}/{e}"));
+        let row = ExecutionRow {
+            id,
+            name,
             runbook_path: prepared.path.display().to_string(),
             runbook_text: prepared.text.clone(),
-            input: input.clone(),
-            provider: Some(provider_name.clone()),
+            input,
+            provider: Some(provider_name),
             status: "RUNNING".into(),
-            started_ms: started,
+            started_ms: now_ms(),
             ended_ms: None,
             output: None,
             error: None,
             cause: None,
             seed,
             redrive_count: 0,
-            runner_pid: Some(std::process::id()),
-        })?;
-        progress.started(&id, &name);
-        let mut exec = Execution::new(
-            prepared.runbook.machine.clone(),
-            input,
-            self.context(&id, &name, started),
-            seed,
-        );
-        let actions = exec.start(Timestamp::from_unix_millis(started));
-        let provider = LazyProvider::new(provider_name, self.providers.clone());
-        self.drive(&id, &mut exec, prepared, provider, actions, progress)
-            .await
+            runner_pid,
+            parent_id: opts.parent_id,
+            environment,
+        };
+        self.journal.create_execution(&row)?;
+        Ok(row)
     }
 
     fn context(&self, id: &str, name: &str, started_ms: i64) -> ExecutionContext {
@@ -454,11 +377,16 @@ impl Runner {
         Ok((exec, produced.len()))
     }
 
-    /// The provider an existing execution was started with.
-    fn provider_for(&self, row: &ExecutionRow) -> Arc<LazyProvider> {
-        LazyProvider::new(
-            row.provider.clone().unwrap_or_else(|| "local".into()),
-            self.providers.clone(),
+    /// The provider an existing execution was started with, behind the host services
+    /// (faults, lever, traffic) that the executor itself answers.
+    fn provider_for(&self, row: &ExecutionRow) -> Arc<dyn Provider> {
+        services::HostServices::new(
+            self.clone(),
+            row,
+            LazyProvider::new(
+                row.provider.clone().unwrap_or_else(|| "local".into()),
+                self.providers.clone(),
+            ),
         )
     }
 
@@ -466,20 +394,6 @@ impl Runner {
         let row = self.journal.resolve(id)?;
         let prepared = self.prepare_text(Path::new(&row.runbook_path), row.runbook_text.clone())?;
         Ok((row, prepared))
-    }
-
-    fn check_not_driven(&self, row: &ExecutionRow) -> Result<(), RunError> {
-        if let Some(pid) = row.runner_pid
-            && pid != std::process::id()
-            && Path::new(&format!("/proc/{pid}")).exists()
-            && row.status == "RUNNING"
-        {
-            return Err(RunError::Busy {
-                id: row.id.clone(),
-                pid,
-            });
-        }
-        Ok(())
     }
 
     /// Continue an interrupted execution.
@@ -492,10 +406,17 @@ impl Runner {
                 what: "only a RUNNING (interrupted) execution can be resumed; use `runbook redrive` for a failed one".into(),
             });
         }
-        self.check_not_driven(&row)?;
+        if !self
+            .journal
+            .claim(&row.id, std::process::id(), process_alive)?
+        {
+            let pid = self.journal.execution(&row.id)?.runner_pid.unwrap_or(0);
+            return Err(RunError::Busy {
+                id: row.id.clone(),
+                pid,
+            });
+        }
         let (mut exec, _) = self.replay(&row, &prepared)?;
-        self.journal
-            .set_running(&row.id, std::process::id(), row.redrive_count)?;
         progress.started(&row.id, &row.name);
         let provider = self.provider_for(&row);
         if exec.status() != Status::Running {
@@ -503,7 +424,7 @@ impl Runner {
             return self.finish_from_engine(&row.id, &exec, progress);
         }
         let actions = exec.outstanding();
-        self.drive(&row.id, &mut exec, &prepared, provider, actions, progress)
+        self.drive(&row, &mut exec, &prepared, provider, actions, progress)
             .await
     }
 
@@ -530,8 +451,70 @@ impl Runner {
             .set_running(&row.id, std::process::id(), exec.redrive_count())?;
         progress.started(&row.id, &row.name);
         let provider = self.provider_for(&row);
-        self.drive(&row.id, &mut exec, &prepared, provider, actions, progress)
+        self.drive(&row, &mut exec, &prepared, provider, actions, progress)
             .await
+    }
+
+    /// Stop a RUNNING execution (Step Functions' StopExecution): the runner driving it
+    /// aborts it at its next step, cancelling running Tasks and stopping its children;
+    /// when no runner drives it (it died), it is aborted here from its journal.
+    pub async fn stop(
+        &self,
+        id: &str,
+        error: Option<String>,
+        cause: Option<String>,
+    ) -> Result<Outcome, RunError> {
+        let row = self.journal.resolve(id)?;
+        if row.status != "RUNNING" {
+            return Err(RunError::WrongStatus {
+                id: row.id.clone(),
+                status: row.status.clone(),
+                what: "only a RUNNING execution can be stopped".into(),
+            });
+        }
+        self.journal
+            .request_stop(&row.id, error.as_deref(), cause.as_deref())?;
+        for child in self.journal.children(&row.id)? {
+            if child.status == "RUNNING" {
+                Box::pin(self.stop(&child.id, error.clone(), cause.clone())).await?;
+            }
+        }
+        if self
+            .journal
+            .claim(&row.id, std::process::id(), process_alive)?
+        {
+            // Nobody drives it: abort it ourselves from its journal.
+            let prepared =
+                self.prepare_text(Path::new(&row.runbook_path), row.runbook_text.clone())?;
+            let (mut exec, _) = self.replay(&row, &prepared)?;
+            if exec.status() == Status::Running {
+                let at = now_ms();
+                self.journal.append_event(
+                    &row.id,
+                    at,
+                    &json!({"type": "Abort", "error": error, "cause": cause}),
+                )?;
+                let actions = exec.abort(error, cause, Timestamp::from_unix_millis(at));
+                let rows: Vec<_> = actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        Action::History(h) => Some(history_row(at, h)),
+                        _ => None,
+                    })
+                    .collect();
+                self.journal.append_history(&row.id, &rows)?;
+            }
+            return self.finish_from_engine(&row.id, &exec, Arc::new(Quiet));
+        }
+        // A live runner drives it: wait (bounded) until it has aborted.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = self.journal.execution(&row.id)?;
+            if now.status != "RUNNING" || std::time::Instant::now() > deadline {
+                return Ok(outcome_of(&now));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn finish_from_engine(
@@ -563,21 +546,27 @@ impl Runner {
 
     async fn drive(
         &self,
-        id: &str,
+        row: &ExecutionRow,
         exec: &mut Execution,
         prepared: &Prepared,
-        provider: Arc<LazyProvider>,
+        provider: Arc<dyn Provider>,
         mut pending: Vec<Action>,
         progress: Arc<dyn Progress>,
     ) -> Result<Outcome, RunError> {
+        let id = row.id.as_str();
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
         let mut tasks: HashMap<String, AbortHandle> = HashMap::new();
+        // Child executions started by running Tasks, to stop when the Task is cancelled.
+        let mut children: HashMap<String, String> = HashMap::new();
         let mut timers: HashMap<String, AbortHandle> = HashMap::new();
         let observer: Arc<dyn Observer> = Arc::new(JournalObserver {
             id: id.to_string(),
             journal: self.journal.clone(),
             progress: progress.clone(),
         });
+        // Stop requests (`runbook stop`, a parent stopping its child) are seen within
+        // this period.
+        let mut stop_check = tokio::time::interval(Duration::from_millis(500));
         let result = loop {
             // Write-ahead: the history that explains these actions lands first.
             let now = now_ms();
@@ -616,48 +605,78 @@ impl Runner {
                             });
                             continue;
                         };
-                        let host = self.host()?.clone();
-                        let plugin = task.plugin.clone();
-                        let request = RunRequest {
-                            state: state_path.clone(),
-                            input: input.to_string(),
-                            grants: task.grants.clone(),
-                            limits: Limits {
-                                // The engine's own timer reports States.Timeout first;
-                                // the host deadline is the backstop.
-                                deadline: timeout
-                                    .map(|t| t + Duration::from_millis(500))
-                                    .unwrap_or(self.config.default_task_deadline),
-                                memory_bytes: self.config.plugin_memory_bytes,
-                            },
-                            provider: provider.clone(),
-                            observer: observer.clone(),
-                        };
                         let tx = tx.clone();
                         let key = task_id.0.clone();
-                        let handle = tokio::spawn(async move {
-                            let event = match host.run(&plugin, request).await {
-                                Ok(out) => match serde_json::from_str::<Value>(&out) {
-                                    Ok(output) => Event::TaskSucceeded { task_id, output },
-                                    Err(e) => Event::TaskFailed {
-                                        task_id,
-                                        error: "States.Runtime".into(),
-                                        cause: format!("plugin output is not JSON: {e}"),
+                        let handle = match &task.runs {
+                            Runs::Plugin { plugin, grants } => {
+                                let host = self.host()?.clone();
+                                let plugin = plugin.clone();
+                                let request = RunRequest {
+                                    state: state_path.clone(),
+                                    input: input.to_string(),
+                                    grants: grants.clone(),
+                                    limits: Limits {
+                                        // The engine's own timer reports States.Timeout
+                                        // first; the host deadline is the backstop.
+                                        deadline: timeout
+                                            .map(|t| t + Duration::from_millis(500))
+                                            .unwrap_or(self.config.default_task_deadline),
+                                        memory_bytes: self.config.plugin_memory_bytes,
                                     },
-                                },
-                                Err(f) => Event::TaskFailed {
-                                    task_id,
-                                    error: f.error,
-                                    cause: f.cause,
-                                },
-                            };
-                            let _ = tx.send(event);
-                        });
+                                    provider: provider.clone(),
+                                    observer: observer.clone(),
+                                };
+                                tokio::spawn(async move {
+                                    let event = match host.run(&plugin, request).await {
+                                        Ok(out) => match serde_json::from_str::<Value>(&out) {
+                                            Ok(output) => Event::TaskSucceeded { task_id, output },
+                                            Err(e) => Event::TaskFailed {
+                                                task_id,
+                                                error: "States.Runtime".into(),
+                                                cause: format!("plugin output is not JSON: {e}"),
+                                            },
+                                        },
+                                        Err(f) => Event::TaskFailed {
+                                            task_id,
+                                            error: f.error,
+                                            cause: f.cause,
+                                        },
+                                    };
+                                    let _ = tx.send(event);
+                                })
+                            }
+                            Runs::Child { json_output, child } => {
+                                let child_id = child::child_id(id, &task_id.0);
+                                children.insert(key.clone(), child_id.clone());
+                                let req = child::ChildRequest {
+                                    parent: row.clone(),
+                                    parent_dir: prepared.base_dir(),
+                                    child_id,
+                                    state_path: state_path.clone(),
+                                    input,
+                                    json_output: *json_output,
+                                    prepared: child.clone(),
+                                };
+                                let runner = self.clone();
+                                let progress = progress.clone();
+                                tokio::spawn(async move {
+                                    let event = runner.run_child(req, task_id, progress).await;
+                                    let _ = tx.send(event);
+                                })
+                            }
+                        };
                         tasks.insert(key, handle.abort_handle());
                     }
                     Action::CancelTask { task_id } => {
                         if let Some(h) = tasks.remove(&task_id.0) {
                             h.abort();
+                        }
+                        if let Some(child) = children.remove(&task_id.0) {
+                            self.journal.request_stop(
+                                &child,
+                                Some("States.Cancelled"),
+                                Some("the parent's Task was cancelled"),
+                            )?;
                         }
                     }
                     Action::StartTimer {
@@ -697,12 +716,28 @@ impl Runner {
             if let Some(outcome) = finished {
                 break outcome;
             }
-            let Some(event) = rx.recv().await else {
+            let event = tokio::select! {
+                event = rx.recv() => event,
+                _ = stop_check.tick() => {
+                    if let Some((error, cause)) = self.journal.stop_request(id)? {
+                        let at = now_ms();
+                        self.journal.append_event(
+                            id,
+                            at,
+                            &json!({"type": "Abort", "error": error, "cause": cause}),
+                        )?;
+                        pending = exec.abort(error, cause, Timestamp::from_unix_millis(at));
+                    }
+                    continue;
+                }
+            };
+            let Some(event) = event else {
                 return Err(RunError::Other(anyhow::anyhow!("executor channel closed")));
             };
             match &event {
                 Event::TaskSucceeded { task_id, .. } | Event::TaskFailed { task_id, .. } => {
                     tasks.remove(&task_id.0);
+                    children.remove(&task_id.0);
                 }
                 Event::TimerFired { timer_id } => {
                     timers.remove(&timer_id.0);
@@ -720,6 +755,13 @@ impl Runner {
         for (_, h) in tasks.drain().chain(timers.drain()) {
             h.abort();
         }
+        for (_, child) in children.drain() {
+            self.journal.request_stop(
+                &child,
+                Some("States.Cancelled"),
+                Some("the parent execution ended"),
+            )?;
+        }
         self.journal.finish(
             id,
             &result.status,
@@ -730,6 +772,43 @@ impl Runner {
         )?;
         progress.finished(&result);
         Ok(result)
+    }
+}
+
+/// Whether a process exists (signal 0 checks without signalling).
+pub fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The resolved `Runbook.Environment` of an execution input.
+fn environment_of(prepared: &Prepared, input: &Value) -> Result<Option<String>, RunError> {
+    let Some(spec) = &prepared.runbook.meta.environment else {
+        return Ok(None);
+    };
+    if !spec.starts_with('$') {
+        return Ok(Some(spec.clone()));
+    }
+    let path = runbook_engine::path::Path::parse(spec)
+        .map_err(|e| RunError::BadEnvironment(format!("{spec}: {e}")))?;
+    match path.select(input) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
+        other => Err(RunError::BadEnvironment(format!(
+            "{spec} must select a non-empty string from the input, got {}",
+            other
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "nothing".into())
+        ))),
+    }
+}
+
+/// An execution's outcome as the journal has it.
+pub fn outcome_of(row: &ExecutionRow) -> Outcome {
+    Outcome {
+        execution_id: row.id.clone(),
+        status: row.status.clone(),
+        output: row.output.clone(),
+        error: row.error.clone(),
+        cause: row.cause.clone(),
     }
 }
 
@@ -840,23 +919,10 @@ impl Provider for LazyProvider {
     fn check<'a>(&'a self, call: &'a CapCall) -> BoxFuture<'a, Result<(), CapError>> {
         Box::pin(async move { self.open().await?.check(call).await })
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalize_path;
-
-    #[test]
-    fn normalizes_execution_paths_to_task_paths() {
-        assert_eq!(normalize_path("Fan[3]/Probe"), "Fan[*]/Probe");
-        assert_eq!(
-            normalize_path("Deploy/branch[1]/Create"),
-            "Deploy/branch[1]/Create"
-        );
-        assert_eq!(normalize_path("Loop~2"), "Loop");
-        assert_eq!(
-            normalize_path("Outer[0]/Inner~3[12]/T"),
-            "Outer[*]/Inner~3[*]/T"
-        );
+    fn connect_info<'a>(
+        &'a self,
+        target: &'a runbook_caps::types::postgres::Target,
+    ) -> BoxFuture<'a, Result<ConnectInfo, CapError>> {
+        Box::pin(async move { self.open().await?.connect_info(target).await })
     }
 }

@@ -13,6 +13,8 @@
 //! - `calls`: every capability call (service, action, region, resource, outcome, duration).
 //! - `logs`: plugin log lines, by state.
 
+mod gameday;
+
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -28,6 +30,15 @@ pub enum JournalError {
     NotFound(String),
     #[error("journal: corrupt record: {0}")]
     Corrupt(String),
+    #[error(
+        "environment {environment} is held by execution {holder} ({holder_name}, RUNNING); \
+         wait for it, `runbook resume {holder}` if its runner died, or `runbook stop {holder}`"
+    )]
+    EnvironmentBusy {
+        environment: String,
+        holder: String,
+        holder_name: String,
+    },
 }
 
 impl JournalError {
@@ -36,11 +47,14 @@ impl JournalError {
             JournalError::Sql(_) => "E-JOURNAL-SQL",
             JournalError::NotFound(_) => "E-JOURNAL-NOT-FOUND",
             JournalError::Corrupt(_) => "E-JOURNAL-CORRUPT",
+            JournalError::EnvironmentBusy { .. } => "E-ENV-BUSY",
         }
     }
 }
 
 pub type Result<T> = std::result::Result<T, JournalError>;
+
+pub use gameday::{FaultRow, LagRow, LedgerRow, LeverState, SessionRow};
 
 /// One execution's header row.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,6 +79,13 @@ pub struct ExecutionRow {
     pub redrive_count: u32,
     /// PID of the runner driving it, while RUNNING.
     pub runner_pid: Option<u32>,
+    /// The execution whose Task started this one (child executions).
+    #[serde(default)]
+    pub parent_id: Option<String>,
+    /// `provider/name` of the environment it acts on (`Runbook.Environment`): at most
+    /// one execution tree acts on an environment at a time.
+    #[serde(default)]
+    pub environment: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -129,7 +150,11 @@ CREATE TABLE IF NOT EXISTS executions (
     cause TEXT,
     seed INTEGER NOT NULL,
     redrive_count INTEGER NOT NULL DEFAULT 0,
-    runner_pid INTEGER
+    runner_pid INTEGER,
+    parent_id TEXT,
+    root_id TEXT,
+    environment TEXT,
+    stop_request TEXT
 );
 CREATE TABLE IF NOT EXISTS events (
     execution_id TEXT NOT NULL,
@@ -211,6 +236,49 @@ pub fn redact(v: Value) -> Value {
     }
 }
 
+/// Columns added after the first release: added in place to journals made before.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let cols: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('executions')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (col, ty) in [
+        ("parent_id", "TEXT"),
+        ("root_id", "TEXT"),
+        ("environment", "TEXT"),
+        ("stop_request", "TEXT"),
+    ] {
+        if !cols.iter().any(|c| c == col) {
+            conn.execute_batch(&format!("ALTER TABLE executions ADD COLUMN {col} {ty}"))?;
+        }
+    }
+    conn.execute_batch(
+        "CREATE INDEX IF NOT EXISTS executions_env ON executions (environment, status);
+         CREATE INDEX IF NOT EXISTS executions_parent ON executions (parent_id);",
+    )
+}
+
+/// Refuse when an execution of another tree is RUNNING on `env`.
+fn check_environment(tx: &rusqlite::Transaction<'_>, env: &str, root: &str) -> Result<()> {
+    let holder: Option<(String, String)> = tx
+        .query_row(
+            "SELECT COALESCE(root_id, id), name FROM executions
+             WHERE environment = ?1 AND status = 'RUNNING' AND COALESCE(root_id, id) != ?2
+             ORDER BY started_ms LIMIT 1",
+            params![env, root],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match holder {
+        Some((holder, holder_name)) => Err(JournalError::EnvironmentBusy {
+            environment: env.to_string(),
+            holder,
+            holder_name,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -234,6 +302,8 @@ impl Journal {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
+        conn.execute_batch(gameday::SCHEMA)?;
         Ok(Journal {
             conn: Mutex::new(conn),
         })
@@ -244,27 +314,131 @@ impl Journal {
         Ok(f(&conn)?)
     }
 
+    /// Insert a new execution. When it declares an environment, the insert and the
+    /// check that no other execution tree is RUNNING on that environment are one
+    /// transaction: two runners racing for one environment cannot both start.
     pub fn create_execution(&self, e: &ExecutionRow) -> Result<()> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let root: String = match &e.parent_id {
+            Some(p) => tx
+                .query_row(
+                    "SELECT COALESCE(root_id, id) FROM executions WHERE id = ?1",
+                    [p],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| JournalError::NotFound(p.clone()))?,
+            None => e.id.clone(),
+        };
+        if let Some(env) = &e.environment {
+            check_environment(&tx, env, &root)?;
+        }
+        tx.execute(
+            "INSERT INTO executions (id, name, runbook_path, runbook_text, input, provider, status, started_ms, seed, redrive_count, runner_pid, parent_id, root_id, environment)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                e.id,
+                e.name,
+                e.runbook_path,
+                e.runbook_text,
+                json(&e.input),
+                e.provider,
+                e.status,
+                e.started_ms,
+                e.seed as i64,
+                e.redrive_count,
+                e.runner_pid,
+                e.parent_id,
+                root,
+                e.environment
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Take over driving a RUNNING execution: succeeds only if no live runner holds it
+    /// (`alive` says whether a recorded runner PID still runs). Atomic, so two runners
+    /// resuming the same execution cannot both drive it.
+    pub fn claim(&self, id: &str, pid: u32, alive: impl Fn(u32) -> bool) -> Result<bool> {
+        self.with(|c| {
+            let cur: Option<(String, Option<u32>)> = c
+                .query_row(
+                    "SELECT status, runner_pid FROM executions WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((status, holder)) = cur else {
+                return Ok(false);
+            };
+            if status != "RUNNING" || holder.is_some_and(|h| h != pid && alive(h)) {
+                return Ok(false);
+            }
+            let n = c.execute(
+                "UPDATE executions SET runner_pid = ?2 WHERE id = ?1 AND status = 'RUNNING'
+                 AND runner_pid IS ?3",
+                params![id, pid, holder],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Ask whoever drives a RUNNING execution to abort it (Step Functions'
+    /// StopExecution); the runner sees it within a second.
+    pub fn request_stop(&self, id: &str, error: Option<&str>, cause: Option<&str>) -> Result<()> {
+        let req = serde_json::json!({"error": error, "cause": cause});
         self.with(|c| {
             c.execute(
-                "INSERT INTO executions (id, name, runbook_path, runbook_text, input, provider, status, started_ms, seed, redrive_count, runner_pid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    e.id,
-                    e.name,
-                    e.runbook_path,
-                    e.runbook_text,
-                    json(&e.input),
-                    e.provider,
-                    e.status,
-                    e.started_ms,
-                    e.seed as i64,
-                    e.redrive_count,
-                    e.runner_pid
-                ],
+                "UPDATE executions SET stop_request = ?2 WHERE id = ?1 AND status = 'RUNNING'",
+                params![id, req.to_string()],
             )
             .map(|_| ())
         })
+    }
+
+    /// A pending stop request: `(error, cause)`.
+    pub fn stop_request(&self, id: &str) -> Result<Option<(Option<String>, Option<String>)>> {
+        let raw: Option<Option<String>> = self.with(|c| {
+            c.query_row(
+                "SELECT stop_request FROM executions WHERE id = ?1 AND status = 'RUNNING'",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+        })?;
+        let Some(Some(text)) = raw else {
+            return Ok(None);
+        };
+        let v = parse(&text)?;
+        let field = |k: &str| v.get(k).and_then(Value::as_str).map(String::from);
+        Ok(Some((field("error"), field("cause"))))
+    }
+
+    /// Children of an execution, oldest first.
+    pub fn children(&self, id: &str) -> Result<Vec<ExecutionRow>> {
+        let sql = format!(
+            "SELECT {} FROM executions WHERE parent_id = ?1 ORDER BY started_ms, rowid",
+            Self::COLS
+        );
+        let raws = self.with(|c| {
+            let mut s = c.prepare(&sql)?;
+            s.query_map([id], Self::row)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        raws.into_iter().map(Self::finish_row).collect()
+    }
+
+    /// The RUNNING execution tree root holding an environment, if any.
+    pub fn environment_holder(&self, environment: &str) -> Result<Option<ExecutionRow>> {
+        let sql = format!(
+            "SELECT {} FROM executions WHERE environment = ?1 AND status = 'RUNNING'
+             ORDER BY started_ms LIMIT 1",
+            Self::COLS
+        );
+        let raw = self.with(|c| c.query_row(&sql, [environment], Self::row).optional())?;
+        raw.map(Self::finish_row).transpose()
     }
 
     /// Append an engine input; returns its sequence number.
@@ -354,15 +528,28 @@ impl Journal {
         })
     }
 
+    /// Mark an execution RUNNING again (resume, redrive). A redriven execution takes its
+    /// environment again, so the environment check applies as at creation.
     pub fn set_running(&self, id: &str, pid: u32, redrive_count: u32) -> Result<()> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE executions SET status = 'RUNNING', ended_ms = NULL, output = NULL, error = NULL, cause = NULL,
-                 runner_pid = ?2, redrive_count = ?3 WHERE id = ?1",
-                params![id, pid, redrive_count],
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let cur: Option<(Option<String>, String)> = tx
+            .query_row(
+                "SELECT environment, COALESCE(root_id, id) FROM executions WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .map(|_| ())
-        })
+            .optional()?;
+        if let Some((Some(env), root)) = &cur {
+            check_environment(&tx, env, root)?;
+        }
+        tx.execute(
+            "UPDATE executions SET status = 'RUNNING', ended_ms = NULL, output = NULL, error = NULL, cause = NULL,
+             runner_pid = ?2, redrive_count = ?3, stop_request = NULL WHERE id = ?1",
+            params![id, pid, redrive_count],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     pub fn finish(
@@ -376,7 +563,7 @@ impl Journal {
     ) -> Result<()> {
         self.with(|c| {
             c.execute(
-                "UPDATE executions SET status = ?2, ended_ms = ?3, output = ?4, error = ?5, cause = ?6, runner_pid = NULL WHERE id = ?1",
+                "UPDATE executions SET status = ?2, ended_ms = ?3, output = ?4, error = ?5, cause = ?6, runner_pid = NULL, stop_request = NULL WHERE id = ?1",
                 params![id, status, at_ms, output.map(json), error, cause],
             )
             .map(|_| ())
@@ -401,6 +588,8 @@ impl Journal {
                 seed: r.get::<_, i64>(12)? as u64,
                 redrive_count: r.get(13)?,
                 runner_pid: r.get(14)?,
+                parent_id: r.get(15)?,
+                environment: r.get(16)?,
             },
             r.get(4)?,
             r.get(9)?,
@@ -415,7 +604,7 @@ impl Journal {
         Ok(e)
     }
 
-    const COLS: &'static str = "id, name, runbook_path, runbook_text, input, provider, status, started_ms, ended_ms, output, error, cause, seed, redrive_count, runner_pid";
+    const COLS: &'static str = "id, name, runbook_path, runbook_text, input, provider, status, started_ms, ended_ms, output, error, cause, seed, redrive_count, runner_pid, parent_id, environment";
 
     pub fn execution(&self, id: &str) -> Result<ExecutionRow> {
         let sql = format!("SELECT {} FROM executions WHERE id = ?1", Self::COLS);
@@ -541,11 +730,11 @@ impl Journal {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn exec(id: &str) -> ExecutionRow {
+    pub(crate) fn exec(id: &str) -> ExecutionRow {
         ExecutionRow {
             id: id.into(),
             name: "n".into(),
@@ -562,6 +751,8 @@ mod tests {
             seed: u64::MAX - 3,
             redrive_count: 0,
             runner_pid: Some(42),
+            parent_id: None,
+            environment: None,
         }
     }
 
