@@ -2,6 +2,7 @@
 //! Exit codes: 0 SUCCEEDED (or command ok), 1 FAILED / TIMED_OUT / ABORTED,
 //! 2 invalid runbook, bad usage or internal error.
 
+mod gameday;
 mod progress;
 mod providers;
 mod show;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use runbook_executor::{Outcome, RunError, Runner, RunnerConfig};
+use runbook_executor::{Outcome, RunError, Runner, RunnerConfig, WorkerCommand};
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -118,6 +119,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stop a RUNNING execution (and its child executions), as StopExecution does.
+    Stop {
+        id: String,
+        #[arg(long)]
+        error: Option<String>,
+        #[arg(long)]
+        cause: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The game-day safety lever: while engaged, no fault is injected.
+    Lever {
+        #[command(subcommand)]
+        command: gameday::LeverCommand,
+    },
+    /// Drive one traffic session (started by the executor for a game day).
+    #[command(hide = true)]
+    TrafficDriver { session: String },
     /// An execution's history, timeline, capability calls and logs.
     Show {
         id: String,
@@ -209,6 +228,7 @@ fn main() -> ExitCode {
         Command::Run { .. }
             | Command::Resume { .. }
             | Command::Redrive { .. }
+            | Command::TrafficDriver { .. }
             | Command::Local {
                 command: LocalCommand::Daemon
             }
@@ -268,6 +288,19 @@ fn state_dir(cli: &Cli) -> PathBuf {
 fn runner(cli: &Cli) -> anyhow::Result<Runner> {
     let mut cfg = RunnerConfig::new(state_dir(cli));
     cfg.plugin_path = cli.plugin_path.clone();
+    // Child executions and traffic drivers run in processes of their own: this binary,
+    // with the same state dir and plugin path.
+    let mut args: Vec<std::ffi::OsString> = vec!["--state-dir".into(), state_dir(cli).into()];
+    if !cli.plugin_path.is_empty() {
+        args.push("--plugin-path".into());
+        args.push(std::env::join_paths(&cli.plugin_path)?);
+    }
+    args.push("--log".into());
+    args.push(cli.log.clone().into());
+    cfg.worker = Some(WorkerCommand {
+        program: std::env::current_exe().context("locating the runbook binary")?,
+        args,
+    });
     Ok(Runner::open(
         cfg,
         Arc::new(providers::Factory::new(state_dir(cli))),
@@ -412,6 +445,24 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             show::executions(runner.journal(), *limit, *json)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Stop {
+            id,
+            error,
+            cause,
+            json,
+        } => {
+            let runner = runner(&cli)?;
+            let outcome = rt()?.block_on(runner.stop(id, error.clone(), cause.clone()))?;
+            let _ = report(&outcome, *json);
+            // Stopped (ABORTED) is what was asked; anything else means it ended first.
+            Ok(if outcome.status == "ABORTED" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Lever { command } => gameday::lever(&runner(&cli)?, command),
+        Command::TrafficDriver { session } => gameday::traffic_driver(&runner(&cli)?, session),
         Command::Show { id, json } => {
             let runner = runner(&cli)?;
             show::execution(runner.journal(), id, *json)?;

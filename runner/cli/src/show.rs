@@ -217,7 +217,7 @@ pub fn executions(journal: &Journal, limit: usize, json_out: bool) -> anyhow::Re
             .map(|r| {
                 json!({"execution_id": r.id, "name": r.name, "status": r.status, "started": fmt_ms(r.started_ms),
                        "ended": r.ended_ms.map(fmt_ms), "runbook": r.runbook_path, "provider": r.provider,
-                       "error": r.error})
+                       "environment": r.environment, "parent_id": r.parent_id, "error": r.error})
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -249,11 +249,18 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
     let history = journal.history(&row.id)?;
     let calls = journal.calls(&row.id)?;
     let logs = journal.logs(&row.id)?;
+    let children = journal.children(&row.id)?;
+    let faults = journal.faults_of(std::slice::from_ref(&row.id))?;
+    let sessions = journal.sessions_of(std::slice::from_ref(&row.id))?;
     if json_out {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "execution_id": row.id, "name": row.name, "status": row.status, "runbook": row.runbook_path,
+                "parent_id": row.parent_id, "environment": row.environment,
+                "children": children.iter().map(|c| json!({"execution_id": c.id, "name": c.name, "status": c.status})).collect::<Vec<_>>(),
+                "faults": faults.iter().map(|f| &f.record).collect::<Vec<_>>(),
+                "traffic_sessions": sessions.iter().map(|s| json!({"id": s.id, "state": s.state, "verification": s.verification})).collect::<Vec<_>>(),
                 "provider": row.provider, "input": row.input, "output": row.output, "error": row.error,
                 "cause": row.cause, "started": fmt_ms(row.started_ms), "ended": row.ended_ms.map(fmt_ms),
                 "redrive_count": row.redrive_count, "history": history, "calls": calls, "logs": logs,
@@ -265,6 +272,24 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
     println!("name       {}", row.name);
     println!("runbook    {}", row.runbook_path);
     println!("provider   {}", row.provider.as_deref().unwrap_or("-"));
+    if let Some(env) = &row.environment {
+        println!("env        {env}");
+    }
+    if let Some(p) = &row.parent_id {
+        println!("parent     {p}  (runbook show {p})");
+    }
+    for c in &children {
+        println!("child      {}  {}  {}", c.id, c.status, c.name);
+    }
+    for f in &faults {
+        println!(
+            "fault      {}  {}  {}",
+            f.id, f.kind, f.state
+        );
+    }
+    for s in &sessions {
+        println!("traffic    {}  {}", s.id, s.state);
+    }
     println!("status     {}", row.status);
     println!("started    {}", fmt_ms(row.started_ms));
     if let Some(e) = row.ended_ms {

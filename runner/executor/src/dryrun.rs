@@ -56,9 +56,9 @@ impl Runner {
         handle: &tokio::runtime::Handle,
     ) -> Result<PlanReport, RunError> {
         let provider_name = self.provider_name(prepared, provider);
-        let plan = Plan::new(LazyProvider::new(
-            provider_name.clone(),
-            self.providers.clone(),
+        let plan = Plan::new(crate::services::HostServices::for_plan(
+            self.clone(),
+            LazyProvider::new(provider_name.clone(), self.providers.clone()),
         ));
         let mut steps = Vec::new();
         let result = self.plan_walk(prepared, input, &plan, handle, &mut steps, "", 0)?;

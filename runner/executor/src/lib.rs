@@ -12,29 +12,27 @@
 //!    plugins must be idempotent (every shipped plugin is: describe before create).
 
 mod child;
+mod drive;
 mod dryrun;
+mod observe;
 mod plugins;
 mod prepare;
 mod services;
 mod traffic;
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use runbook_caps::{BoxFuture, CapCall, CapError, ConnectInfo, Provider};
+use runbook_caps::Provider;
 use runbook_engine::{Action, Event, Execution, ExecutionContext, HistoryEvent, Status, Timestamp};
-use runbook_host::{
-    CallOutcome, CallRecord, Host, HostConfig, Limits, LogLevel, Observer, RunRequest,
-};
-use runbook_journal::{CallRow, ExecutionRow, Journal, now_ms};
+use runbook_host::{Host, HostConfig};
+use runbook_journal::{ExecutionRow, Journal, now_ms};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 
 pub use dryrun::{PlanReport, PlanStep};
+pub use observe::LazyProvider;
 pub use plugins::resolve_plugin;
 pub use prepare::{Prepared, START_EXECUTION_SYNC, START_EXECUTION_SYNC2, resolve_child_path};
 use prepare::{PreparedTask, Runs};
@@ -544,235 +542,6 @@ impl Runner {
         Ok(outcome)
     }
 
-    async fn drive(
-        &self,
-        row: &ExecutionRow,
-        exec: &mut Execution,
-        prepared: &Prepared,
-        provider: Arc<dyn Provider>,
-        mut pending: Vec<Action>,
-        progress: Arc<dyn Progress>,
-    ) -> Result<Outcome, RunError> {
-        let id = row.id.as_str();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
-        let mut tasks: HashMap<String, AbortHandle> = HashMap::new();
-        // Child executions started by running Tasks, to stop when the Task is cancelled.
-        let mut children: HashMap<String, String> = HashMap::new();
-        let mut timers: HashMap<String, AbortHandle> = HashMap::new();
-        let observer: Arc<dyn Observer> = Arc::new(JournalObserver {
-            id: id.to_string(),
-            journal: self.journal.clone(),
-            progress: progress.clone(),
-        });
-        // Stop requests (`runbook stop`, a parent stopping its child) are seen within
-        // this period.
-        let mut stop_check = tokio::time::interval(Duration::from_millis(500));
-        let result = loop {
-            // Write-ahead: the history that explains these actions lands first.
-            let now = now_ms();
-            let rows: Vec<_> = pending
-                .iter()
-                .filter_map(|a| {
-                    if let Action::History(h) = a {
-                        Some(history_row(now, h))
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            self.journal.append_history(id, &rows)?;
-            let mut finished = None;
-            for action in pending.drain(..) {
-                match action {
-                    Action::History(h) => progress.history(id, &h),
-                    Action::RunTask {
-                        task_id,
-                        state_name,
-                        state_path,
-                        resource,
-                        input,
-                        timeout,
-                        ..
-                    } => {
-                        let Some(task) = prepared.task_for(&state_path, &state_name, &resource)
-                        else {
-                            let _ = tx.send(Event::TaskFailed {
-                                task_id,
-                                error: "States.Runtime".into(),
-                                cause: format!(
-                                    "state '{state_path}': no prepared plugin for this Task"
-                                ),
-                            });
-                            continue;
-                        };
-                        let tx = tx.clone();
-                        let key = task_id.0.clone();
-                        let handle = match &task.runs {
-                            Runs::Plugin { plugin, grants } => {
-                                let host = self.host()?.clone();
-                                let plugin = plugin.clone();
-                                let request = RunRequest {
-                                    state: state_path.clone(),
-                                    input: input.to_string(),
-                                    grants: grants.clone(),
-                                    limits: Limits {
-                                        // The engine's own timer reports States.Timeout
-                                        // first; the host deadline is the backstop.
-                                        deadline: timeout
-                                            .map(|t| t + Duration::from_millis(500))
-                                            .unwrap_or(self.config.default_task_deadline),
-                                        memory_bytes: self.config.plugin_memory_bytes,
-                                    },
-                                    provider: provider.clone(),
-                                    observer: observer.clone(),
-                                };
-                                tokio::spawn(async move {
-                                    let event = match host.run(&plugin, request).await {
-                                        Ok(out) => match serde_json::from_str::<Value>(&out) {
-                                            Ok(output) => Event::TaskSucceeded { task_id, output },
-                                            Err(e) => Event::TaskFailed {
-                                                task_id,
-                                                error: "States.Runtime".into(),
-                                                cause: format!("plugin output is not JSON: {e}"),
-                                            },
-                                        },
-                                        Err(f) => Event::TaskFailed {
-                                            task_id,
-                                            error: f.error,
-                                            cause: f.cause,
-                                        },
-                                    };
-                                    let _ = tx.send(event);
-                                })
-                            }
-                            Runs::Child { json_output, child } => {
-                                let child_id = child::child_id(id, &task_id.0);
-                                children.insert(key.clone(), child_id.clone());
-                                let req = child::ChildRequest {
-                                    parent: row.clone(),
-                                    parent_dir: prepared.base_dir(),
-                                    child_id,
-                                    state_path: state_path.clone(),
-                                    input,
-                                    json_output: *json_output,
-                                    prepared: child.clone(),
-                                };
-                                let runner = self.clone();
-                                let progress = progress.clone();
-                                tokio::spawn(async move {
-                                    let event = runner.run_child(req, task_id, progress).await;
-                                    let _ = tx.send(event);
-                                })
-                            }
-                        };
-                        tasks.insert(key, handle.abort_handle());
-                    }
-                    Action::CancelTask { task_id } => {
-                        if let Some(h) = tasks.remove(&task_id.0) {
-                            h.abort();
-                        }
-                        if let Some(child) = children.remove(&task_id.0) {
-                            self.journal.request_stop(
-                                &child,
-                                Some("States.Cancelled"),
-                                Some("the parent's Task was cancelled"),
-                            )?;
-                        }
-                    }
-                    Action::StartTimer {
-                        timer_id, fire_at, ..
-                    } => {
-                        let wait =
-                            Duration::from_millis((fire_at.unix_millis() - now_ms()).max(0) as u64);
-                        let tx = tx.clone();
-                        let key = timer_id.0.clone();
-                        let handle = tokio::spawn(async move {
-                            tokio::time::sleep(wait).await;
-                            let _ = tx.send(Event::TimerFired { timer_id });
-                        });
-                        timers.insert(key, handle.abort_handle());
-                    }
-                    Action::CancelTimer { timer_id } => {
-                        if let Some(h) = timers.remove(&timer_id.0) {
-                            h.abort();
-                        }
-                    }
-                    Action::Finished {
-                        status,
-                        output,
-                        error,
-                        cause,
-                    } => {
-                        finished = Some(Outcome {
-                            execution_id: id.to_string(),
-                            status: status_name(status).to_string(),
-                            output,
-                            error,
-                            cause,
-                        });
-                    }
-                }
-            }
-            if let Some(outcome) = finished {
-                break outcome;
-            }
-            let event = tokio::select! {
-                event = rx.recv() => event,
-                _ = stop_check.tick() => {
-                    if let Some((error, cause)) = self.journal.stop_request(id)? {
-                        let at = now_ms();
-                        self.journal.append_event(
-                            id,
-                            at,
-                            &json!({"type": "Abort", "error": error, "cause": cause}),
-                        )?;
-                        pending = exec.abort(error, cause, Timestamp::from_unix_millis(at));
-                    }
-                    continue;
-                }
-            };
-            let Some(event) = event else {
-                return Err(RunError::Other(anyhow::anyhow!("executor channel closed")));
-            };
-            match &event {
-                Event::TaskSucceeded { task_id, .. } | Event::TaskFailed { task_id, .. } => {
-                    tasks.remove(&task_id.0);
-                    children.remove(&task_id.0);
-                }
-                Event::TimerFired { timer_id } => {
-                    timers.remove(&timer_id.0);
-                }
-                Event::TaskHeartbeat { .. } => {}
-            }
-            let at = now_ms();
-            self.journal.append_event(
-                id,
-                at,
-                &serde_json::to_value(&event).expect("events serialize"),
-            )?;
-            pending = exec.handle(event, Timestamp::from_unix_millis(at));
-        };
-        for (_, h) in tasks.drain().chain(timers.drain()) {
-            h.abort();
-        }
-        for (_, child) in children.drain() {
-            self.journal.request_stop(
-                &child,
-                Some("States.Cancelled"),
-                Some("the parent execution ended"),
-            )?;
-        }
-        self.journal.finish(
-            id,
-            &result.status,
-            now_ms(),
-            result.output.as_ref(),
-            result.error.as_deref(),
-            result.cause.as_deref(),
-        )?;
-        progress.finished(&result);
-        Ok(result)
-    }
 }
 
 /// Whether a process exists (signal 0 checks without signalling).
@@ -830,99 +599,4 @@ fn history_row(at: i64, h: &HistoryEvent) -> (i64, String, Option<String>, Value
         .and_then(Value::as_str)
         .map(String::from);
     (at, h.type_name(), state, details)
-}
-
-/// Writes what plugins do into the journal.
-struct JournalObserver {
-    id: String,
-    journal: Arc<Journal>,
-    progress: Arc<dyn Progress>,
-}
-
-impl Observer for JournalObserver {
-    fn capability_call(&self, r: &CallRecord) {
-        let (outcome, code) = match &r.outcome {
-            CallOutcome::Ok => ("ok", None),
-            CallOutcome::Error { code, .. } => ("error", Some(code.clone())),
-            CallOutcome::Denied => ("denied", None),
-            CallOutcome::TimedOut => ("timed_out", None),
-        };
-        let row = CallRow {
-            seq: 0,
-            at_ms: now_ms(),
-            state: r.state.clone(),
-            plugin: r.plugin.clone(),
-            service: r.service.clone(),
-            action: r.action.clone(),
-            region: r.region.clone(),
-            resource: r.resource.clone(),
-            outcome: outcome.into(),
-            error_code: code,
-            duration_us: r.duration_us as i64,
-        };
-        if let Err(e) = self.journal.record_call(&self.id, row.at_ms, &row) {
-            tracing::error!("journal: could not record a capability call: {e}");
-        }
-    }
-
-    fn log(&self, state: &str, plugin: &str, level: LogLevel, message: &str) {
-        let lvl = format!("{level:?}").to_lowercase();
-        if let Err(e) = self
-            .journal
-            .record_log(&self.id, now_ms(), state, plugin, &lvl, message)
-        {
-            tracing::error!("journal: could not record a log line: {e}");
-        }
-        self.progress.log(state, level, message);
-    }
-}
-
-/// Opens the real provider on the first capability call.
-pub struct LazyProvider {
-    name: String,
-    factory: Arc<dyn ProviderFactory>,
-    inner: tokio::sync::OnceCell<Arc<dyn Provider>>,
-}
-
-impl LazyProvider {
-    pub fn new(name: String, factory: Arc<dyn ProviderFactory>) -> Arc<LazyProvider> {
-        Arc::new(LazyProvider {
-            name,
-            factory,
-            inner: tokio::sync::OnceCell::new(),
-        })
-    }
-}
-
-impl LazyProvider {
-    async fn open(&self) -> Result<&Arc<dyn Provider>, CapError> {
-        self.inner
-            .get_or_try_init(|| async {
-                let factory = self.factory.clone();
-                let name = self.name.clone();
-                tokio::task::spawn_blocking(move || factory.make(&name))
-                    .await
-                    .map_err(|e| CapError::internal(format!("provider start: {e}")))?
-                    .map_err(|e| CapError::unavailable(format!("provider '{}': {e:#}", self.name)))
-            })
-            .await
-    }
-}
-
-impl Provider for LazyProvider {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn call(&self, call: CapCall) -> BoxFuture<'_, Result<Value, CapError>> {
-        Box::pin(async move { self.open().await?.call(call).await })
-    }
-    fn check<'a>(&'a self, call: &'a CapCall) -> BoxFuture<'a, Result<(), CapError>> {
-        Box::pin(async move { self.open().await?.check(call).await })
-    }
-    fn connect_info<'a>(
-        &'a self,
-        target: &'a runbook_caps::types::postgres::Target,
-    ) -> BoxFuture<'a, Result<ConnectInfo, CapError>> {
-        Box::pin(async move { self.open().await?.connect_info(target).await })
-    }
 }

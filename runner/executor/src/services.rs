@@ -38,6 +38,16 @@ impl HostServices {
             provider,
         })
     }
+
+    /// For a plan: the lever is read from the journal; nothing is injected (the plan
+    /// models fault and traffic calls itself).
+    pub(crate) fn for_plan(runner: Runner, provider: Arc<dyn Provider>) -> Arc<dyn Provider> {
+        Arc::new(HostServices {
+            runner,
+            execution_id: String::new(),
+            provider,
+        })
+    }
 }
 
 fn rfc3339(ms: i64) -> String {

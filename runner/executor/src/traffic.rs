@@ -8,13 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use runbook_caps::types::traffic::{SessionSpec, SessionSummary};
-use runbook_caps::{CapCall, CapError, ErrorKind, Provider};
+use runbook_caps::types::traffic::{SessionSpec, SessionSummary, Verification};
+use runbook_caps::{BoxFuture, CapCall, CapError, ConnectInfo, ErrorKind, Provider};
 use runbook_engine::Timestamp;
-use runbook_journal::{LedgerRow, SessionRow, now_ms};
-use serde_json::Value;
+use runbook_journal::{LagRow, LedgerRow, SessionRow, now_ms};
+use serde_json::{Value, json};
 
-use crate::Runner;
+use crate::{RunError, Runner};
 
 fn rfc3339(ms: i64) -> String {
     Timestamp::from_unix_millis(ms).to_rfc3339()
@@ -255,18 +255,283 @@ pub(crate) fn summarize(s: &SessionRow, ledger: &[LedgerRow], lag: Option<f64>) 
     out
 }
 
-async fn verify(
-    _runner: &Runner,
-    _provider: &Arc<dyn Provider>,
-    id: &str,
-) -> Result<Value, CapError> {
-    Err(CapError::unavailable(format!(
-        "traffic:VerifySession {id}: verification is not available in this build"
-    )))
+fn to_entry(r: &LedgerRow) -> runbook_traffic::Entry {
+    use runbook_traffic::{Kind, Outcome};
+    runbook_traffic::Entry {
+        kind: if r.kind == "read" { Kind::Read } else { Kind::Write },
+        id: r.id,
+        conn: r.conn,
+        sent_ms: r.sent_ms,
+        done_ms: r.done_ms,
+        outcome: match r.outcome.as_str() {
+            "acked" => Outcome::Acked,
+            "failed" => Outcome::Failed,
+            "unknown" => Outcome::Unknown,
+            "ok" => Outcome::Ok,
+            _ => Outcome::InFlight,
+        },
+        error: r.error.clone(),
+    }
 }
 
-fn measure(_runner: &Runner, id: &str, _context: &str) -> Result<Value, CapError> {
-    Err(CapError::unavailable(format!(
-        "traffic:MeasureSession {id}: measurement is not available in this build"
-    )))
+fn to_row(e: &runbook_traffic::Entry) -> LedgerRow {
+    use runbook_traffic::{Kind, Outcome};
+    LedgerRow {
+        kind: match e.kind {
+            Kind::Read => "read",
+            Kind::Write => "write",
+        }
+        .into(),
+        id: e.id,
+        conn: e.conn,
+        sent_ms: e.sent_ms,
+        done_ms: e.done_ms,
+        outcome: match e.outcome {
+            Outcome::Acked => "acked",
+            Outcome::Failed => "failed",
+            Outcome::Unknown => "unknown",
+            Outcome::Ok => "ok",
+            Outcome::InFlight => "in-flight",
+        }
+        .into(),
+        error: e.error.clone(),
+    }
+}
+
+/// The session's spec, as the driver and the verifier both read it.
+fn spec_of(s: &SessionRow) -> Result<SessionSpec, CapError> {
+    serde_json::from_value(s.spec.clone())
+        .map_err(|e| CapError::internal(format!("traffic session {}: spec: {e}", s.id)))
+}
+
+/// Resolves the session's target (and replica) through the provider on every connect,
+/// so a routed name that moves is followed as an application's driver would.
+struct ProviderTarget {
+    provider: Arc<dyn Provider>,
+    spec: SessionSpec,
+}
+
+impl runbook_traffic::Resolver for ProviderTarget {
+    fn resolve(
+        &self,
+        which: runbook_traffic::Which,
+    ) -> BoxFuture<'_, Result<ConnectInfo, runbook_traffic::TrafficError>> {
+        Box::pin(async move {
+            let target = match which {
+                runbook_traffic::Which::Target => &self.spec.target,
+                runbook_traffic::Which::Replica => self.spec.replica.as_ref().ok_or_else(|| {
+                    runbook_traffic::TrafficError::Connect("the session samples no replica".into())
+                })?,
+            };
+            self.provider
+                .connect_info(target)
+                .await
+                .map_err(|e| runbook_traffic::TrafficError::Connect(e.to_string()))
+        })
+    }
+}
+
+/// The driver's ledger goes to the journal; it stops when asked, or when the execution
+/// that started it is no longer RUNNING (and no runner will come back for it).
+struct JournalSink {
+    journal: Arc<runbook_journal::Journal>,
+    session: String,
+    execution: String,
+    started: bool,
+    checked_ms: i64,
+}
+
+impl runbook_traffic::Sink for JournalSink {
+    fn write(&mut self, batch: &runbook_traffic::Batch) -> Result<(), String> {
+        if !self.started {
+            self.started = true;
+            self.journal
+                .set_session_state(&self.session, "running", Some(std::process::id()), None, None)
+                .map_err(|e| e.to_string())?;
+        }
+        let rows: Vec<LedgerRow> = batch.entries.iter().map(to_row).collect();
+        self.journal
+            .append_ledger(&self.session, &rows)
+            .map_err(|e| e.to_string())?;
+        let lag: Vec<LagRow> = batch
+            .lag
+            .iter()
+            .map(|l| LagRow {
+                at_ms: l.at_ms,
+                lag: l.lag,
+            })
+            .collect();
+        self.journal
+            .append_lag(&self.session, &lag)
+            .map_err(|e| e.to_string())
+    }
+
+    fn stop_requested(&mut self) -> bool {
+        let now = now_ms();
+        if now - self.checked_ms < 200 {
+            return false;
+        }
+        self.checked_ms = now;
+        let asked = self
+            .journal
+            .session(&self.session)
+            .map(|s| s.stop_requested)
+            .unwrap_or(false);
+        let ended = self
+            .journal
+            .execution(&self.execution)
+            .map(|e| e.status != "RUNNING")
+            .unwrap_or(true);
+        asked || ended
+    }
+}
+
+impl Runner {
+    /// The body of `runbook traffic-driver SESSION`: drive one session's client until it
+    /// is stopped, journaling its ledger.
+    pub async fn traffic_driver(&self, session: &str) -> Result<(), RunError> {
+        let journal = self.journal.clone();
+        let s = journal.session(session)?;
+        let spec = spec_of(&s).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let row = journal.execution(&s.execution_id)?;
+        journal.set_session_state(session, &s.state, Some(std::process::id()), None, None)?;
+        let resolver = Arc::new(ProviderTarget {
+            provider: self.provider_for(&row),
+            spec: spec.clone(),
+        });
+        let sink = Box::new(JournalSink {
+            journal: journal.clone(),
+            session: session.to_string(),
+            execution: s.execution_id.clone(),
+            started: false,
+            checked_ms: 0,
+        });
+        let config = runbook_traffic::Config::from_spec(session, &spec);
+        match runbook_traffic::run(config, resolver, sink).await {
+            Ok(_) => {
+                journal.set_session_state(session, "stopped", None, Some(now_ms()), None)?;
+                Ok(())
+            }
+            Err(e) => {
+                let msg = format!("{} {e}", e.code());
+                journal.set_session_state(session, "failed", None, Some(now_ms()), Some(&msg))?;
+                Err(RunError::Other(anyhow::anyhow!("traffic session {session}: {msg}")))
+            }
+        }
+    }
+}
+
+/// Read every acknowledged write back through the target: the lost writes, as the
+/// application would find them. Kept in the journal, so a report after a restart
+/// does not need the database.
+async fn verify(
+    runner: &Runner,
+    provider: &Arc<dyn Provider>,
+    id: &str,
+) -> Result<Value, CapError> {
+    let journal = &runner.journal;
+    let s = journal.session(id).map_err(|_| no_session(id))?;
+    if matches!(s.state.as_str(), "starting" | "running") {
+        return Err(CapError::invalid_state(
+            "InvalidSessionState",
+            format!("traffic session {id} is {}: stop it before verifying", s.state),
+        ));
+    }
+    let spec = spec_of(&s)?;
+    let ledger: Vec<runbook_traffic::Entry> =
+        journal.ledger(id).map_err(internal)?.iter().map(to_entry).collect();
+    let resolver = Arc::new(ProviderTarget {
+        provider: provider.clone(),
+        spec: spec.clone(),
+    });
+    let config = runbook_traffic::Config::from_spec(id, &spec);
+    let report = runbook_traffic::verify(&config, resolver, &ledger)
+        .await
+        .map_err(|e| CapError::unavailable(format!("traffic:VerifySession {id}: {e}")))?;
+    let v = serde_json::to_value(Verification {
+        checked: report.checked,
+        acked_missing: report.acked_missing,
+        unknown_present: report.unknown_present,
+        unknown_absent: report.unknown_absent,
+    })
+    .expect("serializes");
+    journal.set_session_verification(id, &v).map_err(internal)?;
+    Ok(v)
+}
+
+/// Client-seen figures of a session so far. `context` may name the fault time
+/// (`{"fault-at": RFC 3339}` or `{"fault-at-ms": N}`); without it the largest outage
+/// is measured from its own start.
+fn measure(runner: &Runner, id: &str, context: &str) -> Result<Value, CapError> {
+    let journal = &runner.journal;
+    let s = journal.session(id).map_err(|_| no_session(id))?;
+    let ctx: Value = if context.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(context).map_err(|e| {
+            CapError::invalid_parameter(format!("traffic:MeasureSession context is not JSON: {e}"))
+        })?
+    };
+    let fault_at = fault_time(&ctx)?;
+    let ledger: Vec<runbook_traffic::Entry> =
+        journal.ledger(id).map_err(internal)?.iter().map(to_entry).collect();
+    let lag: Vec<runbook_traffic::LagSample> = journal
+        .lag_samples(id)
+        .map_err(internal)?
+        .iter()
+        .map(|l| runbook_traffic::LagSample {
+            at_ms: l.at_ms,
+            lag: l.lag,
+        })
+        .collect();
+    let m = runbook_traffic::measure(&ledger, &lag, fault_at);
+    let lost = s
+        .verification
+        .as_ref()
+        .and_then(|v| v.get("acked_missing"))
+        .and_then(Value::as_array)
+        .map(|a| a.len() as u64);
+    // measure-session returns JSON text (a WIT string).
+    Ok(Value::String(json!({
+        "session": id,
+        "state": s.state,
+        "fault-at": fault_at.map(rfc3339),
+        "rto-seconds": m.rto_seconds,
+        "outage": m.outage.as_ref().map(|o| json!({
+            "from": rfc3339(o.from_ms),
+            "to": rfc3339(o.to_ms),
+            "failed": o.failed,
+            "unknown": o.unknown,
+            "first-error": o.first_error,
+        })),
+        "acked": m.acked,
+        "failed": m.failed,
+        "unknown": m.unknown,
+        "lost-writes": lost,
+        "verified": s.verification.is_some(),
+        "latency-p50-ms": m.latency_p50_ms,
+        "latency-p99-ms": m.latency_p99_ms,
+        "lag-at-fault-seconds": m.lag_at_fault_seconds,
+        "max-lag-seconds": m.max_lag_seconds,
+    })
+    .to_string()))
+}
+
+fn fault_time(ctx: &Value) -> Result<Option<i64>, CapError> {
+    if let Some(ms) = ctx.get("fault-at-ms").and_then(Value::as_i64) {
+        return Ok(Some(ms));
+    }
+    match ctx.get("fault-at") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(t)) => Timestamp::parse(t)
+            .map(|t| Some(t.unix_millis()))
+            .ok_or_else(|| {
+                CapError::invalid_parameter(format!(
+                    "traffic:MeasureSession: fault-at is not an RFC 3339 time: {t}"
+                ))
+            }),
+        Some(other) => Err(CapError::invalid_parameter(format!(
+            "traffic:MeasureSession: fault-at must be a string, got {other}"
+        ))),
+    }
 }

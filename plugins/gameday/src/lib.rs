@@ -1,0 +1,322 @@
+//! Game-day steps, in the manner of Chaos Toolkit (steady-state hypothesis, method,
+//! rollbacks) and AWS FIS (actions with stop conditions and a safety lever), measured
+//! from the client's side: the host's `traffic` capability writes through the routed
+//! name like an application and keeps a ledger of every acknowledged write; the
+//! verdict compares what that client saw with the targets.
+//!
+//! Every op needs its own grants (see `runbooks/gameday.yaml`). Waiting ops fail with
+//! a retryable error (`GameDay.NotSteady`, `GameDay.NotRecovered`) and the Task's
+//! Retry backs off.
+use runbook_plugin_sdk::cap::{fault, postgres, traffic};
+use runbook_plugin_sdk::{StepError, export_step, info, warn};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "PascalCase")]
+struct Target {
+    endpoint: String,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default = "postgres_db")]
+    database: String,
+    secret_id: String,
+    secret_region: String,
+    #[serde(default = "timeout")]
+    connect_timeout_ms: u32,
+}
+
+fn postgres_db() -> String {
+    "postgres".into()
+}
+fn timeout() -> u32 {
+    2000
+}
+
+impl Target {
+    fn wit(&self) -> postgres::Target {
+        postgres::Target {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            database: self.database.clone(),
+            secret_id: self.secret_id.clone(),
+            secret_region: self.secret_region.clone(),
+            connect_timeout_ms: self.connect_timeout_ms,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "Op")]
+enum Op {
+    /// Steady state before anything is touched: the lever is released, the routed name
+    /// takes writes, the replica is in recovery and not lagging beyond the guard.
+    Preflight {
+        #[serde(rename = "Primary")]
+        primary: Target,
+        #[serde(rename = "Replica")]
+        replica: Target,
+        #[serde(rename = "MaxLagSeconds", default = "max_lag")]
+        max_lag_seconds: f64,
+    },
+    StartTraffic {
+        #[serde(rename = "Target")]
+        target: Target,
+        #[serde(rename = "Replica", default)]
+        replica: Option<Target>,
+        #[serde(rename = "WritesPerSecond", default = "wps")]
+        writes_per_second: u32,
+        #[serde(rename = "ReadsPerSecond", default)]
+        reads_per_second: u32,
+        #[serde(rename = "Connections", default = "conns")]
+        connections: u32,
+        #[serde(rename = "MaxSeconds", default = "max_seconds")]
+        max_seconds: u32,
+        #[serde(rename = "Token")]
+        token: String,
+    },
+    /// The client writes and every write so far was acknowledged.
+    SteadyState {
+        #[serde(rename = "SessionId")]
+        session_id: String,
+        #[serde(rename = "MinAcked", default = "min_acked")]
+        min_acked: u64,
+    },
+    Inject {
+        #[serde(rename = "Kind")]
+        kind: String,
+        #[serde(rename = "Target")]
+        target: String,
+        #[serde(rename = "Region")]
+        region: String,
+        #[serde(rename = "Params", default)]
+        params: Value,
+        #[serde(rename = "Token")]
+        token: String,
+    },
+    /// Recovered once the client has had `Streak` acknowledged writes in a row after
+    /// its last failure, and at least one after the fault.
+    AwaitRecovery {
+        #[serde(rename = "SessionId")]
+        session_id: String,
+        #[serde(rename = "Since")]
+        since: String,
+        #[serde(rename = "Streak", default = "streak")]
+        streak: u64,
+    },
+    Undo {
+        #[serde(rename = "FaultId")]
+        fault_id: String,
+    },
+    StopTraffic {
+        #[serde(rename = "SessionId")]
+        session_id: String,
+    },
+    Verify {
+        #[serde(rename = "SessionId")]
+        session_id: String,
+    },
+    /// The verdict: client-seen RTO and lost acknowledged writes against the targets.
+    Evaluate {
+        #[serde(rename = "SessionId")]
+        session_id: String,
+        #[serde(rename = "FaultAt")]
+        fault_at: String,
+        #[serde(rename = "RtoTargetSeconds")]
+        rto_target_seconds: f64,
+        #[serde(rename = "MaxLostWrites")]
+        max_lost_writes: u64,
+        /// `recover` (the client must recover within the target) or `refuse` (the
+        /// failover must be refused and nothing lost, e.g. the RPO guard on a lagging
+        /// replica).
+        #[serde(rename = "Expect", default = "expect")]
+        expect: String,
+        #[serde(rename = "Failover", default)]
+        failover: Value,
+    },
+}
+
+fn max_lag() -> f64 {
+    60.0
+}
+fn wps() -> u32 {
+    50
+}
+fn conns() -> u32 {
+    4
+}
+fn max_seconds() -> u32 {
+    900
+}
+fn min_acked() -> u64 {
+    50
+}
+fn streak() -> u64 {
+    25
+}
+fn expect() -> String {
+    "recover".into()
+}
+
+fn cap(e: runbook_plugin_sdk::CapError) -> StepError {
+    e.into()
+}
+
+fn probe(t: &Target) -> Result<(bool, bool, Option<f64>), runbook_plugin_sdk::CapError> {
+    let r = postgres::query(
+        &t.wit(),
+        "SELECT pg_is_in_recovery()::text, current_setting('default_transaction_read_only'), \
+         COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::text, '')",
+        &[],
+    )?;
+    let cell = |i: usize| r.rows.first().and_then(|row| row.get(i).cloned().flatten());
+    Ok((
+        cell(0).as_deref() == Some("true"),
+        cell(1).as_deref() == Some("on"),
+        cell(2).and_then(|s| s.parse().ok()),
+    ))
+}
+
+fn summary_json(s: &traffic::SessionSummary) -> Value {
+    serde_json::to_value(s).unwrap_or(Value::Null)
+}
+
+fn secs(t: &str) -> Result<f64, StepError> {
+    runbook_plugin_sdk::time::parse_time(t)
+        .ok_or_else(|| StepError::new("States.Runtime", format!("not an RFC 3339 time: {t}")))
+}
+
+fn run(op: Op) -> Result<Value, StepError> {
+    match op {
+        Op::Preflight { primary, replica, max_lag_seconds } => {
+            let lever = fault::get_lever().map_err(cap)?;
+            if lever.engaged {
+                return Err(StepError::new(
+                    "GameDay.LeverEngaged",
+                    format!(
+                        "the safety lever is engaged ({}); release it with `runbook lever release`",
+                        lever.reason.unwrap_or_default()
+                    ),
+                ));
+            }
+            let mut failures = Vec::new();
+            match probe(&primary) {
+                Ok((false, false, _)) => {}
+                Ok((rec, ro, _)) => failures.push(format!("{} is not writable (in recovery {rec}, read-only {ro})", primary.endpoint)),
+                Err(e) => failures.push(format!("{} unreachable: {} ({})", primary.endpoint, e.message, e.code)),
+            }
+            let mut lag = None;
+            match probe(&replica) {
+                Ok((true, _, l)) => {
+                    lag = l;
+                    if l.is_some_and(|l| l > max_lag_seconds) {
+                        failures.push(format!("{} lags {:.1} s, beyond the guard of {max_lag_seconds} s", replica.endpoint, l.unwrap_or(0.0)));
+                    }
+                }
+                Ok(_) => failures.push(format!("{} is not a replica (not in recovery)", replica.endpoint)),
+                Err(e) => failures.push(format!("{} unreachable: {} ({})", replica.endpoint, e.message, e.code)),
+            }
+            if !failures.is_empty() {
+                return Err(StepError::new("GameDay.SteadyStateFailed", failures.join("; ")));
+            }
+            info!("steady state: {} writable, {} replicating", primary.endpoint, replica.endpoint);
+            Ok(json!({ "Lever": "released", "PrimaryWritable": true, "ReplicaInRecovery": true, "ReplicaLagSeconds": lag }))
+        }
+        Op::StartTraffic { target, replica, writes_per_second, reads_per_second, connections, max_seconds, token } => {
+            let s = traffic::start_session(&traffic::SessionSpec {
+                target: target.wit(),
+                replica: replica.as_ref().map(Target::wit),
+                writes_per_second,
+                reads_per_second,
+                connections,
+                write_timeout_ms: 2000,
+                max_seconds,
+                client_token: token,
+            })
+            .map_err(cap)?;
+            info!("traffic session {} started: {writes_per_second} writes/s over {connections} connections", s.id);
+            Ok(summary_json(&s))
+        }
+        Op::SteadyState { session_id, min_acked } => {
+            let s = traffic::describe_session(&session_id).map_err(cap)?;
+            if s.failed + s.unknown > 0 {
+                return Err(StepError::new(
+                    "GameDay.SteadyStateFailed",
+                    format!("the client saw {} failed and {} unknown writes before any fault: {}", s.failed, s.unknown, s.last_error.unwrap_or_default()),
+                ));
+            }
+            if s.acked < min_acked {
+                return Err(StepError::new("GameDay.NotSteady", format!("{} of {min_acked} writes acknowledged so far", s.acked)));
+            }
+            Ok(summary_json(&s))
+        }
+        Op::Inject { kind, target, region, params, token } => {
+            let params = if params.is_null() { "{}".to_string() } else { params.to_string() };
+            let f = fault::inject_fault(&fault::FaultSpec { kind, target, region, params, client_token: token }).map_err(cap)?;
+            warn!("fault {} injected: {} on {} ({})", f.id, f.kind, f.target, f.region);
+            Ok(serde_json::to_value(&f).unwrap_or(Value::Null))
+        }
+        Op::AwaitRecovery { session_id, since, streak } => {
+            let s = traffic::describe_session(&session_id).map_err(cap)?;
+            let since_s = secs(&since)?;
+            let acked_after = s.last_ack_at.as_deref().and_then(runbook_plugin_sdk::time::parse_time).is_some_and(|t| t > since_s);
+            let clean = s.last_error_at.as_deref().and_then(runbook_plugin_sdk::time::parse_time).is_none_or(|t| t < since_s);
+            if acked_after && (clean || s.acked_since_error >= streak) {
+                return Ok(summary_json(&s));
+            }
+            Err(StepError::new(
+                "GameDay.NotRecovered",
+                format!("{} acknowledged in a row since the last error (need {streak}); last error: {}", s.acked_since_error, s.last_error.unwrap_or_default()),
+            ))
+        }
+        Op::Undo { fault_id } => {
+            let f = fault::undo_fault(&fault_id).map_err(cap)?;
+            info!("fault {} undone", f.id);
+            Ok(serde_json::to_value(&f).unwrap_or(Value::Null))
+        }
+        Op::StopTraffic { session_id } => Ok(summary_json(&traffic::stop_session(&session_id).map_err(cap)?)),
+        Op::Verify { session_id } => {
+            let v = traffic::verify_session(&session_id).map_err(cap)?;
+            if !v.acked_missing.is_empty() {
+                warn!("{} acknowledged writes are missing: {:?}", v.acked_missing.len(), &v.acked_missing[..v.acked_missing.len().min(20)]);
+            }
+            Ok(serde_json::to_value(&v).unwrap_or(Value::Null))
+        }
+        Op::Evaluate { session_id, fault_at, rto_target_seconds, max_lost_writes, expect, failover } => {
+            let context = json!({ "fault-at": fault_at }).to_string();
+            let m: Value = serde_json::from_str(&traffic::measure_session(&session_id, &context).map_err(cap)?)
+                .map_err(|e| StepError::new("States.Runtime", format!("measure-session: {e}")))?;
+            let lost = m["lost-writes"].as_u64();
+            let rto = m["rto-seconds"].as_f64();
+            let mut missed = Vec::new();
+            match lost {
+                Some(n) if n > max_lost_writes => missed.push(format!("lost {n} acknowledged writes (target ≤ {max_lost_writes})")),
+                None => missed.push("lost writes unknown: the session was not verified".to_string()),
+                _ => {}
+            }
+            if expect == "refuse" {
+                if failover.get("Status").and_then(Value::as_str) == Some("SUCCEEDED") {
+                    missed.push("the failover was expected to be refused (RPO guard) but it promoted".to_string());
+                }
+            } else {
+                match rto {
+                    Some(r) if r > rto_target_seconds => missed.push(format!("client-seen RTO {r:.2} s (target ≤ {rto_target_seconds} s)")),
+                    _ => {}
+                }
+            }
+            let out = json!({
+                "Verdict": if missed.is_empty() { "pass" } else { "fail" },
+                "Missed": missed,
+                "Targets": { "RtoSeconds": rto_target_seconds, "MaxLostWrites": max_lost_writes, "Expect": expect },
+                "Measured": m,
+            });
+            if !missed.is_empty() {
+                return Err(StepError::new("GameDay.TargetMissed", out.to_string()));
+            }
+            info!("verdict: pass (RTO {:?} s, lost {:?})", rto, lost);
+            Ok(out)
+        }
+    }
+}
+
+export_step!(run);

@@ -1,0 +1,95 @@
+//! Game-day commands: the safety lever, stopping executions, and the hidden entry of
+//! the traffic driver process that the executor starts for a `traffic` session.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+use runbook_executor::Runner;
+use runbook_journal::now_ms;
+use serde_json::json;
+
+#[derive(Subcommand)]
+pub enum LeverCommand {
+    /// Engage the lever: every fault injection is refused (`LeverEngaged`) until released.
+    Engage {
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release the lever.
+    Release {
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Print the lever's state and the faults still active.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("{user} (pid {})", std::process::id())
+}
+
+pub fn lever(runner: &Runner, command: &LeverCommand) -> anyhow::Result<ExitCode> {
+    let journal = runner.journal();
+    match command {
+        LeverCommand::Engage { reason } => {
+            journal.set_lever(true, Some(reason), &actor(), now_ms())?;
+            let active = journal.active_faults()?;
+            println!("lever engaged: {reason}");
+            if !active.is_empty() {
+                // FIS stops experiments when the lever is engaged; our faults are undone by
+                // their game day's rollback, so say which ones are still in place.
+                println!("{} fault(s) still active:", active.len());
+                for f in active {
+                    println!("  {} {} (execution {})", f.id, f.kind, f.execution_id);
+                }
+            }
+        }
+        LeverCommand::Release { reason } => {
+            journal.set_lever(false, reason.as_deref(), &actor(), now_ms())?;
+            println!("lever released");
+        }
+        LeverCommand::Status { json } => {
+            let l = journal.lever()?;
+            let active = journal.active_faults()?;
+            if *json {
+                println!(
+                    "{}",
+                    json!({
+                        "engaged": l.engaged,
+                        "reason": l.reason,
+                        "since_ms": l.since_ms,
+                        "actor": l.actor,
+                        "active_faults": active.iter().map(|f| json!({
+                            "id": f.id, "kind": f.kind, "execution_id": f.execution_id,
+                        })).collect::<Vec<_>>(),
+                    })
+                );
+            } else {
+                println!(
+                    "lever: {}{}",
+                    if l.engaged { "ENGAGED" } else { "released" },
+                    l.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                );
+                for f in active {
+                    println!("active fault: {} {} (execution {})", f.id, f.kind, f.execution_id);
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `runbook traffic-driver SESSION` (hidden): runs until the session is stopped.
+pub fn traffic_driver(runner: &Runner, session: &str) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(runner.traffic_driver(session))
+        .with_context(|| format!("traffic session {session}"))?;
+    Ok(ExitCode::SUCCESS)
+}
