@@ -60,6 +60,7 @@ struct Job {
     kind: Kind,
     id: u64,
     sent_ms: i64,
+    /// End of the wait for a connection (the statement then gets its own timeout).
     deadline: Instant,
 }
 
@@ -89,9 +90,18 @@ struct Conn {
 }
 
 impl Shared {
-    async fn open(&self, deadline: Instant) -> Result<Conn, TrafficError> {
+    /// Open a pool connection; during setup it first runs `create`, so the pool's own
+    /// first connection creates the table and no extra connection is opened.
+    async fn open(&self, deadline: Instant, create: Option<&str>) -> Result<Conn, TrafficError> {
         let client = conn::connect(&self.resolver, Which::Target, &self.app_name, deadline).await?;
         self.opened.fetch_add(1, Ordering::Relaxed);
+        if let Some(sql) = create {
+            match tokio::time::timeout_at(deadline, client.batch_execute(sql)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(TrafficError::Setup(describe(&e))),
+                Err(_) => return Err(TrafficError::Setup("timed out".into())),
+            }
+        }
         let prepare = async {
             let insert = client.prepare(&self.insert_sql).await?;
             let count = client.prepare(&self.count_sql).await?;
@@ -286,16 +296,11 @@ async fn setup(
         let attempt = async {
             if !table_ready {
                 // Create before preparing: the INSERT needs the table.
-                let client =
-                    conn::connect(&shared.resolver, Which::Target, &shared.app_name, deadline)
-                        .await?;
-                let r = client.batch_execute(&create).await;
-                drop(client);
-                r.map_err(|e| TrafficError::Setup(describe(&e)))?;
+                pool.push(shared.open(deadline, Some(&create)).await?);
                 table_ready = true;
             }
             while pool.len() < want {
-                pool.push(shared.open(deadline).await?);
+                pool.push(shared.open(deadline, None).await?);
             }
             Ok::<_, TrafficError>(())
         };
@@ -413,11 +418,17 @@ impl Worker {
             return Err(format!("no connection (reconnecting): {}", self.last_err));
         }
         tokio::time::sleep_until(self.next_attempt).await;
-        match self.shared.open(deadline).await {
+        // The connection gets its own deadline: one that comes up just after this job
+        // ran out of time is kept for the next job, not thrown away.
+        let connect_by = Instant::now() + self.shared.config.write_timeout;
+        match self.shared.open(connect_by, None).await {
             Ok(c) => {
                 debug!(slot = self.slot, "traffic connection (re)opened");
                 self.conn = Some(c);
                 self.backoff = BACKOFF_MIN;
+                if Instant::now() >= deadline {
+                    return Err("timed out waiting for a connection".into());
+                }
                 Ok(())
             }
             Err(e) => {
@@ -438,7 +449,11 @@ impl Worker {
         }
         let c = self.conn.as_ref().expect("connected");
         let session = &self.shared.config.session;
-        let timeout_ms = self.shared.config.write_timeout.as_millis();
+        // Like a pool: the wait for a connection (above) and the statement are each
+        // bounded by the timeout, so a statement that starts late still gets its full
+        // time, and a timeout is evidence about the server, not about the queue.
+        let timeout = self.shared.config.write_timeout;
+        let timeout_ms = timeout.as_millis();
         let (result, drop_conn) = match job.kind {
             Kind::Write => {
                 let id = job.id as i64;
@@ -448,7 +463,7 @@ impl Worker {
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
                     [session, &id, &slot, &sent_at, &payload];
                 let exec = c.client.execute(&c.insert, &params);
-                match tokio::time::timeout_at(job.deadline, exec).await {
+                match tokio::time::timeout(timeout, exec).await {
                     Ok(Ok(_)) => {
                         self.shared
                             .newest_acked_sent
@@ -474,7 +489,7 @@ impl Worker {
             Kind::Read => {
                 let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [session];
                 let read = c.client.query_one(&c.count, &params);
-                match tokio::time::timeout_at(job.deadline, read).await {
+                match tokio::time::timeout(timeout, read).await {
                     Ok(Ok(row)) => match row.try_get::<_, i64>(0) {
                         Ok(_) => ((Outcome::Ok, None), false),
                         Err(e) => ((Outcome::Failed, Some(describe(&e))), false),

@@ -40,8 +40,10 @@ pub struct Config {
     pub reads_per_second: u32,
     /// Pool size: persistent connections to the target.
     pub connections: u32,
-    /// Client-side bound on one write or read, counted from its send time (time spent
-    /// waiting for a free or reconnecting connection included, as with a pool).
+    /// Client-side bounds of one write or read, as with a pool's checkout timeout and
+    /// a statement timeout: the wait for a free (or reconnecting) connection, counted
+    /// from the send time, and then the statement itself. A write whose wait runs out
+    /// was never sent (`Failed`); one whose statement runs out is `Unknown`.
     pub write_timeout: Duration,
     /// Safety net: the driver stops by itself after this long.
     pub max_run: Duration,
