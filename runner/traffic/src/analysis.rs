@@ -101,15 +101,36 @@ impl Outage {
 
 /// Outages of a ledger, in time order: every stretch between two acknowledgements in
 /// which writes failed or had an unknown outcome, and every silence of at least
-/// `min_gap` between two acknowledgements.
+/// `min_gap` between two acknowledgements; a recovery must also hold for `min_gap`
+/// (outages less than that apart are one). `Duration::ZERO`: no silences, no merging.
 ///
 /// Writes are placed in time by what they prove: an acknowledgement at its ack time
 /// (the target took writes then), a failed or unknown write at its send time (the
 /// target was not taking them then). Ordering by time rather than id keeps one outage
-/// whole when a pool's connections recover a few milliseconds apart. In-flight
-/// writes prove nothing yet and are skipped.
+/// whole when a pool's connections recover a few milliseconds apart; the merging keeps
+/// it whole when a write sent just before a crash is acknowledged just after another
+/// write sent before it was lost. In-flight writes prove nothing yet and are skipped.
 pub fn outages(ledger: &[Entry], min_gap: Duration) -> Vec<Outage> {
     let min_gap = min_gap.as_millis() as i64;
+    let mut merged: Vec<Outage> = Vec::new();
+    for o in raw_outages(ledger, min_gap) {
+        match merged.last_mut() {
+            Some(last) if min_gap > 0 && o.from_ms - last.to_ms < min_gap => {
+                last.to_ms = o.to_ms;
+                last.failed += o.failed;
+                last.unknown += o.unknown;
+                last.recovered = o.recovered;
+                if last.first_error.is_none() {
+                    last.first_error = o.first_error;
+                }
+            }
+            _ => merged.push(o),
+        }
+    }
+    merged
+}
+
+fn raw_outages(ledger: &[Entry], min_gap: i64) -> Vec<Outage> {
     let mut points: Vec<(i64, bool, &Entry)> = latest(ledger)
         .into_values()
         .filter(|e| e.kind == Kind::Write)
@@ -131,6 +152,7 @@ pub fn outages(ledger: &[Entry], min_gap: Duration) -> Vec<Outage> {
                 o.recovered = true;
                 out.push(o);
             } else if let Some(prev) = last_ack
+                && min_gap > 0
                 && t - prev >= min_gap
             {
                 out.push(Outage {

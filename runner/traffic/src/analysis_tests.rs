@@ -192,3 +192,25 @@ fn percentiles_are_nearest_rank() {
     assert_eq!(percentile(&[7], 99.0), Some(7.0));
     assert_eq!(percentile(&[], 50.0), None);
 }
+
+#[test]
+fn a_recovery_must_hold_for_min_gap() {
+    // Write 50 (sent at 1000) dies with the server at ~1010; write 49, sent before it,
+    // is acknowledged at 1004, after 50 was sent: by time, 50's failure comes first.
+    let mut l = ledger(100, 50..70);
+    l[48].done_ms = Some(1004);
+    let split = outages(&l, Duration::ZERO);
+    assert_eq!(split.len(), 2, "{split:#?}");
+    let one = outages(&l, Duration::from_secs(1));
+    assert_eq!(one.len(), 1, "{one:#?}");
+    assert_eq!((one[0].from_ms, one[0].to_ms), (48 * 20 + 3, 70 * 20 + 3));
+    assert_eq!(one[0].failed + one[0].unknown, 20);
+    assert_eq!(one[0].first_error.as_deref(), Some("refused 50"));
+    // Two failure runs 1.2 s apart stay two.
+    let l = ledger(200, 20..30);
+    let mut l2 = l.clone();
+    for e in l2.iter_mut().filter(|e| (90..95).contains(&e.id)) {
+        *e = w(e.id, Outcome::Failed, 1);
+    }
+    assert_eq!(outages(&l2, Duration::from_secs(1)).len(), 2);
+}

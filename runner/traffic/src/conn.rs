@@ -107,6 +107,17 @@ pub(crate) fn write_outcome(e: &tokio_postgres::Error) -> Outcome {
     }
 }
 
+/// The node answered but cannot take writes now: a standby or a demoted or fenced
+/// primary (read-only transaction, 25006) or one not accepting work (57P03). A pool
+/// that kept such a connection would never follow a failover whose old primary
+/// stays up.
+pub(crate) fn wrong_node(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|s| {
+        let c = s.code();
+        c == "25006" || c == "57P03"
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

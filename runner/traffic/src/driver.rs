@@ -424,8 +424,9 @@ impl Worker {
         match self.shared.open(connect_by, None).await {
             Ok(c) => {
                 debug!(slot = self.slot, "traffic connection (re)opened");
+                // The backoff resets only once a statement succeeds: a node that
+                // accepts connections but refuses writes must not get one per write.
                 self.conn = Some(c);
-                self.backoff = BACKOFF_MIN;
                 if Instant::now() >= deadline {
                     return Err("timed out waiting for a connection".into());
                 }
@@ -454,7 +455,7 @@ impl Worker {
         // time, and a timeout is evidence about the server, not about the queue.
         let timeout = self.shared.config.write_timeout;
         let timeout_ms = timeout.as_millis();
-        let (result, drop_conn) = match job.kind {
+        let (result, fate) = match job.kind {
             Kind::Write => {
                 let id = job.id as i64;
                 let slot = self.slot as i32;
@@ -468,12 +469,11 @@ impl Worker {
                         self.shared
                             .newest_acked_sent
                             .fetch_max(job.sent_ms, Ordering::Relaxed);
-                        ((Outcome::Acked, None), false)
+                        ((Outcome::Acked, None), Fate::Keep)
                     }
                     Ok(Err(e)) => {
                         let outcome = write_outcome(&e);
-                        let dead = outcome == Outcome::Unknown || c.client.is_closed();
-                        ((outcome, Some(describe(&e))), dead)
+                        ((outcome, Some(describe(&e))), Fate::after(&e, &c.client))
                     }
                     // The statement may still commit: unknowable, and the connection is
                     // in an unknown state, so it is replaced.
@@ -482,7 +482,7 @@ impl Worker {
                             Outcome::Unknown,
                             Some(format!("timed out after {timeout_ms} ms")),
                         ),
-                        true,
+                        Fate::Broken,
                     ),
                 }
             }
@@ -491,29 +491,60 @@ impl Worker {
                 let read = c.client.query_one(&c.count, &params);
                 match tokio::time::timeout(timeout, read).await {
                     Ok(Ok(row)) => match row.try_get::<_, i64>(0) {
-                        Ok(_) => ((Outcome::Ok, None), false),
-                        Err(e) => ((Outcome::Failed, Some(describe(&e))), false),
+                        Ok(_) => ((Outcome::Ok, None), Fate::Keep),
+                        Err(e) => ((Outcome::Failed, Some(describe(&e))), Fate::Keep),
                     },
-                    Ok(Err(e)) => {
-                        let dead = e.code().is_none() || c.client.is_closed();
-                        ((Outcome::Failed, Some(describe(&e))), dead)
-                    }
+                    Ok(Err(e)) => (
+                        (Outcome::Failed, Some(describe(&e))),
+                        Fate::after(&e, &c.client),
+                    ),
                     Err(_) => (
                         (
                             Outcome::Failed,
                             Some(format!("timed out after {timeout_ms} ms")),
                         ),
-                        true,
+                        Fate::Broken,
                     ),
                 }
             }
         };
-        if drop_conn {
+        match fate {
+            // A statement went through: the next break starts from the short backoff.
+            Fate::Keep => self.backoff = BACKOFF_MIN,
             // Reconnect at the next job, at once: the name may already point elsewhere.
-            self.conn = None;
-            self.next_attempt = Instant::now();
+            Fate::Broken => {
+                self.conn = None;
+                self.next_attempt = Instant::now();
+            }
+            // The node answers but is not (or no longer) the writer: re-resolve, with
+            // backoff, so a name that has not moved yet is not hammered.
+            Fate::WrongNode => {
+                self.conn = None;
+                self.last_err = result.1.clone().unwrap_or_default();
+                self.next_attempt = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+            }
         }
         result
+    }
+}
+
+/// What becomes of a pool connection after a statement.
+enum Fate {
+    Keep,
+    Broken,
+    WrongNode,
+}
+
+impl Fate {
+    fn after(e: &tokio_postgres::Error, client: &Client) -> Fate {
+        if client.is_closed() || e.code().is_none() || write_outcome(e) == Outcome::Unknown {
+            Fate::Broken
+        } else if conn::wrong_node(e) {
+            Fate::WrongNode
+        } else {
+            Fate::Keep
+        }
     }
 }
 
