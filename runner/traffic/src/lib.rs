@@ -204,7 +204,9 @@ impl Batch {
     }
 }
 
-/// Where the ledger goes (the runner journals it).
+/// Where the ledger goes (the runner journals it). Called on the driver's own task
+/// every 100 ms, so a write should be short (a journal append); a failed write is
+/// retried with the next batch merged in.
 pub trait Sink: Send {
     fn write(&mut self, batch: &Batch) -> Result<(), String>;
     /// Polled at every flush (about every 100 ms).
@@ -220,3 +222,74 @@ pub fn now_ms() -> i64 {
 }
 
 type SharedResolver = Arc<dyn Resolver>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runbook_caps::types::traffic::SessionSpec;
+
+    #[test]
+    fn from_spec_fills_zeros_with_defaults() {
+        let c = Config::from_spec("s1", &SessionSpec::default());
+        assert_eq!(
+            c,
+            Config {
+                session: "s1".into(),
+                ..Config::default()
+            }
+        );
+        assert_eq!((c.writes_per_second, c.connections), (50, 4));
+        assert_eq!(c.write_timeout, Duration::from_secs(2));
+        assert!(!c.sample_replica);
+        let spec = SessionSpec {
+            replica: Some(Default::default()),
+            writes_per_second: 10,
+            reads_per_second: 3,
+            connections: 2,
+            write_timeout_ms: 750,
+            max_seconds: 30,
+            ..SessionSpec::default()
+        };
+        let c = Config::from_spec("s2", &spec);
+        assert_eq!(
+            (c.writes_per_second, c.reads_per_second, c.connections),
+            (10, 3, 2)
+        );
+        assert_eq!(c.write_timeout, Duration::from_millis(750));
+        assert_eq!(c.max_run, Duration::from_secs(30));
+        assert!(c.sample_replica);
+        assert_eq!(c.table, DEFAULT_TABLE);
+    }
+
+    #[test]
+    fn errors_have_stable_codes_and_outcomes_serialize_lowercase() {
+        assert_eq!(TrafficError::Sink("x".into()).code(), "E-TRAFFIC-SINK");
+        assert_eq!(
+            TrafficError::Connect("x".into()).code(),
+            "E-TRAFFIC-CONNECT"
+        );
+        let e = Entry {
+            kind: Kind::Write,
+            id: 7,
+            conn: 1,
+            sent_ms: 1,
+            done_ms: None,
+            outcome: Outcome::InFlight,
+            error: None,
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["kind"], "write");
+        assert_eq!(v["outcome"], "inflight");
+        let back: Entry = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+        for o in [
+            Outcome::Acked,
+            Outcome::Failed,
+            Outcome::Unknown,
+            Outcome::Ok,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+        assert_eq!(Outcome::Unknown.as_str(), "unknown");
+    }
+}

@@ -366,3 +366,47 @@ async fn a_moved_name_is_followed_when_the_old_primary_turns_read_only() {
         stats.connections_opened
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_run_bounds_both_setup_and_the_session() {
+    // Nothing listens: setup retries until max_run, then fails without "starting".
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let nowhere = runbook_caps::ConnectInfo {
+        host: "127.0.0.1".into(),
+        port: closed,
+        user: "postgres".into(),
+        password: String::new(),
+        database: "postgres".into(),
+    };
+    let resolver = Counting::new(nowhere, None);
+    let sink = TestSink::default();
+    let mut cfg = config("nowhere");
+    cfg.max_run = Duration::from_millis(1500);
+    let err = run(cfg, resolver.clone(), Box::new(sink.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "E-TRAFFIC-CONNECT", "{err}");
+    assert_eq!(sink.get(|r| r.batches), 0);
+    // Retried with backoff, not in a tight loop.
+    let calls = resolver.calls.load(Ordering::Relaxed);
+    assert!((2..=20).contains(&calls), "{calls} attempts");
+
+    // Reachable: the session stops by itself at max_run.
+    let pg = Pg::start();
+    let mut cfg = config("bounded");
+    cfg.max_run = Duration::from_secs(2);
+    let sink = TestSink::default();
+    let stats = run(cfg, Counting::new(pg.info(), None), Box::new(sink.clone()))
+        .await
+        .expect("run");
+    assert_eq!(stats.stop_reason, runbook_traffic::StopReason::MaxRun);
+    assert!(
+        stats.acked >= 20 && stats.failed + stats.unknown == 0,
+        "{stats:?}"
+    );
+    assert_eq!(sink.get(|r| r.writes().len()) as u64, stats.writes_sent);
+    assert!(stats.stopped_ms - stats.started_ms >= 2_000);
+}
