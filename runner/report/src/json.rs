@@ -12,6 +12,7 @@ struct Out<'a> {
     schema: &'static str,
     verdict: Verdict,
     missed_targets: Vec<String>,
+    reasons: Vec<String>,
     #[serde(flatten)]
     game_day: &'a GameDay,
 }
@@ -23,12 +24,13 @@ struct In {
     game_day: GameDay,
 }
 
-/// Pretty JSON: `schema`, `verdict`, `missed_targets`, then the [`GameDay`] fields.
+/// Pretty JSON: `schema`, `verdict`, `missed_targets`, `reasons`, then the [`GameDay`] fields.
 pub fn render_json(g: &GameDay) -> String {
     let out = Out {
         schema: SCHEMA_ID,
         verdict: g.verdict(),
         missed_targets: g.missed_targets(),
+        reasons: g.reasons(),
         game_day: g,
     };
     // Plain data with string keys: serialisation cannot fail (non-finite floats become null).

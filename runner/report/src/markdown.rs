@@ -65,9 +65,10 @@ pub fn render_markdown(g: &GameDay) -> String {
         g.execution_id.replace('`', "'"),
     );
     let missed = g.missed_targets();
-    if !missed.is_empty() {
-        s.push_str("**Missed targets:**\n");
-        for x in &missed {
+    let reasons = g.reasons();
+    if !reasons.is_empty() {
+        s.push_str("**Why:**\n");
+        for x in &reasons {
             let _ = writeln!(s, "- {}", md_escape(x));
         }
         s.push('\n');

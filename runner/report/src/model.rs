@@ -244,6 +244,30 @@ impl GameDay {
         Verdict::Pass
     }
 
+    /// Why the verdict is what it is, one line each: missed targets, failed checks, a
+    /// failed execution; for an inconclusive run, what it did not get to. Empty on Pass.
+    pub fn reasons(&self) -> Vec<String> {
+        let mut out = self.missed_targets();
+        for c in self.checks.iter().filter(|c| !c.passed) {
+            out.push(format!("check failed: {}", c.name));
+        }
+        if self.status == "FAILED" {
+            out.push("execution FAILED".to_string());
+        }
+        if self.verdict() == Verdict::Inconclusive {
+            if self.measured.total_writes() == 0 {
+                out.push("no client traffic was recorded".to_string());
+            }
+            if self.fault.injected_at_ms.is_none() {
+                out.push("no fault was injected".to_string());
+            }
+            if !ran_to_end(&self.status) {
+                out.push(format!("execution {}", self.status));
+            }
+        }
+        out
+    }
+
     /// When clients saw the database back: injection + measured RTO.
     pub fn recovered_at_ms(&self) -> Option<i64> {
         let inj = self.fault.injected_at_ms?;
@@ -442,6 +466,30 @@ mod tests {
         g.status = "FAILED".into();
         assert!(g.missed_targets().is_empty());
         assert_eq!(g.verdict(), Verdict::Fail);
+    }
+
+    #[test]
+    fn reasons_explain_the_verdict() {
+        assert!(passing().reasons().is_empty());
+        let mut g = passing();
+        g.measured.rto_seconds = Some(9.0);
+        g.checks[0].passed = false;
+        g.status = "FAILED".into();
+        assert_eq!(
+            g.reasons(),
+            vec![
+                "RTO 9 s exceeds target 5 s",
+                "check failed: steady state",
+                "execution FAILED"
+            ]
+        );
+        let mut g = passing();
+        g.measured = Measured::default();
+        g.status = "ABORTED".into();
+        assert_eq!(
+            g.reasons(),
+            vec!["no client traffic was recorded", "execution ABORTED"]
+        );
     }
 
     #[test]

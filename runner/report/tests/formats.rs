@@ -15,6 +15,7 @@ fn json_round_trips_with_schema_and_verdict() {
     assert_eq!(v["schema"], SCHEMA_ID);
     assert_eq!(v["verdict"], "FAIL");
     assert_eq!(v["missed_targets"][0], "RTO 12.4 s exceeds target 5 s");
+    assert_eq!(v["reasons"][1], "check failed: topology restored");
     assert_eq!(v["series"]["writes"].as_array().unwrap().len(), 90);
     let back: GameDay = parse_json(&text).unwrap();
     assert!(
@@ -117,7 +118,9 @@ fn markdown_summarises_and_escapes() {
         md.starts_with("## ❌ Game day FAIL: gameday \\<region-loss\\> on `dev`"),
         "{md}"
     );
-    assert!(md.contains("- RTO 12.4 s exceeds target 5 s"));
+    assert!(md.contains(
+        "**Why:**\n- RTO 12.4 s exceeds target 5 s\n- check failed: topology restored\n"
+    ));
     assert!(md.contains("| RTO (client-seen) | ≤ 5 s | 12.4 s | ❌ |"));
     assert!(md.contains("| topology restored | ❌ |"));
     assert!(!md.contains("<script>"), "raw HTML leaked: {md}");
@@ -146,4 +149,25 @@ fn render_all_writes_every_format() {
     for (p, f) in paths.iter().zip(Format::ALL) {
         assert_eq!(std::fs::read_to_string(p).unwrap(), render(&g, f));
     }
+}
+
+#[test]
+fn a_ten_minute_game_day_stays_a_small_page() {
+    // 30,000 ledger entries become 600 buckets: the page size follows the duration, not
+    // the write rate.
+    let g = common::game_day(&common::Sim {
+        seconds: 600,
+        writes_per_s: 50,
+        fault_at_s: 240,
+        outage_ms: 4_200,
+        failback_at_s: 420,
+    });
+    assert_eq!(g.series.writes.len(), 600);
+    assert_eq!(g.verdict(), runbook_report::Verdict::Fail); // the failed check
+    assert!(g.missed_targets().is_empty());
+    let html = runbook_report::render_html(&g);
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report-browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("report-10min.html"), &html).unwrap();
+    assert!(html.len() < 400_000, "{} bytes", html.len());
 }

@@ -108,6 +108,14 @@ impl Drop for Running {
             libc::kill(-pid, libc::SIGKILL);
         }
         let _ = self.child.wait();
+        // Killed members (the wrapper script's subshells, renderers) take a moment to
+        // finish exiting; wait for the group to empty so callers see no stragglers.
+        // Bounded: orphaned zombies are reaped by init, which may be slow or absent.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        // SAFETY: signal 0 only checks whether the group still has members.
+        while unsafe { libc::kill(-pid, 0) } == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -281,5 +289,34 @@ mod tests {
         .unwrap();
         let dom = chromium.dump_dom(&page).unwrap();
         assert!(dom.contains("<p id=\"x\">hello &amp; bye</p>"), "{dom}");
+    }
+
+    /// Processes whose command line mentions `needle` (read from /proc).
+    fn processes_mentioning(needle: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                if cmd.contains(needle) {
+                    found.push(cmd);
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn timeout_kills_the_browser() {
+        let chromium = Chromium::find()
+            .expect("chromium installed by scripts/setup.sh")
+            .with_timeout(Duration::from_millis(50));
+        let dir = tempfile::tempdir().unwrap();
+        let page = dir.path().join("slow-start-marker.html");
+        std::fs::write(&page, "<p>x</p>").unwrap();
+        let err = chromium.dump_dom(&page).unwrap_err();
+        assert_eq!(err.code(), "chromium.timeout", "{err}");
+        // Killed and reaped before returning: nothing still runs with the page's URL.
+        let left = processes_mentioning("slow-start-marker");
+        assert!(left.is_empty(), "left running: {left:?}");
     }
 }

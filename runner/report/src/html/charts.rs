@@ -5,6 +5,7 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::model::{GameDay, Verdict};
 use crate::trend::TrendPoint;
@@ -113,9 +114,11 @@ fn markers<DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
 where
     DB::ErrorType: 'static,
 {
-    for (x, color, text) in [
-        (frame.fault_s, FAULT, "fault injected"),
-        (frame.recovered_s, RECOVERED, "recovered"),
+    // The fault label ends at its line and the recovery label starts at its own, so
+    // the two stay readable when a short outage puts the lines close together.
+    for (x, color, text, h) in [
+        (frame.fault_s, FAULT, "fault injected ", HPos::Right),
+        (frame.recovered_s, RECOVERED, " recovered", HPos::Left),
     ] {
         let Some(x) = x else { continue };
         chart
@@ -126,11 +129,15 @@ where
                 color.stroke_width(2),
             ))
             .map_err(|e| e.to_string())?;
+        let style = (FONT, 16)
+            .into_font()
+            .color(&color)
+            .pos(Pos::new(h, VPos::Top));
         chart
             .draw_series(std::iter::once(Text::new(
                 text.to_string(),
                 (x, y_top),
-                (FONT, 16).into_font().color(&color),
+                style,
             )))
             .map_err(|e| e.to_string())?;
     }

@@ -115,14 +115,19 @@ fn banner(s: &mut String, g: &GameDay, v: Verdict, missed: &[String]) {
             .map(|f| format!(" · took {}", fmt_secs((f - g.started_ms) as f64 / 1000.0)))
             .unwrap_or_default()
     );
-    if !missed.is_empty() {
-        s.push_str("<ul id=\"missed-targets\">");
-        for m in missed {
-            let _ = write!(s, "<li>{}</li>", esc(m));
+    // Missed targets first (marked so they can be told apart), then the other reasons.
+    let reasons = g.reasons();
+    if !reasons.is_empty() {
+        s.push_str("<ul id=\"reasons\">");
+        for r in &reasons {
+            let class = if missed.contains(r) {
+                " class=\"missed\""
+            } else {
+                ""
+            };
+            let _ = write!(s, "<li{class}>{}</li>", esc(r));
         }
         s.push_str("</ul>");
-    } else if v == Verdict::Inconclusive {
-        s.push_str("<p>The run did not get to measure its targets (no client traffic, no fault injected, or stopped early).</p>");
     }
     s.push_str("</header>\n");
 }
