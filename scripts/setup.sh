@@ -3,6 +3,7 @@
 #  - the wasm32-wasip2 Rust target (plugins are built for it)
 #  - PostgreSQL 15 server binaries (the local provider runs real clusters)
 #  - moto in a virtualenv ($HOME/.cache/runbook/venv; the aws provider's tests)
+#  - Chromium (the report tests load the HTML report in a real headless browser)
 set -euo pipefail
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -26,6 +27,16 @@ if ! pg_bin >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql postgresql-contrib >/dev/null
 fi
 log "PostgreSQL binaries: $(pg_bin)"
+
+# Chromium from Debian packages: runner/test-support's harness runs it headless.
+if [ ! -x /usr/bin/chromium ]; then
+  log "installing chromium from Debian packages"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+log "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo missing)"
 
 # moto (an AWS emulator) for the aws provider's tests, in the project's virtualenv.
 MOTO_VERSION=5.2.5   # the newest on PyPI when pinned; also in runner/provider-aws/tests/support/moto.rs
