@@ -76,7 +76,10 @@ pub fn lever(runner: &Runner, command: &LeverCommand) -> anyhow::Result<ExitCode
                     l.reason.map(|r| format!(" ({r})")).unwrap_or_default()
                 );
                 for f in active {
-                    println!("active fault: {} {} (execution {})", f.id, f.kind, f.execution_id);
+                    println!(
+                        "active fault: {} {} (execution {})",
+                        f.id, f.kind, f.execution_id
+                    );
                 }
             }
         }

@@ -282,10 +282,7 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
         println!("child      {}  {}  {}", c.id, c.status, c.name);
     }
     for f in &faults {
-        println!(
-            "fault      {}  {}  {}",
-            f.id, f.kind, f.state
-        );
+        println!("fault      {}  {}  {}", f.id, f.kind, f.state);
     }
     for s in &sessions {
         println!("traffic    {}  {}", s.id, s.state);

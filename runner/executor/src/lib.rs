@@ -17,6 +17,7 @@ mod dryrun;
 mod observe;
 mod plugins;
 mod prepare;
+pub mod report;
 mod services;
 mod traffic;
 
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use runbook_caps::Provider;
 use runbook_engine::{Action, Event, Execution, ExecutionContext, HistoryEvent, Status, Timestamp};
-use runbook_host::{Host, HostConfig};
+use runbook_host::{Host, HostConfig, LogLevel};
 use runbook_journal::{ExecutionRow, Journal, now_ms};
 use serde_json::{Value, json};
 
@@ -541,7 +542,6 @@ impl Runner {
         progress.finished(&outcome);
         Ok(outcome)
     }
-
 }
 
 /// Whether a process exists (signal 0 checks without signalling).

@@ -255,10 +255,14 @@ pub(crate) fn summarize(s: &SessionRow, ledger: &[LedgerRow], lag: Option<f64>) 
     out
 }
 
-fn to_entry(r: &LedgerRow) -> runbook_traffic::Entry {
+pub(crate) fn to_entry(r: &LedgerRow) -> runbook_traffic::Entry {
     use runbook_traffic::{Kind, Outcome};
     runbook_traffic::Entry {
-        kind: if r.kind == "read" { Kind::Read } else { Kind::Write },
+        kind: if r.kind == "read" {
+            Kind::Read
+        } else {
+            Kind::Write
+        },
         id: r.id,
         conn: r.conn,
         sent_ms: r.sent_ms,
@@ -346,7 +350,13 @@ impl runbook_traffic::Sink for JournalSink {
         if !self.started {
             self.started = true;
             self.journal
-                .set_session_state(&self.session, "running", Some(std::process::id()), None, None)
+                .set_session_state(
+                    &self.session,
+                    "running",
+                    Some(std::process::id()),
+                    None,
+                    None,
+                )
                 .map_err(|e| e.to_string())?;
         }
         let rows: Vec<LedgerRow> = batch.entries.iter().map(to_row).collect();
@@ -415,7 +425,9 @@ impl Runner {
             Err(e) => {
                 let msg = format!("{} {e}", e.code());
                 journal.set_session_state(session, "failed", None, Some(now_ms()), Some(&msg))?;
-                Err(RunError::Other(anyhow::anyhow!("traffic session {session}: {msg}")))
+                Err(RunError::Other(anyhow::anyhow!(
+                    "traffic session {session}: {msg}"
+                )))
             }
         }
     }
@@ -434,12 +446,19 @@ async fn verify(
     if matches!(s.state.as_str(), "starting" | "running") {
         return Err(CapError::invalid_state(
             "InvalidSessionState",
-            format!("traffic session {id} is {}: stop it before verifying", s.state),
+            format!(
+                "traffic session {id} is {}: stop it before verifying",
+                s.state
+            ),
         ));
     }
     let spec = spec_of(&s)?;
-    let ledger: Vec<runbook_traffic::Entry> =
-        journal.ledger(id).map_err(internal)?.iter().map(to_entry).collect();
+    let ledger: Vec<runbook_traffic::Entry> = journal
+        .ledger(id)
+        .map_err(internal)?
+        .iter()
+        .map(to_entry)
+        .collect();
     let resolver = Arc::new(ProviderTarget {
         provider: provider.clone(),
         spec: spec.clone(),
@@ -473,8 +492,12 @@ fn measure(runner: &Runner, id: &str, context: &str) -> Result<Value, CapError> 
         })?
     };
     let fault_at = fault_time(&ctx)?;
-    let ledger: Vec<runbook_traffic::Entry> =
-        journal.ledger(id).map_err(internal)?.iter().map(to_entry).collect();
+    let ledger: Vec<runbook_traffic::Entry> = journal
+        .ledger(id)
+        .map_err(internal)?
+        .iter()
+        .map(to_entry)
+        .collect();
     let lag: Vec<runbook_traffic::LagSample> = journal
         .lag_samples(id)
         .map_err(internal)?
@@ -492,29 +515,31 @@ fn measure(runner: &Runner, id: &str, context: &str) -> Result<Value, CapError> 
         .and_then(Value::as_array)
         .map(|a| a.len() as u64);
     // measure-session returns JSON text (a WIT string).
-    Ok(Value::String(json!({
-        "session": id,
-        "state": s.state,
-        "fault-at": fault_at.map(rfc3339),
-        "rto-seconds": m.rto_seconds,
-        "outage": m.outage.as_ref().map(|o| json!({
-            "from": rfc3339(o.from_ms),
-            "to": rfc3339(o.to_ms),
-            "failed": o.failed,
-            "unknown": o.unknown,
-            "first-error": o.first_error,
-        })),
-        "acked": m.acked,
-        "failed": m.failed,
-        "unknown": m.unknown,
-        "lost-writes": lost,
-        "verified": s.verification.is_some(),
-        "latency-p50-ms": m.latency_p50_ms,
-        "latency-p99-ms": m.latency_p99_ms,
-        "lag-at-fault-seconds": m.lag_at_fault_seconds,
-        "max-lag-seconds": m.max_lag_seconds,
-    })
-    .to_string()))
+    Ok(Value::String(
+        json!({
+            "session": id,
+            "state": s.state,
+            "fault-at": fault_at.map(rfc3339),
+            "rto-seconds": m.rto_seconds,
+            "outage": m.outage.as_ref().map(|o| json!({
+                "from": rfc3339(o.from_ms),
+                "to": rfc3339(o.to_ms),
+                "failed": o.failed,
+                "unknown": o.unknown,
+                "first-error": o.first_error,
+            })),
+            "acked": m.acked,
+            "failed": m.failed,
+            "unknown": m.unknown,
+            "lost-writes": lost,
+            "verified": s.verification.is_some(),
+            "latency-p50-ms": m.latency_p50_ms,
+            "latency-p99-ms": m.latency_p99_ms,
+            "lag-at-fault-seconds": m.lag_at_fault_seconds,
+            "max-lag-seconds": m.max_lag_seconds,
+        })
+        .to_string(),
+    ))
 }
 
 fn fault_time(ctx: &Value) -> Result<Option<i64>, CapError> {

@@ -29,6 +29,22 @@ pub(crate) fn component_imports(engine: &Engine, component: &Component) -> Vec<S
         .collect()
 }
 
+/// Imports through which the component can call something: an instance imported only
+/// for its types (a `use postgres.{target}` in another interface) calls nothing.
+pub(crate) fn callable_imports(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .filter(|(_, item)| match &item.ty {
+            ComponentItem::ComponentInstance(inst) => inst
+                .exports(engine)
+                .any(|(_, i)| matches!(i.ty, ComponentItem::ComponentFunc(_))),
+            _ => true,
+        })
+        .map(|(n, _)| n.to_string())
+        .collect()
+}
+
 fn items<'a>(
     engine: &Engine,
     it: impl Iterator<Item = (&'a str, ComponentExtern<'a>)>,

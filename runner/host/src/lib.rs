@@ -171,6 +171,8 @@ pub struct Plugin {
     pub source: CacheSource,
     /// Component-level imports (interface names).
     pub imports: Vec<String>,
+    /// The imports it can call functions through (what grants are checked against).
+    callable: Vec<String>,
     pre: bindings::StepPre<StepState>,
 }
 
@@ -187,7 +189,7 @@ impl std::fmt::Debug for Plugin {
 impl Plugin {
     /// Capability services this plugin imports (`rds`, `ec2`, ...), with the import name.
     pub fn capability_imports(&self) -> Vec<(&'static str, &str)> {
-        self.imports
+        self.callable
             .iter()
             .filter_map(|imp| service_of_import(imp).map(|s| (s, imp.as_str())))
             .collect()
@@ -560,6 +562,7 @@ impl Host {
         }
         let (component, source) = self.compile(name, bytes, &sha256)?;
         let imports = inspect::component_imports(&self.engine, &component);
+        let callable = inspect::callable_imports(&self.engine, &component);
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
             let msg = format!("{e:#}");
             match imports.iter().find(|i| msg.contains(i.as_str())) {
@@ -582,6 +585,7 @@ impl Host {
             sha256: sha256.clone(),
             source,
             imports,
+            callable,
             pre,
         });
         self.loaded.lock().unwrap().insert(sha256, plugin.clone());

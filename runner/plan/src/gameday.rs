@@ -52,10 +52,11 @@ pub(crate) fn model(plan: &Plan, call: &CapCall) -> Option<Result<Applied, CapEr
         ("traffic", "StartSession") => {
             let spec = call.arg("spec");
             let id = plan.new_id("traffic");
-            Some(Ok(Applied::ok(session(&id, "running"), Effect::Create).detail(format!(
-                "would write {} rows/s through {} over {} connections",
-                spec["writes_per_second"], spec["target"]["endpoint"], spec["connections"]
-            ))))
+            Some(Ok(Applied::ok(session(&id, "running"), Effect::Create)
+                .detail(format!(
+                    "would write {} rows/s through {} over {} connections",
+                    spec["writes_per_second"], spec["target"]["endpoint"], spec["connections"]
+                ))))
         }
         ("traffic", "StopSession") => {
             let id: String = call.arg_as("id").unwrap_or_default();

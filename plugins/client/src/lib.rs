@@ -1,13 +1,11 @@
-//! Game-day steps, in the manner of Chaos Toolkit (steady-state hypothesis, method,
-//! rollbacks) and AWS FIS (actions with stop conditions and a safety lever), measured
-//! from the client's side: the host's `traffic` capability writes through the routed
-//! name like an application and keeps a ledger of every acknowledged write; the
-//! verdict compares what that client saw with the targets.
+//! The game day's application-like client, measured from its own side: the host's
+//! `traffic` capability writes through the routed name like an application and keeps
+//! a ledger of every acknowledged write; the verdict compares what that client saw
+//! with the targets.
 //!
-//! Every op needs its own grants (see `runbooks/gameday.yaml`). Waiting ops fail with
-//! a retryable error (`GameDay.NotSteady`, `GameDay.NotRecovered`) and the Task's
-//! Retry backs off.
-use runbook_plugin_sdk::cap::{fault, postgres, traffic};
+//! Waiting ops fail with a retryable error (`GameDay.NotSteady`,
+//! `GameDay.NotRecovered`) and the Task's Retry backs off.
+use runbook_plugin_sdk::cap::{postgres, traffic};
 use runbook_plugin_sdk::{StepError, export_step, info, warn};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,16 +47,6 @@ impl Target {
 #[derive(Deserialize)]
 #[serde(tag = "Op")]
 enum Op {
-    /// Steady state before anything is touched: the lever is released, the routed name
-    /// takes writes, the replica is in recovery and not lagging beyond the guard.
-    Preflight {
-        #[serde(rename = "Primary")]
-        primary: Target,
-        #[serde(rename = "Replica")]
-        replica: Target,
-        #[serde(rename = "MaxLagSeconds", default = "max_lag")]
-        max_lag_seconds: f64,
-    },
     StartTraffic {
         #[serde(rename = "Target")]
         target: Target,
@@ -82,18 +70,6 @@ enum Op {
         #[serde(rename = "MinAcked", default = "min_acked")]
         min_acked: u64,
     },
-    Inject {
-        #[serde(rename = "Kind")]
-        kind: String,
-        #[serde(rename = "Target")]
-        target: String,
-        #[serde(rename = "Region")]
-        region: String,
-        #[serde(rename = "Params", default)]
-        params: Value,
-        #[serde(rename = "Token")]
-        token: String,
-    },
     /// Recovered once the client has had `Streak` acknowledged writes in a row after
     /// its last failure, and at least one after the fault.
     AwaitRecovery {
@@ -103,10 +79,6 @@ enum Op {
         since: String,
         #[serde(rename = "Streak", default = "streak")]
         streak: u64,
-    },
-    Undo {
-        #[serde(rename = "FaultId")]
-        fault_id: String,
     },
     StopTraffic {
         #[serde(rename = "SessionId")]
@@ -136,9 +108,6 @@ enum Op {
     },
 }
 
-fn max_lag() -> f64 {
-    60.0
-}
 fn wps() -> u32 {
     50
 }
@@ -162,21 +131,6 @@ fn cap(e: runbook_plugin_sdk::CapError) -> StepError {
     e.into()
 }
 
-fn probe(t: &Target) -> Result<(bool, bool, Option<f64>), runbook_plugin_sdk::CapError> {
-    let r = postgres::query(
-        &t.wit(),
-        "SELECT pg_is_in_recovery()::text, current_setting('default_transaction_read_only'), \
-         COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::text, '')",
-        &[],
-    )?;
-    let cell = |i: usize| r.rows.first().and_then(|row| row.get(i).cloned().flatten());
-    Ok((
-        cell(0).as_deref() == Some("true"),
-        cell(1).as_deref() == Some("on"),
-        cell(2).and_then(|s| s.parse().ok()),
-    ))
-}
-
 fn summary_json(s: &traffic::SessionSummary) -> Value {
     serde_json::to_value(s).unwrap_or(Value::Null)
 }
@@ -188,40 +142,6 @@ fn secs(t: &str) -> Result<f64, StepError> {
 
 fn run(op: Op) -> Result<Value, StepError> {
     match op {
-        Op::Preflight { primary, replica, max_lag_seconds } => {
-            let lever = fault::get_lever().map_err(cap)?;
-            if lever.engaged {
-                return Err(StepError::new(
-                    "GameDay.LeverEngaged",
-                    format!(
-                        "the safety lever is engaged ({}); release it with `runbook lever release`",
-                        lever.reason.unwrap_or_default()
-                    ),
-                ));
-            }
-            let mut failures = Vec::new();
-            match probe(&primary) {
-                Ok((false, false, _)) => {}
-                Ok((rec, ro, _)) => failures.push(format!("{} is not writable (in recovery {rec}, read-only {ro})", primary.endpoint)),
-                Err(e) => failures.push(format!("{} unreachable: {} ({})", primary.endpoint, e.message, e.code)),
-            }
-            let mut lag = None;
-            match probe(&replica) {
-                Ok((true, _, l)) => {
-                    lag = l;
-                    if l.is_some_and(|l| l > max_lag_seconds) {
-                        failures.push(format!("{} lags {:.1} s, beyond the guard of {max_lag_seconds} s", replica.endpoint, l.unwrap_or(0.0)));
-                    }
-                }
-                Ok(_) => failures.push(format!("{} is not a replica (not in recovery)", replica.endpoint)),
-                Err(e) => failures.push(format!("{} unreachable: {} ({})", replica.endpoint, e.message, e.code)),
-            }
-            if !failures.is_empty() {
-                return Err(StepError::new("GameDay.SteadyStateFailed", failures.join("; ")));
-            }
-            info!("steady state: {} writable, {} replicating", primary.endpoint, replica.endpoint);
-            Ok(json!({ "Lever": "released", "PrimaryWritable": true, "ReplicaInRecovery": true, "ReplicaLagSeconds": lag }))
-        }
         Op::StartTraffic { target, replica, writes_per_second, reads_per_second, connections, max_seconds, token } => {
             let s = traffic::start_session(&traffic::SessionSpec {
                 target: target.wit(),
@@ -250,12 +170,6 @@ fn run(op: Op) -> Result<Value, StepError> {
             }
             Ok(summary_json(&s))
         }
-        Op::Inject { kind, target, region, params, token } => {
-            let params = if params.is_null() { "{}".to_string() } else { params.to_string() };
-            let f = fault::inject_fault(&fault::FaultSpec { kind, target, region, params, client_token: token }).map_err(cap)?;
-            warn!("fault {} injected: {} on {} ({})", f.id, f.kind, f.target, f.region);
-            Ok(serde_json::to_value(&f).unwrap_or(Value::Null))
-        }
         Op::AwaitRecovery { session_id, since, streak } => {
             let s = traffic::describe_session(&session_id).map_err(cap)?;
             let since_s = secs(&since)?;
@@ -268,11 +182,6 @@ fn run(op: Op) -> Result<Value, StepError> {
                 "GameDay.NotRecovered",
                 format!("{} acknowledged in a row since the last error (need {streak}); last error: {}", s.acked_since_error, s.last_error.unwrap_or_default()),
             ))
-        }
-        Op::Undo { fault_id } => {
-            let f = fault::undo_fault(&fault_id).map_err(cap)?;
-            info!("fault {} undone", f.id);
-            Ok(serde_json::to_value(&f).unwrap_or(Value::Null))
         }
         Op::StopTraffic { session_id } => Ok(summary_json(&traffic::stop_session(&session_id).map_err(cap)?)),
         Op::Verify { session_id } => {

@@ -1,0 +1,334 @@
+//! A game day's report, assembled from the journal alone (execution, children, faults,
+//! the traffic session's ledger and lag samples), so it can be written for an execution
+//! that was killed and resumed, or that is still running. The figures are recomputed
+//! from the client's ledger, never taken from what the runbook itself concluded.
+
+use runbook_journal::{ExecutionRow, HistoryRow, Journal};
+use runbook_report::{
+    Bucket, Check, Event, FaultInfo, GameDay, LagSample, Measured, Phase, Series, Targets,
+};
+use serde_json::Value;
+
+use crate::RunError;
+
+/// Task states of `gameday.yaml` and the phase each belongs to; states of other game
+/// day runbooks show under their own names.
+fn phase_of(state: &str) -> &str {
+    match state {
+        "Preflight" | "StartTraffic" | "SteadyState" => "steady-state",
+        "Inject" | "InjectRunnerCrash" => "inject",
+        "Failover" => "failover",
+        "AwaitRecovery" => "recovery",
+        "Undo" => "undo",
+        "Failback" => "failback",
+        "StopTraffic" | "Verify" | "Evaluate" => "verify",
+        "RollbackUndo" | "StopTrafficAfterFailure" => "rollback",
+        other => other,
+    }
+}
+
+fn num(input: &Value, key: &str) -> Option<f64> {
+    input.get(key).and_then(Value::as_f64)
+}
+
+/// The report of game day `id`; `None` when the execution ran no traffic session
+/// (it is not a game day).
+pub fn gameday_report(journal: &Journal, id: &str) -> Result<Option<GameDay>, RunError> {
+    let row = journal.resolve(id)?;
+    let sessions = journal.sessions_of(std::slice::from_ref(&row.id))?;
+    let Some(session) = sessions.first() else {
+        return Ok(None);
+    };
+    let children = journal.children(&row.id)?;
+    let mut tree = vec![row.id.clone()];
+    tree.extend(children.iter().map(|c| c.id.clone()));
+    let faults = journal.faults_of(&tree)?;
+    let main_fault = faults.iter().find(|f| f.kind != "runner-crash");
+    let ledger: Vec<runbook_traffic::Entry> = journal
+        .ledger(&session.id)?
+        .iter()
+        .map(crate::traffic::to_entry)
+        .collect();
+    let lag = journal.lag_samples(&session.id)?;
+    let fault_at = main_fault.map(|f| f.injected_ms);
+    let lag_samples: Vec<runbook_traffic::LagSample> = lag
+        .iter()
+        .map(|l| runbook_traffic::LagSample {
+            at_ms: l.at_ms,
+            lag: l.lag,
+        })
+        .collect();
+    let m = runbook_traffic::measure(&ledger, &lag_samples, fault_at);
+
+    let verification = session.verification.as_ref();
+    let lost_ids: Vec<u64> = verification
+        .and_then(|v| v.get("acked_missing"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default();
+    let measured = Measured {
+        rto_seconds: m.rto_seconds,
+        lost_writes: lost_ids.len() as u64,
+        lost_ids: lost_ids.clone(),
+        acked_writes: m.acked,
+        failed_writes: m.failed,
+        unknown_writes: m.unknown,
+        unknown_committed: verification
+            .and_then(|v| v.get("unknown_present"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        rpo_seconds: None,
+        lag_at_fault_seconds: m.lag_at_fault_seconds,
+        latency_p50_ms: m.latency_p50_ms,
+        latency_p99_ms: m.latency_p99_ms,
+    };
+
+    let history = journal.history(&row.id)?;
+    let phases = phases(&history, &children);
+    let mut timeline = timeline(&history);
+    for f in &faults {
+        timeline.push(Event {
+            at_ms: f.injected_ms,
+            kind: "fault".into(),
+            text: format!(
+                "{} {} injected ({})",
+                f.id,
+                f.kind,
+                f.record["target"].as_str().unwrap_or("")
+            ),
+        });
+        if let Some(u) = f.undone_ms {
+            timeline.push(Event {
+                at_ms: u,
+                kind: "fault".into(),
+                text: format!("{} {} undone", f.id, f.kind),
+            });
+        }
+    }
+    if let Some(o) = &m.outage {
+        timeline.push(Event {
+            at_ms: o.from_ms,
+            kind: "client".into(),
+            text: format!(
+                "last acknowledged write before the outage ({} failed, {} unknown){}",
+                o.failed,
+                o.unknown,
+                o.first_error
+                    .as_deref()
+                    .map(|e| format!("; first error: {e}"))
+                    .unwrap_or_default()
+            ),
+        });
+        if o.recovered {
+            timeline.push(Event {
+                at_ms: o.to_ms,
+                kind: "client".into(),
+                text: "first acknowledged write after the outage".into(),
+            });
+        }
+    }
+    for c in &children {
+        timeline.push(Event {
+            at_ms: c.started_ms,
+            kind: "child".into(),
+            text: format!("{} started ({})", c.name, c.id),
+        });
+        if let Some(e) = c.ended_ms {
+            timeline.push(Event {
+                at_ms: e,
+                kind: "child".into(),
+                text: format!("{} {}", c.name, c.status),
+            });
+        }
+    }
+    timeline.sort_by_key(|e| e.at_ms);
+
+    let entries: Vec<(i64, Option<i64>, &str)> = ledger
+        .iter()
+        .filter(|e| e.kind == runbook_traffic::Kind::Write)
+        .map(|e| (e.sent_ms, e.done_ms, e.outcome.as_str()))
+        .collect();
+    let writes: Vec<Bucket> = runbook_report::buckets(&entries, 1000);
+    let series = Series {
+        writes,
+        lag: lag
+            .iter()
+            .map(|l| LagSample {
+                t_ms: l.at_ms,
+                lag_seconds: l.lag,
+            })
+            .collect(),
+    };
+
+    Ok(Some(GameDay {
+        execution_id: row.id.clone(),
+        runbook: row.runbook_path.clone(),
+        environment: row.environment.clone(),
+        provider: row.provider.clone().unwrap_or_else(|| "local".into()),
+        fault: FaultInfo {
+            kind: main_fault.map(|f| f.kind.clone()).unwrap_or_else(|| {
+                row.input
+                    .get("Fault")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            }),
+            target: main_fault
+                .and_then(|f| f.record["target"].as_str().map(String::from))
+                .unwrap_or_default(),
+            region: main_fault.and_then(|f| f.record["region"].as_str().map(String::from)),
+            injected_at_ms: fault_at,
+            undone_at_ms: main_fault.and_then(|f| f.undone_ms),
+        },
+        started_ms: row.started_ms,
+        finished_ms: row.ended_ms,
+        status: row.status.clone(),
+        targets: Targets {
+            rto_seconds: num(&row.input, "RtoTargetSeconds").unwrap_or(30.0),
+            max_lost_writes: row
+                .input
+                .get("MaxLostWrites")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            rpo_seconds: num(&row.input, "RpoTargetSeconds"),
+        },
+        measured,
+        phases,
+        timeline,
+        series,
+        checks: checks(&row, &children, verification, &lost_ids),
+        errors: row
+            .error
+            .iter()
+            .map(|e| format!("{e}: {}", row.cause.clone().unwrap_or_default()))
+            .collect(),
+    }))
+}
+
+/// One phase per run of consecutive Task states of the same phase.
+fn phases(history: &[HistoryRow], children: &[ExecutionRow]) -> Vec<Phase> {
+    let mut out: Vec<Phase> = Vec::new();
+    for h in history {
+        let Some(state) = h.state.as_deref() else {
+            continue;
+        };
+        let name = phase_of(state.rsplit('/').next().unwrap_or(state));
+        if h.kind == "TaskStateEntered" {
+            if out.last().is_none_or(|p| {
+                p.name != name || p.finished_ms.is_some() && p.status != "SUCCEEDED"
+            }) {
+                out.push(Phase {
+                    name: name.to_string(),
+                    started_ms: h.at_ms,
+                    finished_ms: None,
+                    status: "RUNNING".into(),
+                    execution_id: None,
+                });
+            } else if let Some(p) = out.last_mut() {
+                p.status = "RUNNING".into();
+            }
+        } else if h.kind == "TaskStateExited" {
+            if let Some(p) = out.iter_mut().rev().find(|p| p.name == name) {
+                p.finished_ms = Some(h.at_ms);
+                p.status = "SUCCEEDED".into();
+            }
+        } else if h.kind == "TaskFailed" || h.kind == "TaskTimedOut" {
+            if let Some(p) = out.iter_mut().rev().find(|p| p.name == name) {
+                p.finished_ms = Some(h.at_ms);
+                p.status = "FAILED".into();
+            }
+        }
+    }
+    for p in out.iter_mut() {
+        let runbook = match p.name.as_str() {
+            "failover" => "failover",
+            "failback" => "failback",
+            _ => continue,
+        };
+        if let Some(c) = children.iter().find(|c| c.name == runbook) {
+            p.execution_id = Some(c.id.clone());
+            if c.status != "RUNNING" {
+                p.status = c.status.clone();
+            }
+        }
+    }
+    out
+}
+
+fn timeline(history: &[HistoryRow]) -> Vec<Event> {
+    history
+        .iter()
+        .filter_map(|h| {
+            let state = h.state.as_deref()?;
+            let text = match h.kind.as_str() {
+                "TaskStateEntered" => format!("{state} entered"),
+                "TaskFailed" => format!(
+                    "{state} failed: {} {}",
+                    h.details["error"].as_str().unwrap_or(""),
+                    h.details["cause"]
+                        .as_str()
+                        .unwrap_or("")
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                ),
+                "ExecutionFailed" | "ExecutionSucceeded" | "ExecutionAborted" => h.kind.clone(),
+                _ => return None,
+            };
+            Some(Event {
+                at_ms: h.at_ms,
+                kind: "state".into(),
+                text,
+            })
+        })
+        .collect()
+}
+
+fn checks(
+    row: &ExecutionRow,
+    children: &[ExecutionRow],
+    verification: Option<&Value>,
+    lost: &[u64],
+) -> Vec<Check> {
+    let mut out = Vec::new();
+    out.push(match verification {
+        Some(v) => Check {
+            name: "every acknowledged write read back".into(),
+            passed: lost.is_empty(),
+            detail: format!(
+                "{} checked, {} missing{}",
+                v["checked"],
+                lost.len(),
+                if lost.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (ids {:?})", &lost[..lost.len().min(20)])
+                }
+            ),
+        },
+        None => Check {
+            name: "every acknowledged write read back".into(),
+            passed: false,
+            detail: "not verified (the run stopped before VerifySession)".into(),
+        },
+    });
+    for c in children {
+        out.push(Check {
+            name: format!("{} execution", c.name),
+            passed: c.status == "SUCCEEDED"
+                || (c.name == "failover"
+                    && row.input.get("Fault").and_then(Value::as_str) == Some("slow-link")
+                    && c.error.as_deref() == Some("FailoverRefused")),
+            detail: format!(
+                "{} {}{}",
+                c.id,
+                c.status,
+                c.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+        });
+    }
+    out
+}
