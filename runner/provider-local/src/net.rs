@@ -213,7 +213,7 @@ fn register(ctx: &Ctx, kind: ConnKind) -> (u64, oneshot::Receiver<()>) {
 }
 
 /// Shaping of one spliced connection: added one-way latency, optional throughput cap.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Shape {
     latency: Duration,
     bandwidth_kbps: Option<u64>,
@@ -319,6 +319,17 @@ async fn link_conn(ctx: Arc<Ctx>, region: String, id: String, client: TcpStream)
         return;
     };
     let _ = upstream.set_nodelay(true);
+    // Link settings changed while this connection was being set up (a slow-link fault
+    // injected or undone): drop it, so the replica retries under the new ones instead
+    // of keeping the old shaping for the life of the connection.
+    let now = ctx.read(|s| Shape {
+        latency: Duration::from_millis(s.global.link.latency_ms),
+        bandwidth_kbps: s.global.link.bandwidth_kbps,
+    });
+    if now != shape {
+        debug!(region, id, "link settings changed during setup; retry");
+        return;
+    }
     splice(&ctx, ConnKind::Link { region, id }, client, upstream, shape).await;
 }
 

@@ -61,6 +61,14 @@ async fn count(c: &tokio_postgres::Client, table: &str) -> Option<i64> {
         .map(|r| r.get(0))
 }
 
+async fn ci_port(env: &Env) -> u16 {
+    env.provider
+        .connect_info(&target(PRIMARY, US))
+        .await
+        .unwrap()
+        .port
+}
+
 fn code(r: Result<Value, CapError>) -> String {
     match r {
         Ok(v) => panic!("expected an error, got {v}"),
@@ -134,6 +142,16 @@ async fn writer_crash_fails_over_to_the_multi_az_standby() {
     assert_eq!(count(&c, "t").await, Some(100));
     c.batch_execute("INSERT INTO t VALUES (101)").await.unwrap();
     assert_eq!(count(&c, "t").await, Some(101));
+
+    // connect_info: `host:port` is taken as is.
+    let port = ci_port(&env).await;
+    let ci = env
+        .provider
+        .connect_info(&target(&format!("127.0.0.1:{port}"), US))
+        .await
+        .unwrap();
+    assert_eq!(ci.port, port);
+    assert_eq!(ci.user, "postgres");
 
     let u = undo(&env, &f).await;
     assert_eq!(u["state"], "undone");
@@ -423,6 +441,15 @@ async fn link_faults_make_the_replica_lag_and_undo_catches_up() {
             .is_none(),
         "a row crossed a cut link"
     );
+    // The fault outlives its daemon: undo after a SIGKILL still heals the link.
+    let pid = env.provider.daemon_pid().expect("daemon running");
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    env.wait_until("daemon dead", Duration::from_secs(10), || async {
+        !alive(pid)
+    })
+    .await;
     undo(&env, &f).await;
     let t = visible_after(&p, &r, 5, Duration::from_secs(60)).await;
     assert!(
