@@ -16,6 +16,24 @@ enum Op {
         #[serde(rename = "Username", default = "postgres")]
         username: String,
     },
+    /// Make sure the secret has a replica in each of `ReplicaRegions` (Secrets Manager
+    /// replica regions), so its value stays readable when `Region` is lost.
+    EnsureReplicas {
+        #[serde(rename = "Region")]
+        region: String,
+        #[serde(rename = "Name")]
+        name: String,
+        #[serde(rename = "ReplicaRegions")]
+        replica_regions: Vec<String>,
+    },
+    /// Remove every replica region (before deleting the secret, which Secrets Manager
+    /// refuses while replicas exist). A missing secret is nothing to do.
+    RemoveReplicas {
+        #[serde(rename = "Region")]
+        region: String,
+        #[serde(rename = "Name")]
+        name: String,
+    },
     Delete {
         #[serde(rename = "Region")]
         region: String,
@@ -57,6 +75,49 @@ fn run(op: Op) -> Result<Value, StepError> {
             )?;
             info!("created secret {name}");
             Ok(json!({ "Arn": s.arn, "Name": s.name, "Created": true }))
+        }
+        Op::EnsureReplicas { region, name, replica_regions } => {
+            let s = secretsmanager::describe_secret(&region, &name)?;
+            let missing: Vec<String> = replica_regions
+                .iter()
+                .filter(|r| **r != region)
+                .filter(|r| !s.replication_status.iter().any(|x| &x.region == *r && x.status != "Failed"))
+                .cloned()
+                .collect();
+            let s = if missing.is_empty() {
+                s
+            } else {
+                let s = secretsmanager::replicate_secret_to_regions(&region, &name, &missing)?;
+                info!("replicated secret {name} to {}", missing.join(", "));
+                s
+            };
+            if let Some(failed) = s.replication_status.iter().find(|x| x.status == "Failed") {
+                return Err(StepError::new(
+                    "ReplicationFailed",
+                    format!(
+                        "secret {name} cannot be replicated to {}: {}",
+                        failed.region,
+                        failed.status_message.clone().unwrap_or_default()
+                    ),
+                ));
+            }
+            let regions: Vec<&str> = s.replication_status.iter().map(|x| x.region.as_str()).collect();
+            Ok(json!({ "Name": s.name, "ReplicaRegions": regions, "Added": missing }))
+        }
+        Op::RemoveReplicas { region, name } => {
+            let s = match secretsmanager::describe_secret(&region, &name) {
+                Ok(s) => s,
+                Err(e) if e.kind == runbook_plugin_sdk::ErrorKind::NotFound => {
+                    return Ok(json!({ "Removed": Vec::<String>::new() }));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let regions: Vec<String> = s.replication_status.iter().map(|x| x.region.clone()).collect();
+            if !regions.is_empty() {
+                secretsmanager::remove_regions_from_replication(&region, &name, &regions)?;
+                info!("removed replicas of {name} in {}", regions.join(", "));
+            }
+            Ok(json!({ "Removed": regions }))
         }
         Op::Delete { region, name } => {
             let gone = runbook_plugin_sdk::deleted(secretsmanager::delete_secret(&region, &name, true))?;

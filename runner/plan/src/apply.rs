@@ -7,6 +7,7 @@ use runbook_caps::types::common::Tag;
 use runbook_caps::types::ec2::{
     IpPermission, Route, RouteTable, SecurityGroup, Subnet, Vpc, VpcEndpoint, VpcPeeringConnection,
 };
+use runbook_caps::types::fault::{Fault, FaultSpec};
 use runbook_caps::types::rds::{
     CreateDbInstanceRequest, CreateReadReplicaRequest, DbInstance, DbParameterGroup, DbSnapshot,
     DbSubnetGroup, DeleteDbInstanceRequest, ModifyDbInstanceRequest, Parameter,
@@ -16,7 +17,7 @@ use runbook_caps::types::route53::{
     Change, ChangeAction, ChangeInfo, HealthCheck, HealthCheckConfig, HostedZone, RecordSet,
     ZoneVpc, fqdn, zone_id,
 };
-use runbook_caps::types::secretsmanager::{CreateSecretRequest, Secret};
+use runbook_caps::types::secretsmanager::{CreateSecretRequest, ReplicationStatus, Secret};
 use runbook_caps::{CapCall, CapError, ErrorKind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -1292,6 +1293,104 @@ impl Plan {
                 let name = self.overlay().secret_name(r, &id);
                 self.delete(Kind::Secret, r, &name, "ResourceNotFoundException")
                     .await
+            }
+
+            ("secretsmanager", "ReplicateSecretToRegions") => {
+                let id: String = arg!("secret_id");
+                let add: Vec<String> = arg!("add_replica_regions");
+                let name = self.overlay().secret_name(r, &id);
+                let mut cur = need!(
+                    self,
+                    Secret,
+                    Kind::Secret,
+                    r,
+                    &name,
+                    "ResourceNotFoundException",
+                    Effect::Update
+                );
+                let new: Vec<&String> = add
+                    .iter()
+                    .filter(|x| x.as_str() != r)
+                    .filter(|x| !cur.replication_status.iter().any(|s| &s.region == *x))
+                    .collect();
+                if new.is_empty() {
+                    return Applied::ok(v(&cur), Effect::NoOp).detail(add.join(", "));
+                }
+                for x in &new {
+                    cur.replication_status.push(ReplicationStatus {
+                        region: x.to_string(),
+                        status: "InSync".into(),
+                        status_message: None,
+                    });
+                    let replica = Secret {
+                        arn: cur.arn.replacen(&format!(":{r}:"), &format!(":{x}:"), 1),
+                        primary_region: Some(r.to_string()),
+                        replication_status: Vec::new(),
+                        ..cur.clone()
+                    };
+                    self.put(Kind::Secret, x, v(&replica));
+                }
+                cur.primary_region = Some(r.to_string());
+                self.put(Kind::Secret, r, v(&cur));
+                let regions: Vec<&str> = new.iter().map(|x| x.as_str()).collect();
+                Applied::ok(v(&cur), Effect::Update)
+                    .detail(format!("replicate {name} to {}", regions.join(", ")))
+            }
+            ("secretsmanager", "RemoveRegionsFromReplication") => {
+                let id: String = arg!("secret_id");
+                let remove: Vec<String> = arg!("remove_replica_regions");
+                let name = self.overlay().secret_name(r, &id);
+                let mut cur = need!(
+                    self,
+                    Secret,
+                    Kind::Secret,
+                    r,
+                    &name,
+                    "ResourceNotFoundException",
+                    Effect::Update
+                );
+                let before = cur.replication_status.len();
+                cur.replication_status
+                    .retain(|x| !remove.contains(&x.region));
+                if cur.replication_status.len() == before {
+                    return Applied::ok(v(&cur), Effect::NoOp).detail(remove.join(", "));
+                }
+                if cur.replication_status.is_empty() {
+                    cur.primary_region = None;
+                }
+                for x in &remove {
+                    self.gone(Kind::Secret, x, &name);
+                }
+                self.put(Kind::Secret, r, v(&cur));
+                Applied::ok(v(&cur), Effect::Update)
+                    .detail(format!("stop replicating {name} to {}", remove.join(", ")))
+            }
+
+            // ---- fault (game days): recorded, never injected by a plan ----
+            ("fault", "InjectFault") => {
+                let spec: FaultSpec = arg!("spec");
+                let detail = format!("would inject {} on {}", spec.kind, spec.target);
+                let fault = Fault {
+                    id: self.new_id("fault"),
+                    kind: spec.kind,
+                    target: spec.target,
+                    region: spec.region,
+                    state: "active".into(),
+                    injected_at: String::new(),
+                    undone_at: None,
+                    details: json!({"planned": true}).to_string(),
+                };
+                Applied::ok(v(&fault), Effect::Action).detail(detail)
+            }
+            ("fault", "UndoFault") => {
+                let id: String = arg!("id");
+                let fault = Fault {
+                    id: id.clone(),
+                    state: "undone".into(),
+                    details: json!({"planned": true}).to_string(),
+                    ..Default::default()
+                };
+                Applied::ok(v(&fault), Effect::Action).detail(format!("would undo {id}"))
             }
 
             // ---- postgres ----

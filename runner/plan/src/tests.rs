@@ -438,3 +438,94 @@ async fn promoting_clears_the_source_and_topics_are_idempotent() {
         ]
     );
 }
+
+#[tokio::test]
+async fn secret_replication_and_faults_are_modelled() {
+    let (_world, plan, p) = setup();
+    let sm = |action: &str, region: &str, args: Value| {
+        call("secretsmanager", action, Some(region), args)
+    };
+    p.call(sm(
+        "CreateSecret",
+        "us-east-1",
+        json!({"request": {"name": "creds", "description": null, "username": "postgres",
+               "generate_password": null, "tags": []}}),
+    ))
+    .await
+    .unwrap();
+    let s = p
+        .call(sm(
+            "ReplicateSecretToRegions",
+            "us-east-1",
+            json!({"secret_id": "creds", "add_replica_regions": ["eu-west-1"]}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(s["primary_region"], "us-east-1");
+    assert_eq!(s["replication_status"][0]["region"], "eu-west-1");
+    // The planned replica is seen by later reads in its region.
+    let r = p
+        .call(sm(
+            "DescribeSecret",
+            "eu-west-1",
+            json!({"secret_id": "creds"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r["primary_region"], "us-east-1");
+    // Asking again changes nothing.
+    p.call(sm(
+        "ReplicateSecretToRegions",
+        "us-east-1",
+        json!({"secret_id": "creds", "add_replica_regions": ["eu-west-1"]}),
+    ))
+    .await
+    .unwrap();
+    p.call(sm(
+        "RemoveRegionsFromReplication",
+        "us-east-1",
+        json!({"secret_id": "creds", "remove_replica_regions": ["eu-west-1"]}),
+    ))
+    .await
+    .unwrap();
+    let gone = p
+        .call(sm(
+            "DescribeSecret",
+            "eu-west-1",
+            json!({"secret_id": "creds"}),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code, "ResourceNotFoundException");
+
+    let f = p
+        .call(call(
+            "fault",
+            "InjectFault",
+            None,
+            json!({"spec": {"kind": "region-loss", "target": "us-east-1", "region": "us-east-1",
+                   "params": "", "client_token": "t"}}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(f["state"], "active");
+    let calls = plan.calls();
+    let effects: Vec<(&str, Effect)> = calls
+        .iter()
+        .map(|c| (c.action.as_str(), c.effect))
+        .collect();
+    assert_eq!(
+        effects,
+        [
+            ("CreateSecret", Effect::Create),
+            ("ReplicateSecretToRegions", Effect::Update),
+            ("ReplicateSecretToRegions", Effect::NoOp),
+            ("RemoveRegionsFromReplication", Effect::Update),
+            ("InjectFault", Effect::Action),
+        ]
+    );
+    assert_eq!(
+        calls[4].detail.as_deref(),
+        Some("would inject region-loss on us-east-1")
+    );
+}

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use runbook_caps::{BoxFuture, CapCall, CapError, Provider};
+use runbook_caps::types::postgres::Target;
+use runbook_caps::{BoxFuture, CapCall, CapError, ConnectInfo, Provider};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -318,6 +319,32 @@ impl Provider for LocalProvider {
                 Err(LocalError::Cap(e)) => Err(e),
                 Err(e) => Err(CapError::unavailable(e.to_string())),
             }
+        })
+    }
+
+    fn connect_info<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> BoxFuture<'a, Result<ConnectInfo, CapError>> {
+        Box::pin(async move {
+            let v = match self
+                .request(&Request::ConnectInfo {
+                    target: target.clone(),
+                })
+                .await
+            {
+                Ok(v) => v,
+                Err(LocalError::Cap(e)) => return Err(e),
+                Err(e) => return Err(CapError::unavailable(e.to_string())),
+            };
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            Ok(ConnectInfo {
+                host: s("host"),
+                port: v["port"].as_u64().unwrap_or_default() as u16,
+                user: s("user"),
+                password: s("password"),
+                database: s("database"),
+            })
         })
     }
 }

@@ -230,6 +230,7 @@ async fn handle(ctx: &Arc<Ctx>, req: Request) -> Result<Value, CapError> {
             out
         }
         Request::Status => Ok(status(ctx)),
+        Request::ConnectInfo { target } => crate::query::connect_info(ctx, &target),
         Request::Endpoint { name } => crate::net::endpoint_addr(ctx, &name),
         Request::Crash {
             instance,
@@ -272,7 +273,10 @@ async fn handle(ctx: &Arc<Ctx>, req: Request) -> Result<Value, CapError> {
 }
 
 pub(crate) async fn dispatch(ctx: &Arc<Ctx>, call: CapCall) -> Result<Value, CapError> {
+    let gate = crate::fault::gate(ctx, &call);
     let out = match call.service.as_str() {
+        _ if gate.is_err() => gate.map(|()| Value::Null),
+        "fault" => crate::fault::handle(ctx, &call).await,
         "rds" => crate::rds::handle(ctx, &call).await,
         "secretsmanager" => crate::secrets::handle(ctx, &call),
         "ec2" => crate::ec2::handle(ctx, &call),

@@ -12,6 +12,7 @@ mod cloudwatch;
 mod daemon;
 mod ec2;
 mod error;
+mod fault;
 mod health;
 mod ids;
 mod layout;
@@ -23,6 +24,7 @@ mod query;
 mod rds;
 mod route53;
 mod secrets;
+mod secrets_replica;
 mod sns;
 mod state;
 

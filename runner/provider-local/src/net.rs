@@ -212,26 +212,42 @@ fn register(ctx: &Ctx, kind: ConnKind) -> (u64, oneshot::Receiver<()>) {
     (cid, rx)
 }
 
-async fn splice(
-    ctx: &Ctx,
-    kind: ConnKind,
-    client: TcpStream,
-    upstream: TcpStream,
+/// Shaping of one spliced connection: added one-way latency, optional throughput cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Shape {
     latency: Duration,
-) {
+    bandwidth_kbps: Option<u64>,
+}
+
+async fn splice(ctx: &Ctx, kind: ConnKind, client: TcpStream, upstream: TcpStream, shape: Shape) {
     let (cid, kill) = register(ctx, kind);
     let (cr, cw) = client.into_split();
     let (ur, uw) = upstream.into_split();
     tokio::select! {
-        _ = async { tokio::join!(pump(cr, uw, latency), pump(ur, cw, latency)) } => {}
+        _ = async { tokio::join!(pump(cr, uw, shape), pump(ur, cw, shape)) } => {}
         _ = kill => {}
     }
     ctx.net.conns.lock().expect("conns").remove(&cid);
 }
 
-/// Copy one direction, delaying every chunk by `latency` without limiting throughput.
-async fn pump(mut r: OwnedReadHalf, mut w: OwnedWriteHalf, latency: Duration) {
-    if latency.is_zero() {
+/// Close every cross-region connection, so the replicas reconnect under the current
+/// link settings (latency and bandwidth are fixed per connection).
+pub(crate) fn reset_link_conns(ctx: &Ctx) {
+    ctx.net
+        .conns
+        .lock()
+        .expect("conns")
+        .retain(|_, c| !matches!(c.kind, ConnKind::Link { .. }));
+}
+
+/// Copy one direction, delaying every chunk by the latency and, with a bandwidth cap,
+/// releasing chunks no faster than the cap allows.
+async fn pump(mut r: OwnedReadHalf, mut w: OwnedWriteHalf, shape: Shape) {
+    let Shape {
+        latency,
+        bandwidth_kbps,
+    } = shape;
+    if latency.is_zero() && bandwidth_kbps.is_none() {
         let _ = tokio::io::copy(&mut r, &mut w).await;
         let _ = w.shutdown().await;
         return;
@@ -255,7 +271,17 @@ async fn pump(mut r: OwnedReadHalf, mut w: OwnedWriteHalf, latency: Duration) {
         }
     };
     let writer = async move {
+        let mut free = Instant::now();
         while let Some((at, data)) = rx.recv().await {
+            let at = match bandwidth_kbps {
+                // kbit/s = bits per millisecond.
+                Some(kbps) => {
+                    let send = Duration::from_micros(data.len() as u64 * 8 * 1000 / kbps.max(1));
+                    free = free.max(at) + send;
+                    free
+                }
+                None => at,
+            };
             tokio::time::sleep_until(at).await;
             if w.write_all(&data).await.is_err() {
                 break;
@@ -278,8 +304,11 @@ async fn link_conn(ctx: Arc<Ctx>, region: String, id: String, client: TcpStream)
             return;
         }
     };
-    let latency = Duration::from_millis(ctx.read(|s| s.global.link.latency_ms));
-    tokio::time::sleep(latency).await;
+    let shape = ctx.read(|s| Shape {
+        latency: Duration::from_millis(s.global.link.latency_ms),
+        bandwidth_kbps: s.global.link.bandwidth_kbps,
+    });
+    tokio::time::sleep(shape.latency).await;
     let Ok(Ok(upstream)) = tokio::time::timeout(
         Duration::from_secs(3),
         TcpStream::connect((Ipv4Addr::LOCALHOST, port)),
@@ -290,14 +319,18 @@ async fn link_conn(ctx: Arc<Ctx>, region: String, id: String, client: TcpStream)
         return;
     };
     let _ = upstream.set_nodelay(true);
-    splice(
-        &ctx,
-        ConnKind::Link { region, id },
-        client,
-        upstream,
-        latency,
-    )
-    .await;
+    // Link settings changed while this connection was being set up (a slow-link fault
+    // injected or undone): drop it, so the replica retries under the new ones instead
+    // of keeping the old shaping for the life of the connection.
+    let now = ctx.read(|s| Shape {
+        latency: Duration::from_millis(s.global.link.latency_ms),
+        bandwidth_kbps: s.global.link.bandwidth_kbps,
+    });
+    if now != shape {
+        debug!(region, id, "link settings changed during setup; retry");
+        return;
+    }
+    splice(&ctx, ConnKind::Link { region, id }, client, upstream, shape).await;
 }
 
 fn source_port(s: &State, region: &str, id: &str) -> Result<u16, String> {
@@ -578,7 +611,7 @@ async fn endpoint_conn(ctx: Arc<Ctx>, name: String, client: TcpStream) {
         ConnKind::Endpoint { name, target },
         client,
         upstream,
-        Duration::ZERO,
+        Shape::default(),
     )
     .await;
 }
@@ -603,6 +636,17 @@ pub(crate) fn endpoint_addr(ctx: &Ctx, name: &str) -> Result<Value, CapError> {
             "NoSuchRecord",
             format!("no Route 53 record or DB instance named {name}"),
         ))
+    })
+}
+
+/// Ports a new connection to the routed `name` may reach now (empty if not routed).
+pub(crate) fn routed_ports(ctx: &Ctx, name: &str) -> Vec<u16> {
+    let n = normalize(name);
+    ctx.read(|s| {
+        routing_choices(ctx, s, &n)
+            .into_iter()
+            .map(|c| c.2)
+            .collect()
     })
 }
 

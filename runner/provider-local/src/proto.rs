@@ -12,6 +12,10 @@ pub enum Request {
         call: CapCall,
     },
     Status,
+    /// Host, port and credentials for a client of a `postgres` target.
+    ConnectInfo {
+        target: runbook_caps::types::postgres::Target,
+    },
     /// `HOST:PORT` of a Route 53 name's routing endpoint (or of an instance).
     Endpoint {
         name: String,

@@ -12,14 +12,10 @@ use tokio_postgres::SimpleQueryMessage;
 
 use crate::daemon::Ctx;
 
-pub(crate) async fn handle(ctx: &Arc<Ctx>, call: &CapCall) -> Result<Value, CapError> {
-    if call.action != "Query" {
-        return Err(CapError::unsupported(call, "local"));
-    }
-    let target: Target = call.arg_as("target")?;
-    let sql: String = call.arg_as("sql")?;
-    let params: Vec<Option<String>> = call.arg_as("params")?;
-    let port = crate::net::resolve_for_client(ctx, &target.endpoint, target.region.as_deref())
+/// A Route 53 name → its routing endpoint, an instance → its current writer (or replica
+/// head), loopback `host:port` as is.
+fn resolve_port(ctx: &Ctx, target: &Target) -> Result<u16, CapError> {
+    crate::net::resolve_for_client(ctx, &target.endpoint, target.region.as_deref())
         .or_else(|| {
             let (host, port) = target.endpoint.rsplit_once(':')?;
             matches!(host, "127.0.0.1" | "localhost")
@@ -31,7 +27,42 @@ pub(crate) async fn handle(ctx: &Arc<Ctx>, call: &CapCall) -> Result<Value, CapE
                 "EndpointNotFound",
                 format!("{} does not resolve to a local server", target.endpoint),
             )
-        })?;
+        })
+}
+
+/// Where an application connects for `target`, with the credentials of its secret
+/// (read from `secret_region`, a replica region's copy when that is the one named).
+pub(crate) fn connect_info(ctx: &Ctx, target: &Target) -> Result<Value, CapError> {
+    let port = resolve_port(ctx, target)?;
+    crate::fault::secret_region_gate(ctx, &target.secret_region)?;
+    let (user, password) =
+        crate::secrets::credentials(ctx, &target.secret_region, &target.secret_id)?;
+    let database = if target.database.is_empty() {
+        "postgres".to_string()
+    } else {
+        target.database.clone()
+    };
+    Ok(
+        serde_json::json!({"host": "127.0.0.1", "port": port, "user": user,
+                          "password": password, "database": database}),
+    )
+}
+
+pub(crate) async fn handle(ctx: &Arc<Ctx>, call: &CapCall) -> Result<Value, CapError> {
+    if call.action != "Query" {
+        return Err(CapError::unsupported(call, "local"));
+    }
+    let target: Target = call.arg_as("target")?;
+    let sql: String = call.arg_as("sql")?;
+    let params: Vec<Option<String>> = call.arg_as("params")?;
+    let port = resolve_port(ctx, &target)?;
+    if crate::fault::probe_blocked(ctx, &target.endpoint, port) {
+        return Err(CapError::unavailable(format!(
+            "connect to {}: timed out (probe-partition fault)",
+            target.endpoint
+        )));
+    }
+    crate::fault::secret_region_gate(ctx, &target.secret_region)?;
     let (user, password) =
         crate::secrets::credentials(ctx, &target.secret_region, &target.secret_id)?;
     let timeout = Duration::from_millis(u64::from(target.connect_timeout_ms.max(100)));

@@ -1797,6 +1797,10 @@ pub(crate) async fn recover(ctx: &Arc<Ctx>) {
             .collect()
     });
     for (region, rec) in all {
+        if crate::fault::region_lost(ctx, &region) {
+            // A lost region stays down across daemon restarts until its fault is undone.
+            continue;
+        }
         let id = rec.db.identifier.clone();
         let (c, r, i) = (ctx.clone(), region.clone(), id.clone());
         match rec.db.status.as_str() {
@@ -1856,6 +1860,22 @@ pub(crate) async fn recover(ctx: &Arc<Ctx>) {
     }
 }
 
+/// Start the servers of an instance whose postmasters are gone (after a fault), in the
+/// background: `starting`, then `available`.
+pub(crate) fn resume(ctx: &Arc<Ctx>, region: &str, id: &str) {
+    set_status(ctx, region, id, "starting");
+    let (c, r, i) = (ctx.clone(), region.to_string(), id.to_string());
+    spawn_op(ctx, region, id, "resume", Some("available"), async move {
+        let rec = get(&c, &r, &i)?;
+        for n in &rec.nodes {
+            if pg::postmaster_pid(&c.layout.node_dir(&r, &n.name)).is_none() {
+                start_node(&c, &r, n).await?;
+            }
+        }
+        Ok(())
+    });
+}
+
 /// SIGKILL the postmaster serving an instance (all nodes with `all_nodes`).
 pub(crate) fn crash(
     ctx: &Ctx,
@@ -1906,6 +1926,9 @@ pub(crate) fn spawn_multi_az_monitor(ctx: Arc<Ctx>) {
             });
             let mut seen = std::collections::HashSet::new();
             for (region, rec) in candidates {
+                if crate::fault::region_lost(&ctx, &region) {
+                    continue;
+                }
                 let key = format!("{region}/{}", rec.db.identifier);
                 seen.insert(key.clone());
                 let dead =

@@ -12,7 +12,7 @@ use crate::ids;
 use crate::layout::Layout;
 use crate::state::{SecretRec, State};
 
-fn not_found(id: &str) -> CapError {
+pub(crate) fn not_found(id: &str) -> CapError {
     CapError::not_found(
         "ResourceNotFoundException",
         format!("Secrets Manager can't find the specified secret: {id}"),
@@ -51,11 +51,25 @@ pub(crate) fn handle(ctx: &Arc<Ctx>, call: &CapCall) -> Result<Value, CapError> 
                 serde_json::to_value(list).unwrap()
             }))
         }
+        "ReplicateSecretToRegions" => {
+            let id: String = call.arg_as("secret_id")?;
+            let add: Vec<String> = call.arg_as("add_replica_regions")?;
+            crate::secrets_replica::replicate(ctx, &region, &id, &add)
+                .map(|s| serde_json::to_value(s).unwrap())
+        }
+        "RemoveRegionsFromReplication" => {
+            let id: String = call.arg_as("secret_id")?;
+            let remove: Vec<String> = call.arg_as("remove_replica_regions")?;
+            crate::secrets_replica::remove(ctx, &region, &id, &remove)
+                .map(|s| serde_json::to_value(s).unwrap())
+        }
         "DeleteSecret" => {
             let id: String = call.arg_as("secret_id")?;
             let force: bool = call.arg_as("force_delete_without_recovery")?;
             let name = ctx.mutate(|s| {
-                let name = find(s, &region, &id)?.secret.name.clone();
+                let rec = find(s, &region, &id)?;
+                crate::secrets_replica::check_deletable(rec, &region)?;
+                let name = rec.secret.name.clone();
                 let secrets = &mut s.region_mut(&region).secrets;
                 if force {
                     secrets.remove(&name);
@@ -139,7 +153,12 @@ pub(crate) fn find<'a>(s: &'a State, region: &str, id: &str) -> Result<&'a Secre
         .ok_or_else(|| not_found(id))
 }
 
-fn write_value(layout: &Layout, region: &str, name: &str, value: &Value) -> std::io::Result<()> {
+pub(crate) fn write_value(
+    layout: &Layout,
+    region: &str,
+    name: &str,
+    value: &Value,
+) -> std::io::Result<()> {
     use std::io::Write;
     let dir = layout.secrets_dir(region);
     std::fs::create_dir_all(&dir)?;
@@ -189,7 +208,7 @@ pub(crate) fn credentials(ctx: &Ctx, region: &str, id: &str) -> Result<(String, 
     Ok((user, password))
 }
 
-fn read_value(layout: &Layout, region: &str, name: &str) -> Result<Value, CapError> {
+pub(crate) fn read_value(layout: &Layout, region: &str, name: &str) -> Result<Value, CapError> {
     let path = layout.secret_file(region, name);
     let bytes = std::fs::read(&path).map_err(|_| not_found(name))?;
     serde_json::from_slice(&bytes)

@@ -118,6 +118,8 @@ pub struct LinkSettings {
     pub latency_ms: u64,
     /// Cut: no cross-region connection is accepted and existing ones are closed.
     pub partitioned: bool,
+    /// Throughput cap of each cross-region connection (`slow-link`); None = unlimited.
+    pub bandwidth_kbps: Option<u64>,
 }
 
 impl Default for LinkSettings {
@@ -126,6 +128,7 @@ impl Default for LinkSettings {
         LinkSettings {
             latency_ms: 35,
             partitioned: false,
+            bandwidth_kbps: None,
         }
     }
 }
@@ -142,6 +145,24 @@ pub struct GlobalState {
     pub link: LinkSettings,
     /// Seconds between metric samples of the servers.
     pub sample_interval_ms: Option<u64>,
+    /// Faults injected through `fault:InjectFault` and not undone yet, by provider id.
+    pub faults: BTreeMap<String, FaultRec>,
+    /// Regions lost to a `region-loss` fault: their control plane answers
+    /// `ServiceUnavailable` and their servers stay down until the fault is undone.
+    pub lost_regions: BTreeMap<String, String>,
+    /// Instances (`region/id`) the runner's own probes cannot reach (`probe-partition`).
+    pub probe_blocked: BTreeMap<String, String>,
+}
+
+/// An active fault: what undo needs, also when it runs in another process or after a
+/// daemon restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultRec {
+    pub kind: String,
+    pub target: String,
+    pub region: String,
+    pub injected_at: String,
+    pub details: serde_json::Value,
 }
 
 impl State {
