@@ -39,7 +39,7 @@ fi
 log "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo missing)"
 
 # moto (an AWS emulator) for the aws provider's tests, in the project's virtualenv.
-MOTO_VERSION=5.2.5   # the newest on PyPI when pinned; also in runner/provider-aws/tests/support/moto.rs
+MOTO_VERSION=5.2.5   # the newest on PyPI when pinned; also in runner/test-support/src/moto.rs
 VENV="$HOME/.cache/runbook/venv"
 if [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/pip" show moto 2>/dev/null | grep -x "Version: $MOTO_VERSION" >/dev/null; then
   if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then

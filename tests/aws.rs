@@ -6,66 +6,42 @@
 //! database: the canary writes through the routed name are switched off with the
 //! runbooks' `VerifyWrites=false` parameter, and failback stops at its first PostgreSQL
 //! step, said so below. The harness corrects moto's PromoteReadReplica
-//! (`support/moto_fixes.py`), so failover runs to its end.
-
-#[path = "../runner/provider-aws/tests/support/moto.rs"]
-mod moto;
-
-use std::path::{Path, PathBuf};
-use std::process::Command;
+//! (`moto_fixes.py` of runbook-test-support), so failover runs to its end.
 
 use aws_config::Region;
-use moto::Moto;
 use runbook_provider_aws::{AwsOptions, AwsProvider};
+use runbook_test_support::moto::Moto;
+use runbook_test_support::runbook::{RunbookHome, runbook, stdout_json};
 use serde_json::{Value, json};
 
 const E: &str = "us-east-1";
 const W: &str = "eu-west-1";
 
-fn runbook(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../runbooks")
-        .join(name)
-}
-
+/// A moto server, and the `runbook` binary pointed at it with dummy credentials.
 struct Env {
+    // Dropped before moto: nothing the home runs on drop finds moto gone.
+    home: RunbookHome,
     moto: Moto,
-    state: tempfile::TempDir,
 }
 
 impl Env {
     fn new() -> Env {
+        let moto = Moto::start();
         Env {
-            moto: Moto::start(),
-            state: tempfile::tempdir().unwrap(),
+            home: RunbookHome::new().with_env(moto.cli_env()),
+            moto,
         }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
-        c.args(args)
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .env("AWS_ENDPOINT_URL", self.moto.url())
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_SESSION_TOKEN", "testing")
-            .env("AWS_REGION", E)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_PROFILE")
-            .env_remove("RUNBOOK_PLUGIN_PATH");
-        c
     }
 
     /// `runbook run FILE --provider aws --json ARGS...`, which must succeed.
     fn run(&self, file: &str, args: &[&str]) -> Value {
-        self.run_expecting(file, args, 0, "SUCCEEDED")
+        self.home.run_book(&runbook(file), &aws(args), "SUCCEEDED")
     }
 
     /// `runbook run FILE --provider aws --json ARGS...`, which must fail (exit 1,
     /// FAILED). Returns the execution id and the JSON result.
     fn run_fails(&self, file: &str, args: &[&str]) -> (String, Value) {
-        let v = self.run_expecting(file, args, 1, "FAILED");
+        let v = self.home.run_book(&runbook(file), &aws(args), "FAILED");
         let id = v["execution_id"]
             .as_str()
             .expect("execution_id")
@@ -73,33 +49,12 @@ impl Env {
         (id, v)
     }
 
-    fn run_expecting(&self, file: &str, args: &[&str], code: i32, status: &str) -> Value {
-        let path = runbook(file);
-        let mut a = vec!["run", path.to_str().unwrap(), "--provider", "aws", "--json"];
-        a.extend_from_slice(args);
-        let out = self.cmd(&a).output().unwrap();
-        let v = stdout_json(&out, file);
-        assert_eq!(
-            (out.status.code(), v["status"].as_str()),
-            (Some(code), Some(status)),
-            "{file}: {v:#}\nstderr (tail): {}",
-            tail(&String::from_utf8_lossy(&out.stderr), 60)
-        );
-        v
-    }
-
     /// `runbook plan FILE --provider aws --json ARGS...`: the plan's JSON and exit code.
     fn plan(&self, file: &str, args: &[&str]) -> (Option<i32>, Value) {
         let path = runbook(file);
-        let mut a = vec![
-            "plan",
-            path.to_str().unwrap(),
-            "--provider",
-            "aws",
-            "--json",
-        ];
-        a.extend_from_slice(args);
-        let out = self.cmd(&a).output().unwrap();
+        let mut a = vec!["plan", path.to_str().unwrap(), "--json"];
+        a.extend(aws(args));
+        let out = self.home.run(&a);
         (
             out.status.code(),
             stdout_json(&out, &format!("plan {file}")),
@@ -108,9 +63,7 @@ impl Env {
 
     /// `runbook show ID --json`.
     fn show(&self, id: &str) -> Value {
-        let out = self.cmd(&["show", id, "--json"]).output().unwrap();
-        assert!(out.status.success(), "show {id}: {out:?}");
-        serde_json::from_slice(&out.stdout).unwrap()
+        self.home.show(id)
     }
 
     /// SDK configuration for checks: the provider's own (endpoint, HTTP client), with
@@ -130,20 +83,11 @@ impl Env {
     }
 }
 
-/// A command's stdout as the one JSON object `--json` promises.
-fn stdout_json(out: &std::process::Output, what: &str) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{what}: stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+/// `--provider aws`, then `args`.
+fn aws<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["--provider", "aws"];
+    a.extend_from_slice(args);
+    a
 }
 
 fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
@@ -418,7 +362,7 @@ async fn deploy_failover_failback_teardown_on_moto() {
     // policy would see a healthy primary: Force=true promotes anyway. No database runs on
     // moto: VerifyWrites=false skips the canary write through the routed name. The
     // promotion completes because the harness corrects moto's PromoteReadReplica (README
-    // moto gaps, support/moto_fixes.py).
+    // moto gaps, runbook-test-support's moto_fixes.py).
     // First its plan: the promotion and the weight swap, described, and not made.
     let drill = ["--param", "Force=true", "--param", "VerifyWrites=false"];
     let (code, plan) = env.plan("failover.yaml", &drill);

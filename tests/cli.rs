@@ -2,62 +2,17 @@
 //! `--json`), validation before anything runs, the sandbox's errors as seen by an
 //! operator, and resume after the runner is SIGKILLed.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use serde_json::{Value, json};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_runbook")
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/runbooks")
-        .join(name)
-}
-
-struct Env {
-    home: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        Env {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.args(args)
-            .env("RUNBOOK_HOME", self.home.path())
-            .env_remove("RUNBOOK_PLUGIN_PATH");
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-    fn json(&self, args: &[&str]) -> (i32, Value) {
-        let out = self.run(args);
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not one JSON object ({e}): {stdout}\nstderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.code().unwrap(), v)
-    }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use runbook_test_support::runbook::{RunbookHome, bin, fixture, stderr};
+use runbook_test_support::wait;
+use serde_json::json;
 
 #[test]
 fn run_json_prints_exactly_one_object_and_exits_0() {
-    let env = Env::new();
+    let env = RunbookHome::new();
     let (code, v) = env.json(&[
         "run",
         fixture("three-tasks.yaml").to_str().unwrap(),
@@ -75,7 +30,7 @@ fn run_json_prints_exactly_one_object_and_exits_0() {
 
 #[test]
 fn failed_execution_exits_1_with_error_and_cause() {
-    let env = Env::new();
+    let env = RunbookHome::new();
     let (code, v) = env.json(&["run", fixture("fails.yaml").to_str().unwrap(), "--json"]);
     assert_eq!(code, 1);
     assert_eq!(v["status"], "FAILED");
@@ -94,7 +49,7 @@ fn failed_execution_exits_1_with_error_and_cause() {
 
 #[test]
 fn trap_names_plugin_and_state() {
-    let env = Env::new();
+    let env = RunbookHome::new();
     let (code, v) = env.json(&["run", fixture("traps.yaml").to_str().unwrap(), "--json"]);
     assert_eq!(code, 1);
     assert_eq!(v["error"], "Plugin.Trap");
@@ -107,7 +62,7 @@ fn trap_names_plugin_and_state() {
 
 #[test]
 fn invalid_runbook_exits_2_with_file_line_col_and_runs_nothing() {
-    let env = Env::new();
+    let env = RunbookHome::new();
     let file = fixture("bad-next.yaml");
     let out = env.run(&["run", file.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(2));
@@ -121,7 +76,7 @@ fn invalid_runbook_exits_2_with_file_line_col_and_runs_nothing() {
 
 #[test]
 fn ungranted_import_is_refused_before_anything_runs() {
-    let env = Env::new();
+    let env = RunbookHome::new();
     let file = fixture("ungranted.yaml");
     for cmd in ["validate", "run"] {
         let out = env.run(&[cmd, file.to_str().unwrap()]);
@@ -140,7 +95,7 @@ fn ungranted_import_is_refused_before_anything_runs() {
 
 #[test]
 fn ungranted_call_fails_with_states_permissions_and_is_audited() {
-    let env = Env::new();
+    let env = RunbookHome::new();
     let (code, v) = env.json(&[
         "run",
         fixture("denied-at-runtime.yaml").to_str().unwrap(),
@@ -157,7 +112,7 @@ fn ungranted_call_fails_with_states_permissions_and_is_audited() {
 
 #[test]
 fn step_functions_definition_runs_unchanged() {
-    let env = Env::new();
+    let env = RunbookHome::new();
     let (code, v) = env.json(&["run", fixture("sfn-pure.json").to_str().unwrap(), "--json"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(
@@ -169,7 +124,7 @@ fn step_functions_definition_runs_unchanged() {
 
 #[test]
 fn bad_usage_exits_2() {
-    let env = Env::new();
+    let env = RunbookHome::new();
     let out = env.run(&[
         "run",
         fixture("three-tasks.yaml").to_str().unwrap(),
@@ -192,7 +147,7 @@ fn bad_usage_exits_2() {
 
 #[test]
 fn sigkill_mid_run_then_resume_runs_each_completed_task_once() {
-    let env = Env::new();
+    let env = RunbookHome::new();
     let file = fixture("three-tasks.yaml");
     let mut child = env
         .cmd(&["run", file.to_str().unwrap(), "--json"])
@@ -201,33 +156,20 @@ fn sigkill_mid_run_then_resume_runs_each_completed_task_once() {
         .spawn()
         .unwrap();
     // Wait until the second Task has succeeded (the runner is then in PauseTwo).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let id = loop {
-        assert!(
-            Instant::now() < deadline,
-            "the execution never reached Second"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    let id = wait::poll_some(Duration::from_secs(30), Duration::from_millis(100), || {
         let (_, list) = env.json(&["executions", "--json"]);
-        let Some(id) = list
-            .get(0)
-            .and_then(|e| e["execution_id"].as_str())
-            .map(String::from)
-        else {
-            continue;
-        };
+        let id = list.get(0)?["execution_id"].as_str()?.to_string();
         let (_, show) = env.json(&["show", &id, "--json"]);
         let done = show["history"]
             .as_array()
             .unwrap()
             .iter()
             .any(|h| h["kind"] == "TaskSucceeded" && h["state"] == "Second");
-        if done {
-            break id;
-        }
-    };
+        done.then_some(id)
+    })
+    .expect("the execution never reached Second");
     // SIGKILL: no chance to clean up or flush anything.
-    unsafe_kill(child.id());
+    child.kill().unwrap();
     let _ = child.wait();
     let (_, show) = env.json(&["show", &id, "--json"]);
     assert_eq!(
@@ -267,17 +209,9 @@ fn sigkill_mid_run_then_resume_runs_each_completed_task_once() {
     );
 }
 
-fn unsafe_kill(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn redrive_reruns_from_the_failed_state() {
-    let env = Env::new();
+    let env = RunbookHome::new();
     let (code, v) = env.json(&["run", fixture("fails.yaml").to_str().unwrap(), "--json"]);
     assert_eq!(code, 1);
     let id = v["execution_id"].as_str().unwrap();
@@ -298,7 +232,7 @@ fn redrive_reruns_from_the_failed_state() {
 
 #[test]
 fn inspect_graph_schema() {
-    let env = Env::new();
+    let env = RunbookHome::new();
     let wasm = PathBuf::from(runbook_plugins_builtin_path("ungranted"));
     let out = env.run(&["plugin", "inspect", wasm.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
@@ -340,7 +274,7 @@ fn printing_into_a_closed_pipe_ends_quietly() {
     use std::io::Read;
     use std::os::fd::AsRawFd;
     use std::os::unix::process::ExitStatusExt;
-    let env = Env::new();
+    let env = RunbookHome::new();
     // `runbook schema | head -c 1`, with a pipe smaller than the schema (17 KB) so the
     // writer is still writing when the reader leaves.
     let (mut reader, writer) = std::io::pipe().unwrap();

@@ -10,126 +10,44 @@
 //! printed, never asserted on: they are measurements, not pass/fail criteria.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use runbook_test_support::client::{self, Writer, client, missing};
+use runbook_test_support::process::alive;
+use runbook_test_support::runbook::{RunbookHome, runbook};
+use runbook_test_support::wait;
 use serde_json::{Value, json};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_runbook")
-}
-
-fn runbook(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../runbooks")
-        .join(name)
-}
-
-struct Env {
-    home: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        Env {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(bin())
-            .args(args)
-            .env("RUNBOOK_HOME", self.home.path())
-            .env_remove("RUNBOOK_PLUGIN_PATH")
-            .output()
-            .unwrap()
-    }
-    fn text(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "runbook {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-    /// `runbook run FILE --json ARGS...`: the parsed object, after checking the status.
-    fn run_book(&self, file: &Path, extra: &[&str], want: &str) -> Value {
-        let mut args = vec!["run", file.to_str().unwrap(), "--json"];
-        args.extend_from_slice(extra);
-        let out = self.run(&args);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "{args:?}: stdout is not JSON ({e}); stderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        assert_eq!(
-            v["status"],
-            want,
-            "{args:?}: {v:#}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        v
-    }
-    fn daemon_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.home.path().join("local/daemon.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-}
-
-impl Drop for Env {
-    /// Whatever happens, stop the daemon and every server it started.
-    fn drop(&mut self) {
-        if self.daemon_pid().is_some_and(alive) {
-            let _ = self.run(&["local", "down"]);
-        }
-    }
-}
+/// Deadline for the client's progress (it normally takes a fraction of a second).
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// A daemon started on demand by reads alone (here a plan on an empty environment)
 /// does not outlive its quiet period: nothing is left running after a plan.
 #[test]
 fn a_daemon_that_only_served_reads_exits_when_quiet() {
-    let env = Env::new();
-    let out = Command::new(bin())
-        .args([
-            "plan",
-            runbook("failover.yaml").to_str().unwrap(),
-            "--provider",
-            "local",
-        ])
-        .env("RUNBOOK_HOME", env.home.path())
-        .env("RUNBOOK_LOCAL_QUIET_EXIT_SECS", "2")
-        .env_remove("RUNBOOK_PLUGIN_PATH")
-        .output()
-        .unwrap();
+    let env = RunbookHome::new().with_env([("RUNBOOK_LOCAL_QUIET_EXIT_SECS", Some("2"))]);
+    let out = env.run(&[
+        "plan",
+        runbook("failover.yaml").to_str().unwrap(),
+        "--provider",
+        "local",
+    ]);
     let pid = env.daemon_pid().unwrap_or_else(|| {
         panic!(
             "the plan's reads started no daemon: {}",
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    let start = std::time::Instant::now();
-    while alive(pid) && start.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
     assert!(
-        !alive(pid),
+        wait::poll(Duration::from_secs(60), Duration::from_millis(200), || {
+            !alive(pid)
+        }),
         "daemon {pid} still running after a read-only plan"
     );
 }
 
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
-}
-
-fn connect_str(env: &Env) -> String {
+fn connect_str(env: &RunbookHome) -> String {
     let ep = env.text(&["endpoint", "postgres.db-dev.internal"]);
     let secret: Value =
         serde_json::from_str(&env.text(&["secret", "get", "postgres-credentials-dev"])).unwrap();
@@ -141,95 +59,7 @@ fn connect_str(env: &Env) -> String {
     )
 }
 
-async fn client(conn: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let (c, connection) = tokio_postgres::connect(conn, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    Ok(c)
-}
-
-/// First failed write, and the first success after it.
-type Outage = Option<(Instant, Option<Instant>)>;
-
-/// Inserts rows one by one through the routed name, reconnecting on errors, and keeps
-/// the ids the server acknowledged — what a client would believe is stored.
-struct Writer {
-    acked: Arc<Mutex<Vec<i64>>>,
-    stop: Arc<AtomicBool>,
-    /// (first failure, first success after it), for the client-seen outage.
-    outage: Arc<Mutex<Outage>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Writer {
-    fn start(conn: String, first_id: i64) -> Writer {
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let outage = Arc::new(Mutex::new(None));
-        let (a, s, o) = (acked.clone(), stop.clone(), outage.clone());
-        let task = tokio::spawn(async move {
-            let mut id = first_id;
-            let mut c: Option<tokio_postgres::Client> = None;
-            while !s.load(Ordering::Relaxed) {
-                if c.as_ref().is_none_or(|c| c.is_closed()) {
-                    c = client(&conn).await.ok();
-                }
-                let ok = match &c {
-                    Some(cl) => cl
-                        .execute("INSERT INTO acked (id) VALUES ($1)", &[&id])
-                        .await
-                        .is_ok(),
-                    None => false,
-                };
-                let now = Instant::now();
-                {
-                    let mut out = o.lock().unwrap();
-                    if ok {
-                        a.lock().unwrap().push(id);
-                        if let Some((_, end @ None)) = out.as_mut() {
-                            *end = Some(now);
-                        }
-                    } else if out.is_none() {
-                        *out = Some((now, None));
-                    }
-                }
-                if !ok {
-                    c = None;
-                }
-                id += 1;
-                tokio::time::sleep(Duration::from_millis(if ok { 20 } else { 100 })).await;
-            }
-        });
-        Writer {
-            acked,
-            stop,
-            outage,
-            task,
-        }
-    }
-    async fn finish(self) -> (Vec<i64>, Option<Duration>) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap();
-        let outage = self
-            .outage
-            .lock()
-            .unwrap()
-            .and_then(|(a, b)| b.map(|b| b - a));
-        (self.acked.lock().unwrap().clone(), outage)
-    }
-}
-
-async fn missing(conn: &str, acked: &[i64]) -> Vec<i64> {
-    let c = client(conn).await.expect("connect through the routed name");
-    let rows = c.query("SELECT id FROM acked", &[]).await.unwrap();
-    let have: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-    acked
-        .iter()
-        .copied()
-        .filter(|i| !have.contains(i))
-        .collect()
-}
-
-fn instances(env: &Env) -> Value {
+fn instances(env: &RunbookHome) -> Value {
     serde_json::from_str::<Value>(&env.text(&["local", "status"])).unwrap()["regions"].clone()
 }
 
@@ -249,7 +79,7 @@ fn data_dirs(root: &Path, found: &mut Vec<PathBuf>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_failover_failback_teardown_with_real_data() {
-    let env = Env::new();
+    let env = RunbookHome::new();
 
     // Deploy, twice: the second run converges to the same outputs.
     let t = Instant::now();
@@ -332,14 +162,10 @@ async fn deploy_failover_failback_teardown_with_real_data() {
     // Rows through the routed name, acknowledged by the primary.
     let conn = connect_str(&env);
     let c = client(&conn).await.unwrap();
-    c.batch_execute("CREATE TABLE acked (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
-        .await
-        .unwrap();
+    client::create_table(&c).await.unwrap();
     let mut acked: Vec<i64> = Vec::new();
     for id in 1..=200i64 {
-        c.execute("INSERT INTO acked (id) VALUES ($1)", &[&id])
-            .await
-            .unwrap();
+        client::insert(&c, id).await.unwrap();
         acked.push(id);
     }
     drop(c);
@@ -351,7 +177,11 @@ async fn deploy_failover_failback_teardown_with_real_data() {
 
     // Lose the whole primary (both AZs), with a client writing all along.
     let writer = Writer::start(conn.clone(), 1_000);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writing = Instant::now();
+    assert!(
+        writer.wait_acked_since(writing, 5, MINUTE).await,
+        "writes before the crash"
+    );
     env.text(&["local", "crash", "primary-postgres-dev", "--all-nodes"]);
     let fo = env.run_book(&runbook("failover.yaml"), &[], "SUCCEEDED");
     let fo_out = &fo["output"];
@@ -360,7 +190,11 @@ async fn deploy_failover_failback_teardown_with_real_data() {
     assert_eq!(fo_out["Weights"]["replica"], 100);
     assert_eq!(fo_out["Weights"]["primary"], 0);
     assert_eq!(fo_out["Canary"]["Written"], true);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let promoted = Instant::now();
+    assert!(
+        writer.wait_acked_since(promoted, 10, MINUTE).await,
+        "writes go on through the same name after failover"
+    );
     let (during_failover, outage) = writer.finish().await;
     assert!(!during_failover.is_empty());
     // Every row acknowledged before the crash is on the new primary. (Rows a client saw
@@ -384,16 +218,18 @@ async fn deploy_failover_failback_teardown_with_real_data() {
         !r.get::<_, bool>(0),
         "the routed name reaches a writable primary"
     );
-    c.execute("INSERT INTO acked (id) VALUES (500)", &[])
-        .await
-        .unwrap();
+    client::insert(&c, 500).await.unwrap();
     acked.push(500);
     drop(c);
 
     // Failback under a continuous writer: a planned switchover loses nothing.
     let writer = Writer::start(conn.clone(), 100_000);
     let fb = env.run_book(&runbook("failback.yaml"), &[], "SUCCEEDED");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let failed_back = Instant::now();
+    assert!(
+        writer.wait_acked_since(failed_back, 10, MINUTE).await,
+        "writes go on after failback"
+    );
     let (during_failback, fb_outage) = writer.finish().await;
     assert!(
         !during_failback.is_empty(),
@@ -480,11 +316,12 @@ async fn deploy_failover_failback_teardown_with_real_data() {
     let endpoint_port: u16 = endpoint.rsplit_once(':').unwrap().1.parse().unwrap();
     let td = env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
     assert_eq!(td["output"]["Replica"]["Deleted"], true);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while alive(daemon) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert!(!alive(daemon), "the daemon exits once nothing is left");
+    assert!(
+        wait::poll(Duration::from_secs(15), Duration::from_millis(200), || {
+            !alive(daemon)
+        }),
+        "the daemon exits once nothing is left"
+    );
     let servers = Command::new("pgrep")
         .args(["-f", env.home.path().to_str().unwrap()])
         .output()
@@ -503,9 +340,9 @@ async fn deploy_failover_failback_teardown_with_real_data() {
     assert!(dirs.is_empty(), "data directories left: {dirs:?}");
 
     eprintln!(
-        "[dr figures] deploy {deploy_secs:.2} s; failover {} s (runbook), client-seen write outage {:?}; \
+        "[dr figures] deploy {deploy_secs:.2} s; failover {} s (runbook), longest client-seen write outage {:?}; \
          rows acknowledged during the unplanned loss and not replicated: {lost_async} of {}; \
-         failback {} s, write pause {:?}, acknowledged rows lost in failback: {} of {}",
+         failback {} s, longest write pause {:?}, acknowledged rows lost in failback: {} of {}",
         fo_out["DurationSeconds"],
         outage,
         during_failover.len(),

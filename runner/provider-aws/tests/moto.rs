@@ -5,15 +5,11 @@
 //! lacks a call or a behaviour the test says so (comment + an assertion on what moto
 //! does), and the README lists the gap.
 
-mod support {
-    pub mod moto;
-}
-
 use aws_config::Region;
 use runbook_caps::{CapCall, CapError, ErrorKind, Provider};
 use runbook_provider_aws::{AwsOptions, AwsProvider};
+use runbook_test_support::moto::Moto;
 use serde_json::{Value, json};
-use support::moto::Moto;
 
 const E: &str = "us-east-1";
 const W: &str = "eu-west-1";
@@ -23,7 +19,7 @@ struct Env {
     p: AwsProvider,
 }
 
-/// On moto as corrected by `support/moto_fixes.py`.
+/// On moto as corrected by `moto_fixes.py` (runbook-test-support).
 fn env() -> Env {
     env_on(Moto::start())
 }
@@ -576,7 +572,7 @@ async fn rds_primary_replica_and_groups() {
     );
 }
 
-/// moto gap (README), corrected by `support/moto_fixes.py` for every other test: moto
+/// moto gap (README), corrected by `moto_fixes.py` (runbook-test-support) for every other test: moto
 /// 5.2.5's PromoteReadReplica leaves `ReadReplicaSourceDBInstanceIdentifier` on the
 /// promoted instance and the instance in its source's replica list; real RDS clears
 /// both. When moto fixes this, this test fails and the fix (and the gap) can go.
@@ -625,7 +621,7 @@ async fn promote_keeps_the_replica_source_on_unpatched_moto() {
         .await
         .unwrap();
     let fixed = "moto now clears the source on promotion: drop the fix in \
-                 support/moto_fixes.py and this gap from the README";
+                 moto_fixes.py (runbook-test-support) and this gap from the README";
     assert_eq!(
         r.db_instances()[0].read_replica_source_db_instance_identifier(),
         Some(arn),

@@ -1,11 +1,9 @@
 //! The DR topology end to end against real PostgreSQL: Multi-AZ primary, cross-region
 //! replica through the enforced link, routing endpoint with fencing, promote.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use runbook_test_support::local::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

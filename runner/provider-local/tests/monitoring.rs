@@ -1,11 +1,9 @@
 //! CloudWatch metrics and alarms on real servers, SNS delivery, postgres:Query and
 //! dashboards: the ReplicaLag alarm fires when the link is cut and clears after heal.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use runbook_test_support::local::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

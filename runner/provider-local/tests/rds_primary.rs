@@ -1,10 +1,8 @@
 //! RDS on real PostgreSQL: a primary's life cycle, errors, snapshots and restore.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use runbook_test_support::local::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,8 +118,7 @@ async fn primary_lifecycle_snapshot_and_restore() {
         .ok("rds", "CreateDBSnapshot", Some(US), json!({"snapshot_identifier": "snap-1", "instance_identifier": "primary-postgres-dev", "tags": []}))
         .await;
     assert_eq!(snap["status"], "creating");
-    let started = std::time::Instant::now();
-    loop {
+    env.wait_until("snapshot available", Duration::from_secs(30), || async {
         let s = env
             .ok(
                 "rds",
@@ -130,12 +127,9 @@ async fn primary_lifecycle_snapshot_and_restore() {
                 json!({"snapshot_identifier": "snap-1", "instance_identifier": null}),
             )
             .await;
-        if s[0]["status"] == "available" {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "{s}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        s[0]["status"] == "available"
+    })
+    .await;
     env.wait_status(
         US,
         "primary-postgres-dev",

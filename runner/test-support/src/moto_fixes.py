@@ -1,9 +1,10 @@
 """moto's server (`moto_server`'s arguments: -H HOST -p PORT) with corrections where
 moto differs from real AWS in a way the DR runbooks depend on.
 
-Started by `Moto::start` in moto.rs; `Moto::start_unpatched` runs plain `moto_server`,
-and runner/provider-aws/tests/moto.rs asserts that each gap corrected here still exists
-there, so a moto release that fixes one makes that test fail and the fix can go.
+Started by `Moto::start` in moto.rs (runbook-test-support); `Moto::start_unpatched`
+runs plain `moto_server`, and runner/provider-aws/tests/moto.rs asserts that each gap
+corrected here still exists there, so a moto release that fixes one makes that test
+fail and the fix can go.
 """
 
 import sys

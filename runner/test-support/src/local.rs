@@ -1,6 +1,9 @@
-//! Test harness: a provider on a temp state dir whose guard stops every server and the
-//! daemon it started (by PID) and removes the directory, even when a test panics.
-#![allow(dead_code)]
+//! The local provider in a test: a provider on a temp state dir whose guard stops
+//! every server and the daemon it started (by PID) and removes the directory, even
+//! when a test panics; capability calls, status waits, and the seed topology.
+//!
+//! For the integration tests of `runbook-provider-local` (its daemon binary must be
+//! built, which cargo does for that package's tests).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,12 +12,25 @@ use runbook_caps::{CapCall, CapError, Provider};
 use runbook_provider_local::{DaemonLauncher, LocalConfig, LocalProvider};
 use serde_json::{Value, json};
 
+pub use crate::process::alive;
+use crate::process::{cargo_bin, read_pid, signal, stop_pid, wait_dead};
+use crate::wait::poll_async;
+
+/// How often status waits ask again.
+const POLL: Duration = Duration::from_millis(50);
+
 pub const US: &str = "us-east-1";
 pub const EU: &str = "eu-west-1";
 
 pub struct Env {
     pub provider: LocalProvider,
     pub dir: tempfile::TempDir,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Env {
@@ -129,7 +145,7 @@ impl Env {
         want: &str,
         timeout: Duration,
     ) -> Value {
-        let started = Instant::now();
+        let deadline = Instant::now() + timeout;
         let mut seen = Vec::new();
         loop {
             let d = self.describe(region, id).await.expect("describe");
@@ -140,23 +156,20 @@ impl Env {
             if st == want {
                 return d;
             }
-            if started.elapsed() > timeout || st == "failed" || st == "incompatible-network" {
+            // Terminal states: waiting on would only hide the cause.
+            if Instant::now() > deadline || st == "failed" || st == "incompatible-network" {
                 panic!("{id}: wanted {want}, saw {seen:?}\n{}", self.daemon_log());
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(POLL).await;
         }
     }
 
     pub async fn wait_gone(&self, region: &str, id: &str, timeout: Duration) {
-        let started = Instant::now();
-        while self.describe(region, id).await.is_ok() {
-            assert!(
-                started.elapsed() < timeout,
-                "{id} not deleted\n{}",
-                self.daemon_log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let gone = poll_async(timeout, POLL, || async move {
+            self.describe(region, id).await.is_err()
+        })
+        .await;
+        assert!(gone, "{id} not deleted\n{}", self.daemon_log());
     }
 
     /// A client through any name the provider resolves (route53 name or instance).
@@ -195,8 +208,9 @@ pub async fn connect(
     Ok(client)
 }
 
+/// A provider on `dir`, starting this package's `runbook-local-daemon` when needed.
 pub fn open(dir: &Path) -> LocalProvider {
-    let launcher = DaemonLauncher::standalone(env!("CARGO_BIN_EXE_runbook-local-daemon"), dir);
+    let launcher = DaemonLauncher::standalone(cargo_bin("runbook-local-daemon"), dir);
     LocalProvider::open(LocalConfig::new(dir, launcher)).expect("open provider")
 }
 
@@ -211,8 +225,7 @@ impl Drop for Env {
 pub fn kill_everything(dir: &Path) {
     let root = dir.join("local");
     if let Some(pid) = read_pid(&root.join("daemon.pid")) {
-        signal(pid, libc::SIGKILL);
-        wait_dead(pid);
+        stop_pid(pid, libc::SIGKILL);
     }
     let Ok(regions) = std::fs::read_dir(root.join("regions")) else {
         return;
@@ -231,45 +244,6 @@ pub fn kill_everything(dir: &Path) {
     }
     for pid in pids {
         wait_dead(pid);
-    }
-}
-
-fn read_pid(path: &Path) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(path)
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()?;
-    (pid > 0 && alive(pid)).then_some(pid)
-}
-
-pub fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
-fn signal(pid: i32, sig: i32) {
-    unsafe {
-        libc::kill(pid, sig);
-    }
-}
-
-fn wait_dead(pid: i32) {
-    let started = Instant::now();
-    while alive(pid) && started.elapsed() < Duration::from_secs(15) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if alive(pid) {
-        signal(pid, libc::SIGKILL);
     }
 }
 
@@ -437,17 +411,13 @@ impl Env {
         .collect()
     }
 
-    pub async fn wait_until<F, Fut>(&self, what: &str, timeout: Duration, mut f: F)
+    pub async fn wait_until<F, Fut>(&self, what: &str, timeout: Duration, f: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let started = Instant::now();
-        while !f().await {
-            if started.elapsed() > timeout {
-                panic!("timed out waiting for {what}\n{}", self.daemon_log());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if !poll_async(timeout, Duration::from_millis(100), f).await {
+            panic!("timed out waiting for {what}\n{}", self.daemon_log());
         }
     }
 }

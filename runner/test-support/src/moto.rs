@@ -10,15 +10,13 @@
 //!
 //! Shared by `runner/provider-aws/tests/` and the top-level `tests/aws.rs`.
 
-#![allow(dead_code)]
-
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::process::{self, Guarded};
+use crate::wait;
 
 /// The moto version the project pins (also in scripts/setup.sh).
 pub const MOTO_VERSION: &str = "5.2.5";
@@ -33,7 +31,7 @@ pub fn venv() -> PathBuf {
 static INSTALL: Mutex<()> = Mutex::new(());
 
 /// The launcher that patches moto before starting its server, run with `python -c` so
-/// both crates sharing this file find it without a path.
+/// no test needs its path.
 const MOTO_FIXES: &str = include_str!("moto_fixes.py");
 
 /// `moto_server` of the venv, installing moto first if needed.
@@ -73,7 +71,7 @@ pub fn moto_server_bin() -> PathBuf {
 
 /// A running moto server; killed (by PID) and reaped on drop.
 pub struct Moto {
-    child: Child,
+    child: Guarded,
     pub port: u16,
     log: PathBuf,
 }
@@ -106,26 +104,15 @@ impl Moto {
         // Retry on the (rare) race where another process takes the port first.
         let mut last_log = String::new();
         for _ in 0..5 {
-            let port = free_port();
+            let port = process::free_port();
             let out = std::fs::File::create(&log).expect("moto log file");
             let err = out.try_clone().expect("moto log file");
             let mut cmd = command();
-            // If the test process dies without dropping us (abort, SIGKILL), the
-            // kernel kills the server too.
-            // SAFETY: prctl is async-signal-safe; nothing else runs in pre_exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let child = cmd
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdin(Stdio::null())
                 .stdout(Stdio::from(out))
-                .stderr(Stdio::from(err))
-                .spawn()
-                .expect("starting moto");
+                .stderr(Stdio::from(err));
+            let child = process::spawn(cmd, libc::SIGKILL).expect("starting moto");
             let mut m = Moto {
                 child,
                 port,
@@ -145,35 +132,46 @@ impl Moto {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
+    /// Up and answering; false once it exited (port taken, broken install) or timed out.
     fn wait_ready(&mut self, timeout: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false; // exited: port taken or broken install
+        let port = self.port;
+        let child = &mut self.child;
+        let up = wait::poll_some(timeout, Duration::from_millis(100), || {
+            if child.exited() {
+                return Some(false);
             }
-            if http_get(self.port, "/moto-api/").is_some() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
+            process::http_get(port, "/moto-api/").map(|_| true)
+        });
+        up == Some(true)
     }
 
     /// The server's log, for assertion messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// What the `runbook` binary needs to talk to this server with dummy credentials,
+    /// for [`crate::runbook::RunbookHome::with_env`] (`None` removes a variable).
+    pub fn cli_env(&self) -> Vec<(&'static str, Option<String>)> {
+        let testing = || Some("testing".to_string());
+        vec![
+            ("AWS_ENDPOINT_URL", Some(self.url())),
+            ("AWS_ACCESS_KEY_ID", testing()),
+            ("AWS_SECRET_ACCESS_KEY", testing()),
+            ("AWS_SESSION_TOKEN", testing()),
+            ("AWS_REGION", Some("us-east-1".into())),
+            ("AWS_EC2_METADATA_DISABLED", Some("true".into())),
+            ("AWS_PROFILE", None),
+        ]
+    }
 }
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The guard kills the server when the struct's fields drop, after this.
         let _ = std::fs::remove_file(&self.log);
     }
 }
@@ -182,24 +180,4 @@ fn uniq() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Minimal HTTP GET: the status line, or None when nothing answers.
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-            .ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).ok()?;
-    let line = String::from_utf8_lossy(&buf[..n]).to_string();
-    line.starts_with("HTTP/").then_some(line)
 }
