@@ -1,11 +1,9 @@
 //! Game-day faults and Secrets Manager replica regions on the local provider, against
 //! real PostgreSQL, through the provider API (as the executor calls it).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use runbook_test_support::local::*;
 use runbook_caps::types::postgres::Target;
 use runbook_caps::{CapError, Provider};
 use serde_json::{Value, json};
