@@ -182,7 +182,7 @@ fn run(op: Op) -> Result<Value, StepError> {
                 port: None,
                 resource_path: None,
                 request_interval: 10,
-                failure_threshold: 3,
+                failure_threshold: 2,
                 alarm_name: None,
                 alarm_region: None,
                 insufficient_data_health_status: None,

@@ -96,3 +96,56 @@ pub fn traffic_driver(runner: &Runner, session: &str) -> anyhow::Result<ExitCode
         .with_context(|| format!("traffic session {session}"))?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// `runbook report ID`: the game-day report from the journal, to stdout in one format
+/// or as every format into a directory.
+pub fn report(
+    runner: &Runner,
+    id: &str,
+    format: &str,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let Some(g) = runbook_executor::report::gameday_report(runner.journal(), id)? else {
+        anyhow::bail!("execution {id} ran no traffic session: it is not a game day");
+    };
+    match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            for p in runbook_report::render_all(&g, dir)? {
+                println!("{}", p.display());
+            }
+        }
+        None => {
+            let f: runbook_report::Format = format.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", runbook_report::render(&g, f));
+        }
+    }
+    Ok(match g.verdict() {
+        runbook_report::Verdict::Pass => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    })
+}
+
+/// After a game day, its report files land in `<state dir>/reports/<id>/`.
+pub fn write_after_run(runner: &Runner, state_dir: &std::path::Path, id: &str) {
+    match runbook_executor::report::gameday_report(runner.journal(), id) {
+        Ok(Some(g)) => {
+            let dir = state_dir.join("reports").join(id);
+            match std::fs::create_dir_all(&dir).and_then(|_| runbook_report::render_all(&g, &dir)) {
+                Ok(_) => eprintln!(
+                    "game day {}: RTO {} s, lost writes {} — report: {}",
+                    g.verdict(),
+                    g.measured
+                        .rto_seconds
+                        .map(|r| format!("{r:.2}"))
+                        .unwrap_or_else(|| "-".into()),
+                    g.measured.lost_writes,
+                    dir.join("report.html").display()
+                ),
+                Err(e) => eprintln!("writing the game-day report to {}: {e}", dir.display()),
+            }
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("game-day report of {id}: {e:#}"),
+    }
+}

@@ -134,6 +134,16 @@ enum Command {
         #[command(subcommand)]
         command: gameday::LeverCommand,
     },
+    /// A game day's report (JSON, HTML, JUnit, Markdown) from the journal; exit 1 unless
+    /// its verdict is PASS. `gameday.yaml` runs write one to <state dir>/reports/ID/.
+    Report {
+        id: String,
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// Write every format into this directory instead.
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
+    },
     /// Drive one traffic session (started by the executor for a game day).
     #[command(hide = true)]
     TrafficDriver { session: String },
@@ -384,6 +394,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 provider.map(|p| p.name()),
                 progress,
             ))?;
+            gameday::write_after_run(&runner, &state_dir(&cli), &outcome.execution_id);
             Ok(report(&outcome, *json))
         }
         Command::Validate { file } => {
@@ -433,6 +444,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume { id, json } => {
             let runner = runner(&cli)?;
             let outcome = rt()?.block_on(runner.resume(id, progress::for_terminal(*json)))?;
+            gameday::write_after_run(&runner, &state_dir(&cli), &outcome.execution_id);
             Ok(report(&outcome, *json))
         }
         Command::Redrive { id, json } => {
@@ -462,6 +474,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Lever { command } => gameday::lever(&runner(&cli)?, command),
+        Command::Report { id, format, out } => {
+            gameday::report(&runner(&cli)?, id, format, out.as_deref())
+        }
         Command::TrafficDriver { session } => gameday::traffic_driver(&runner(&cli)?, session),
         Command::Show { id, json } => {
             let runner = runner(&cli)?;

@@ -15,7 +15,9 @@ use crate::RunError;
 /// day runbooks show under their own names.
 fn phase_of(state: &str) -> &str {
     match state {
-        "Preflight" | "StartTraffic" | "SteadyState" => "steady-state",
+        "Preflight" | "RoutedWritable" | "ReplicaProbe" | "StartTraffic" | "SteadyState" => {
+            "steady-state"
+        }
         "Inject" | "InjectRunnerCrash" => "inject",
         "Failover" => "failover",
         "AwaitRecovery" => "recovery",

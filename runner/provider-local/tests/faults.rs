@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use runbook_test_support::local::*;
 use runbook_caps::types::postgres::Target;
 use runbook_caps::{CapError, Provider};
+use runbook_test_support::local::*;
 use serde_json::{Value, json};
 
 async fn inject(env: &Env, kind: &str, target: &str, region: &str, params: Value) -> Value {
