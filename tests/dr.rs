@@ -47,18 +47,6 @@ fn a_daemon_that_only_served_reads_exits_when_quiet() {
     );
 }
 
-fn connect_str(env: &RunbookHome) -> String {
-    let ep = env.text(&["endpoint", "postgres.db-dev.internal"]);
-    let secret: Value =
-        serde_json::from_str(&env.text(&["secret", "get", "postgres-credentials-dev"])).unwrap();
-    let (host, port) = ep.rsplit_once(':').unwrap();
-    format!(
-        "host={host} port={port} user={} password={} dbname=postgres connect_timeout=2",
-        secret["username"].as_str().unwrap(),
-        secret["password"].as_str().unwrap()
-    )
-}
-
 fn instances(env: &RunbookHome) -> Value {
     serde_json::from_str::<Value>(&env.text(&["local", "status"])).unwrap()["regions"].clone()
 }
@@ -160,7 +148,7 @@ async fn deploy_failover_failback_teardown_with_real_data() {
     );
 
     // Rows through the routed name, acknowledged by the primary.
-    let conn = connect_str(&env);
+    let conn = env.routed_conn();
     let c = client(&conn).await.unwrap();
     client::create_table(&c).await.unwrap();
     let mut acked: Vec<i64> = Vec::new();

@@ -122,6 +122,22 @@ impl RunbookHome {
         v
     }
 
+    /// A libpq connection string to the dev environment's routed name (port from
+    /// `runbook endpoint`, credentials from `runbook secret get`), as an application
+    /// would connect.
+    pub fn routed_conn(&self) -> String {
+        let ep = self.text(&["endpoint", "postgres.db-dev.internal"]);
+        let secret: Value =
+            serde_json::from_str(&self.text(&["secret", "get", "postgres-credentials-dev"]))
+                .expect("secret JSON");
+        let (host, port) = ep.rsplit_once(':').expect("HOST:PORT");
+        format!(
+            "host={host} port={port} user={} password={} dbname=postgres connect_timeout=2",
+            secret["username"].as_str().unwrap(),
+            secret["password"].as_str().unwrap()
+        )
+    }
+
     /// `runbook show ID --json`.
     pub fn show(&self, id: &str) -> Value {
         let (code, v) = self.json(&["show", id, "--json"]);

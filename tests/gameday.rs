@@ -1,0 +1,227 @@
+//! Game days end to end on the local provider, real PostgreSQL: `gameday.yaml` drives
+//! its own application-like client through the routed name, injects the fault, runs
+//! the real failover.yaml and failback.yaml as child executions, and judges the
+//! client-seen RTO and lost writes. An independent client (its own connection and
+//! ledger, nothing shared with the runner) writes through the same name all along:
+//! what it saw is printed next to what the report says, and none of its acknowledged
+//! rows may be lost. The report is rendered and loaded in real headless Chromium.
+//!
+//! Figures are printed, never asserted on (they are measurements).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use runbook_test_support::chromium::Chromium;
+use runbook_test_support::client::{Writer, missing};
+use runbook_test_support::runbook::{RunbookHome, runbook, stderr, stdout_json, tail};
+use serde_json::Value;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn gameday(env: &RunbookHome, params: &[&str]) -> (i32, Value, String) {
+    let file = runbook("gameday.yaml");
+    let mut args = vec!["run", file.to_str().unwrap(), "--json"];
+    for p in params {
+        args.push("--param");
+        args.push(p);
+    }
+    let out = env.run(&args);
+    let v = stdout_json(&out, &format!("{args:?}"));
+    (out.status.code().unwrap_or(-1), v, stderr(&out))
+}
+
+fn report(env: &RunbookHome, id: &str) -> (i32, Value) {
+    let out = env.run(&["report", id, "--format", "json"]);
+    (
+        out.status.code().unwrap_or(-1),
+        stdout_json(&out, "runbook report --format json"),
+    )
+}
+
+/// The client's own RTO: from the fault to its first acknowledged write after it that
+/// followed a failed one (None when it never failed).
+fn independent_rto(w: &Writer, started: (Instant, i64), fault_ms: i64) -> Option<f64> {
+    let fault = started.0 + Duration::from_millis((fault_ms - started.1).max(0) as u64);
+    let ledger = w.ledger();
+    let mut failed = false;
+    for a in ledger.attempts.iter().filter(|a| a.at >= fault) {
+        if !a.acked {
+            failed = true;
+        } else if failed {
+            return Some(a.at.duration_since(fault).as_secs_f64());
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
+    let env = RunbookHome::new();
+    env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
+    let conn = env.routed_conn();
+    let c = runbook_test_support::client::client(&conn).await.unwrap();
+    runbook_test_support::client::create_table(&c).await.unwrap();
+    let started = (Instant::now(), now_ms());
+    let writer = Writer::start(conn.clone(), 1);
+
+    // The plan lists the faults it would inject, and the child runbooks' calls.
+    let plan = env.run(&[
+        "plan",
+        runbook("gameday.yaml").to_str().unwrap(),
+        "--provider",
+        "local",
+        "--json",
+    ]);
+    let plan = stdout_json(&plan, "plan gameday.yaml --provider local");
+    let calls = plan["calls"].as_array().expect("planned calls").clone();
+    assert!(
+        calls.iter().any(|c| c["action"] == "InjectFault"
+            && c["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("region-loss") && d.contains("us-east-1"))),
+        "the plan names the fault: {calls:#?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c["action"] == "StartSession" && c["service"] == "traffic"),
+        "{calls:#?}"
+    );
+
+    let wall = Instant::now();
+    let (code, out, err) = gameday(&env, &[]);
+    let wall = wall.elapsed();
+    assert_eq!(
+        (code, out["status"].as_str()),
+        (0, Some("SUCCEEDED")),
+        "{out:#}\n{}",
+        tail(&err, 80)
+    );
+    let id = out["execution_id"].as_str().unwrap().to_string();
+    assert_eq!(out["output"]["Verdict"], "pass", "{out:#}");
+
+    // The report, from the journal: a PASS with the client's own figures.
+    let (rc, rep) = report(&env, &id);
+    assert_eq!(rc, 0, "{rep:#}");
+    assert_eq!(rep["schema"], "runbook.gameday.report/v1", "{rep:#}");
+    assert_eq!(rep["verdict"], "PASS", "{rep:#}");
+    assert_eq!(rep["measured"]["lost_writes"], 0, "{rep:#}");
+    assert!(rep["measured"]["acked_writes"].as_u64().unwrap() > 100, "{rep:#}");
+    let rto = rep["measured"]["rto_seconds"].as_f64().expect("an RTO was measured");
+    let fault_ms = rep["fault"]["injected_at_ms"].as_i64().expect("fault time");
+    assert_eq!(rep["fault"]["kind"], "region-loss");
+
+    // Parent and children are linked both ways; failover and failback really ran.
+    let show = env.show(&id);
+    let children = show["children"].as_array().unwrap();
+    let names: Vec<&str> = children
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["failover", "failback"], "{show:#}");
+    for c in children {
+        assert_eq!(c["status"], "SUCCEEDED", "{show:#}");
+        let child = env.show(c["execution_id"].as_str().unwrap());
+        assert_eq!(child["parent_id"].as_str(), Some(id.as_str()));
+    }
+    let failover = env.show(children[0]["execution_id"].as_str().unwrap());
+    assert_eq!(failover["output"]["Promoted"], true, "{failover:#}");
+    assert_eq!(failover["output"]["Weights"], "pending", "the Route 53 API was down with us-east-1: {failover:#}");
+
+    // The independent client: nothing it was told is stored may be missing.
+    let theirs = independent_rto(&writer, started, fault_ms);
+    let (acked, _) = writer.finish().await;
+    let lost = missing(&conn, &acked).await;
+    assert!(lost.is_empty(), "the independent client lost acknowledged rows: {lost:?}");
+    println!(
+        "region-loss game day: wall {:.1} s, report RTO {rto:.2} s, independent client RTO {theirs:?} s, {} acked by the game day's client, {} by the independent one",
+        wall.as_secs_f64(),
+        rep["measured"]["acked_writes"],
+        acked.len()
+    );
+
+    // The report renders in a real browser.
+    let dir = env.path().join("report-out");
+    let out = env.run(&["report", &id, "-o", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let chromium = Chromium::find().expect("chromium (scripts/setup.sh installs it)");
+    let dom = chromium.dump_dom(&dir.join("report.html")).unwrap();
+    assert!(dom.contains("PASS") && dom.contains(&id), "{}", tail(&dom, 40));
+    assert!(dom.contains("<svg"), "charts are inline SVG");
+    let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert!(junit.contains("<testsuite") && !junit.contains("<failure"), "{junit}");
+
+    // An impossible target: the verdict says so, and the run fails with its name.
+    let (code, out, err) = gameday(
+        &env,
+        &["Fault=writer-crash", "RtoTargetSeconds=0.001"],
+    );
+    assert_eq!(
+        (code, out["error"].as_str()),
+        (1, Some("GameDay.TargetMissed")),
+        "{out:#}\n{}",
+        tail(&err, 60)
+    );
+    let (rc, rep) = report(&env, out["execution_id"].as_str().unwrap());
+    assert_eq!((rc, rep["verdict"].as_str()), (1, Some("FAIL")), "{rep:#}");
+    assert!(
+        rep["missed_targets"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty()),
+        "{rep:#}"
+    );
+    println!(
+        "writer-crash game day: report RTO {:?} s, lost {}",
+        rep["measured"]["rto_seconds"], rep["measured"]["lost_writes"]
+    );
+
+    // The safety lever stops a game day before it touches anything.
+    assert!(env.run(&["lever", "engage", "--reason", "change freeze"]).status.success());
+    let (code, out, _) = gameday(&env, &["Fault=writer-crash"]);
+    assert_eq!((code, out["error"].as_str()), (1, Some("GameDay.LeverEngaged")), "{out:#}");
+    let show = env.show(out["execution_id"].as_str().unwrap());
+    assert!(show["faults"].as_array().unwrap().is_empty(), "{show:#}");
+    assert!(show["traffic_sessions"].as_array().unwrap().is_empty(), "{show:#}");
+    assert!(env.run(&["lever", "release"]).status.success());
+
+    env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
+}
+
+/// The independent writer is compared with the report on the same fault: both clients
+/// went through the same routed name, so their outages agree (printed, not asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_crash_game_day_agrees_with_an_independent_client() {
+    let env = RunbookHome::new();
+    env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
+    let conn = env.routed_conn();
+    let c = runbook_test_support::client::client(&conn).await.unwrap();
+    runbook_test_support::client::create_table(&c).await.unwrap();
+    let started = (Instant::now(), now_ms());
+    let writer = Writer::start(conn.clone(), 1);
+    let (code, out, err) = gameday(&env, &["Fault=writer-crash"]);
+    assert_eq!(
+        (code, out["status"].as_str()),
+        (0, Some("SUCCEEDED")),
+        "{out:#}\n{}",
+        tail(&err, 80)
+    );
+    let id = out["execution_id"].as_str().unwrap();
+    let (_, rep) = report(&env, id);
+    assert_eq!(rep["verdict"], "PASS", "{rep:#}");
+    let fault_ms = rep["fault"]["injected_at_ms"].as_i64().unwrap();
+    let ours = rep["measured"]["rto_seconds"].as_f64();
+    let theirs = independent_rto(&writer, started, fault_ms);
+    let (acked, _) = writer.finish().await;
+    let lost = missing(&conn, &acked).await;
+    assert!(lost.is_empty(), "{lost:?}");
+    assert!(theirs.is_some(), "the independent client saw the writer crash too");
+    println!(
+        "writer-crash: report RTO {ours:?} s, independent client RTO {theirs:?} s, difference {:?} s",
+        ours.zip(theirs).map(|(a, b)| (a - b).abs())
+    );
+    env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
+}
