@@ -64,7 +64,9 @@ async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
     env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
     let conn = env.routed_conn();
     let c = runbook_test_support::client::client(&conn).await.unwrap();
-    runbook_test_support::client::create_table(&c).await.unwrap();
+    runbook_test_support::client::create_table(&c)
+        .await
+        .unwrap();
     let started = (Instant::now(), now_ms());
     let writer = Writer::start(conn.clone(), 1);
 
@@ -110,8 +112,13 @@ async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
     assert_eq!(rep["schema"], "runbook.gameday.report/v1", "{rep:#}");
     assert_eq!(rep["verdict"], "PASS", "{rep:#}");
     assert_eq!(rep["measured"]["lost_writes"], 0, "{rep:#}");
-    assert!(rep["measured"]["acked_writes"].as_u64().unwrap() > 100, "{rep:#}");
-    let rto = rep["measured"]["rto_seconds"].as_f64().expect("an RTO was measured");
+    assert!(
+        rep["measured"]["acked_writes"].as_u64().unwrap() > 100,
+        "{rep:#}"
+    );
+    let rto = rep["measured"]["rto_seconds"]
+        .as_f64()
+        .expect("an RTO was measured");
     let fault_ms = rep["fault"]["injected_at_ms"].as_i64().expect("fault time");
     assert_eq!(rep["fault"]["kind"], "region-loss");
 
@@ -130,13 +137,19 @@ async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
     }
     let failover = env.show(children[0]["execution_id"].as_str().unwrap());
     assert_eq!(failover["output"]["Promoted"], true, "{failover:#}");
-    assert_eq!(failover["output"]["Weights"], "pending", "the Route 53 API was down with us-east-1: {failover:#}");
+    assert_eq!(
+        failover["output"]["Weights"], "pending",
+        "the Route 53 API was down with us-east-1: {failover:#}"
+    );
 
     // The independent client: nothing it was told is stored may be missing.
     let theirs = independent_rto(&writer, started, fault_ms);
     let (acked, _) = writer.finish().await;
     let lost = missing(&conn, &acked).await;
-    assert!(lost.is_empty(), "the independent client lost acknowledged rows: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "the independent client lost acknowledged rows: {lost:?}"
+    );
     println!(
         "region-loss game day: wall {:.1} s, report RTO {rto:.2} s, independent client RTO {theirs:?} s, {} acked by the game day's client, {} by the independent one",
         wall.as_secs_f64(),
@@ -150,16 +163,20 @@ async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
     assert!(out.status.success(), "{}", stderr(&out));
     let chromium = Chromium::find().expect("chromium (scripts/setup.sh installs it)");
     let dom = chromium.dump_dom(&dir.join("report.html")).unwrap();
-    assert!(dom.contains("PASS") && dom.contains(&id), "{}", tail(&dom, 40));
+    assert!(
+        dom.contains("PASS") && dom.contains(&id),
+        "{}",
+        tail(&dom, 40)
+    );
     assert!(dom.contains("<svg"), "charts are inline SVG");
     let junit = std::fs::read_to_string(dir.join("junit.xml")).unwrap();
-    assert!(junit.contains("<testsuite") && !junit.contains("<failure"), "{junit}");
+    assert!(
+        junit.contains("<testsuite") && !junit.contains("<failure"),
+        "{junit}"
+    );
 
     // An impossible target: the verdict says so, and the run fails with its name.
-    let (code, out, err) = gameday(
-        &env,
-        &["Fault=writer-crash", "RtoTargetSeconds=0.001"],
-    );
+    let (code, out, err) = gameday(&env, &["Fault=writer-crash", "RtoTargetSeconds=0.001"]);
     assert_eq!(
         (code, out["error"].as_str()),
         (1, Some("GameDay.TargetMissed")),
@@ -180,12 +197,23 @@ async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
     );
 
     // The safety lever stops a game day before it touches anything.
-    assert!(env.run(&["lever", "engage", "--reason", "change freeze"]).status.success());
+    assert!(
+        env.run(&["lever", "engage", "--reason", "change freeze"])
+            .status
+            .success()
+    );
     let (code, out, _) = gameday(&env, &["Fault=writer-crash"]);
-    assert_eq!((code, out["error"].as_str()), (1, Some("GameDay.LeverEngaged")), "{out:#}");
+    assert_eq!(
+        (code, out["error"].as_str()),
+        (1, Some("GameDay.LeverEngaged")),
+        "{out:#}"
+    );
     let show = env.show(out["execution_id"].as_str().unwrap());
     assert!(show["faults"].as_array().unwrap().is_empty(), "{show:#}");
-    assert!(show["traffic_sessions"].as_array().unwrap().is_empty(), "{show:#}");
+    assert!(
+        show["traffic_sessions"].as_array().unwrap().is_empty(),
+        "{show:#}"
+    );
     assert!(env.run(&["lever", "release"]).status.success());
 
     env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
@@ -199,7 +227,9 @@ async fn writer_crash_game_day_agrees_with_an_independent_client() {
     env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
     let conn = env.routed_conn();
     let c = runbook_test_support::client::client(&conn).await.unwrap();
-    runbook_test_support::client::create_table(&c).await.unwrap();
+    runbook_test_support::client::create_table(&c)
+        .await
+        .unwrap();
     let started = (Instant::now(), now_ms());
     let writer = Writer::start(conn.clone(), 1);
     let (code, out, err) = gameday(&env, &["Fault=writer-crash"]);
@@ -218,7 +248,10 @@ async fn writer_crash_game_day_agrees_with_an_independent_client() {
     let (acked, _) = writer.finish().await;
     let lost = missing(&conn, &acked).await;
     assert!(lost.is_empty(), "{lost:?}");
-    assert!(theirs.is_some(), "the independent client saw the writer crash too");
+    assert!(
+        theirs.is_some(),
+        "the independent client saw the writer crash too"
+    );
     println!(
         "writer-crash: report RTO {ours:?} s, independent client RTO {theirs:?} s, difference {:?} s",
         ours.zip(theirs).map(|(a, b)| (a - b).abs())

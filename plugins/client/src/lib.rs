@@ -80,6 +80,13 @@ enum Op {
         #[serde(rename = "Streak", default = "streak")]
         streak: u64,
     },
+    /// The replica lags (in the client's terms) beyond `MinLagSeconds`.
+    AwaitLag {
+        #[serde(rename = "SessionId")]
+        session_id: String,
+        #[serde(rename = "MinLagSeconds")]
+        min_lag_seconds: f64,
+    },
     StopTraffic {
         #[serde(rename = "SessionId")]
         session_id: String,
@@ -183,6 +190,16 @@ fn run(op: Op) -> Result<Value, StepError> {
                 format!("{} acknowledged in a row since the last error (need {streak}); last error: {}", s.acked_since_error, s.last_error.unwrap_or_default()),
             ))
         }
+        Op::AwaitLag { session_id, min_lag_seconds } => {
+            let s = traffic::describe_session(&session_id).map_err(cap)?;
+            match s.replica_lag_seconds {
+                Some(l) if l > min_lag_seconds => Ok(summary_json(&s)),
+                l => Err(StepError::new(
+                    "GameDay.LagBelow",
+                    format!("replica lag {l:?} s, waiting for more than {min_lag_seconds} s"),
+                )),
+            }
+        }
         Op::StopTraffic { session_id } => Ok(summary_json(&traffic::stop_session(&session_id).map_err(cap)?)),
         Op::Verify { session_id } => {
             let v = traffic::verify_session(&session_id).map_err(cap)?;
@@ -204,7 +221,7 @@ fn run(op: Op) -> Result<Value, StepError> {
                 _ => {}
             }
             if expect == "refuse" {
-                if failover.get("Status").and_then(Value::as_str) == Some("SUCCEEDED") {
+                if failover.pointer("/Output/Promoted").and_then(Value::as_bool) == Some(true) {
                     missed.push("the failover was expected to be refused (RPO guard) but it promoted".to_string());
                 }
             } else {

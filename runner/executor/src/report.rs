@@ -24,7 +24,11 @@ fn phase_of(state: &str) -> &str {
         "Undo" => "undo",
         "Failback" => "failback",
         "StopTraffic" | "Verify" | "Evaluate" => "verify",
-        "RollbackUndo" | "StopTrafficAfterFailure" => "rollback",
+        "RollbackUndo" | "RollbackUndoThen" | "RollbackUndoFirst" | "StopTrafficAfterFailure" => {
+            "rollback"
+        }
+        "AwaitLag" | "InjectThen" => "inject",
+        "UndoThen" => "undo",
         other => other,
     }
 }
