@@ -16,7 +16,7 @@ use runbook_caps::types::route53::{
     Change, ChangeAction, ChangeInfo, HealthCheck, HealthCheckConfig, HostedZone, RecordSet,
     ZoneVpc, fqdn, zone_id,
 };
-use runbook_caps::types::secretsmanager::{CreateSecretRequest, Secret};
+use runbook_caps::types::secretsmanager::{CreateSecretRequest, ReplicationStatus, Secret};
 use runbook_caps::{CapCall, CapError, ErrorKind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -1287,6 +1287,8 @@ impl Plan {
                 };
                 Applied::ok(v(&secret), Effect::Create).detail(detail)
             }
+            ("secretsmanager", "ReplicateSecretToRegions")
+            | ("secretsmanager", "RemoveRegionsFromReplication") => self.replication(call, r).await,
             ("secretsmanager", "DeleteSecret") => {
                 let id: String = arg!("secret_id");
                 let name = self.overlay().secret_name(r, &id);
@@ -1314,6 +1316,70 @@ impl Plan {
                 Effect::Action,
             ),
         }
+    }
+
+    /// Secrets Manager replica regions, as the providers apply them: regions already
+    /// replicated (or not replicated, for a removal) are left alone, so a re-run is a
+    /// no-op; each replica shows up as a secret of its region naming the primary.
+    async fn replication(&self, call: &CapCall, r: &str) -> Applied {
+        let add = call.action == "ReplicateSecretToRegions";
+        let id: String = tryp!(call.arg_as("secret_id"), Effect::Update);
+        let regions: Vec<String> = tryp!(
+            call.arg_as(if add {
+                "add_replica_regions"
+            } else {
+                "remove_replica_regions"
+            }),
+            Effect::Update
+        );
+        let name = self.overlay().secret_name(r, &id);
+        let mut secret = need!(
+            self,
+            Secret,
+            Kind::Secret,
+            r,
+            &name,
+            "ResourceNotFoundException",
+            Effect::Update
+        );
+        let mut changed = Vec::new();
+        for region in regions {
+            let present = secret
+                .replication_status
+                .iter()
+                .any(|x| x.region == region && (!add || x.status != "Failed"));
+            if present == add || changed.contains(&region) {
+                continue;
+            }
+            if add {
+                secret.replication_status.retain(|x| x.region != region);
+                secret.replication_status.push(ReplicationStatus {
+                    region: region.clone(),
+                    status: "InSync".into(),
+                    status_message: None,
+                });
+                let replica = Secret {
+                    arn: secret
+                        .arn
+                        .replacen(&format!(":{r}:"), &format!(":{region}:"), 1),
+                    primary_region: Some(r.to_string()),
+                    replication_status: Vec::new(),
+                    ..secret.clone()
+                };
+                self.put(Kind::Secret, &region, v(&replica));
+            } else {
+                secret.replication_status.retain(|x| x.region != region);
+                self.gone(Kind::Secret, &region, &secret.name);
+            }
+            changed.push(region);
+        }
+        if changed.is_empty() {
+            return Applied::ok(v(&secret), Effect::NoOp);
+        }
+        secret.primary_region = (!secret.replication_status.is_empty()).then(|| r.to_string());
+        self.put(Kind::Secret, r, v(&secret));
+        let verb = if add { "replica in" } else { "no replica in" };
+        Applied::ok(v(&secret), Effect::Update).detail(format!("{verb} {}", changed.join(", ")))
     }
 
     /// Delete one resource that must exist.

@@ -44,6 +44,19 @@ impl Provider for World {
                     "comment": null, "vpcs": [], "record_count": 4
                 })),
                 "ListTopics" => Ok(json!(["arn:aws:sns:us-east-1:123:alerts"])),
+                "DescribeSecret" => {
+                    match (call.region.as_deref(), call.arg("secret_id").as_str()) {
+                        (Some("us-east-1"), Some("creds")) => Ok(json!({
+                            "arn": "arn:aws:secretsmanager:us-east-1:123:secret:creds-AbCdEf",
+                            "name": "creds", "description": null, "created_date": null,
+                            "deleted_date": null, "primary_region": null, "replication_status": []
+                        })),
+                        (_, id) => Err(CapError::not_found(
+                            "ResourceNotFoundException",
+                            format!("{id:?} not found"),
+                        )),
+                    }
+                }
                 "Query" => Ok(json!({"columns": ["x"], "rows": [["true"]], "rows_affected": 1})),
                 "DescribeVpcs" => {
                     if call
@@ -436,5 +449,83 @@ async fn promoting_clears_the_source_and_topics_are_idempotent() {
             Effect::NoOp,
             Effect::Create
         ]
+    );
+}
+
+#[tokio::test]
+async fn secret_replicas_are_planned_per_region_and_idempotent() {
+    let (world, plan, p) = setup();
+    let sm = |action: &str, region: &str, args: Value| {
+        call("secretsmanager", action, Some(region), args)
+    };
+    let replicate = |regions: Value| {
+        sm(
+            "ReplicateSecretToRegions",
+            "us-east-1",
+            json!({"secret_id": "creds", "add_replica_regions": regions}),
+        )
+    };
+    let remove = || {
+        sm(
+            "RemoveRegionsFromReplication",
+            "us-east-1",
+            json!({"secret_id": "creds", "remove_replica_regions": ["eu-west-1"]}),
+        )
+    };
+    let describe_west = || sm("DescribeSecret", "eu-west-1", json!({"secret_id": "creds"}));
+
+    let s = p.call(replicate(json!(["eu-west-1"]))).await.unwrap();
+    assert_eq!(s["primary_region"], "us-east-1");
+    assert_eq!(
+        s["replication_status"],
+        json!([{"region": "eu-west-1", "status": "InSync", "status_message": null}])
+    );
+    // The replica is visible in its region and names the primary.
+    let w = p.call(describe_west()).await.unwrap();
+    assert_eq!(w["primary_region"], "us-east-1");
+    assert_eq!(
+        w["arn"],
+        "arn:aws:secretsmanager:eu-west-1:123:secret:creds-AbCdEf"
+    );
+    // Again: nothing to do.
+    let again = p.call(replicate(json!(["eu-west-1"]))).await.unwrap();
+    assert_eq!(again["replication_status"], s["replication_status"]);
+
+    let s = p.call(remove()).await.unwrap();
+    assert_eq!(s["replication_status"], json!([]));
+    assert_eq!(s["primary_region"], Value::Null);
+    let gone = p.call(describe_west()).await.unwrap_err();
+    assert_eq!(gone.code, "ResourceNotFoundException");
+    p.call(remove()).await.unwrap();
+
+    let missing = p
+        .call(sm(
+            "ReplicateSecretToRegions",
+            "us-east-1",
+            json!({"secret_id": "nope", "add_replica_regions": ["eu-west-1"]}),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code, "ResourceNotFoundException");
+
+    let effects: Vec<Effect> = plan.calls().iter().map(|c| c.effect).collect();
+    assert_eq!(
+        effects,
+        [
+            Effect::Update,
+            Effect::NoOp,
+            Effect::Update,
+            Effect::NoOp,
+            Effect::Update
+        ]
+    );
+    assert!(
+        world
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|c| c == "secretsmanager:DescribeSecret"),
+        "only reads reach the provider"
     );
 }
