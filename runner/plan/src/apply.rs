@@ -1367,32 +1367,6 @@ impl Plan {
             }
 
             // ---- fault (game days): recorded, never injected by a plan ----
-            ("fault", "InjectFault") => {
-                let spec: FaultSpec = arg!("spec");
-                let detail = format!("would inject {} on {}", spec.kind, spec.target);
-                let fault = Fault {
-                    id: self.new_id("fault"),
-                    kind: spec.kind,
-                    target: spec.target,
-                    region: spec.region,
-                    state: "active".into(),
-                    injected_at: String::new(),
-                    undone_at: None,
-                    details: json!({"planned": true}).to_string(),
-                };
-                Applied::ok(v(&fault), Effect::Action).detail(detail)
-            }
-            ("fault", "UndoFault") => {
-                let id: String = arg!("id");
-                let fault = Fault {
-                    id: id.clone(),
-                    state: "undone".into(),
-                    details: json!({"planned": true}).to_string(),
-                    ..Default::default()
-                };
-                Applied::ok(v(&fault), Effect::Action).detail(format!("would undo {id}"))
-            }
-
             // ---- postgres ----
             ("postgres", "Query") => {
                 let sql: String = arg!("sql");
@@ -1414,6 +1388,7 @@ impl Plan {
             ),
         }
     }
+
 
     /// Delete one resource that must exist.
     async fn delete(&self, k: Kind, region: &str, id: &str, code: &str) -> Applied {

@@ -36,7 +36,7 @@ pub(crate) fn model(plan: &Plan, call: &CapCall) -> Option<Result<Applied, CapEr
                 }),
                 Effect::Action,
             )
-            .detail(format!("would inject {kind} on {target} ({region})"))))
+            .detail(format!("would inject {kind} on {target}"))))
         }
         ("fault", "UndoFault") => {
             let id: String = call.arg_as("id").unwrap_or_default();

@@ -44,6 +44,19 @@ impl Provider for World {
                     "comment": null, "vpcs": [], "record_count": 4
                 })),
                 "ListTopics" => Ok(json!(["arn:aws:sns:us-east-1:123:alerts"])),
+                "DescribeSecret" => {
+                    match (call.region.as_deref(), call.arg("secret_id").as_str()) {
+                        (Some("us-east-1"), Some("creds")) => Ok(json!({
+                            "arn": "arn:aws:secretsmanager:us-east-1:123:secret:creds-AbCdEf",
+                            "name": "creds", "description": null, "created_date": null,
+                            "deleted_date": null, "primary_region": null, "replication_status": []
+                        })),
+                        (_, id) => Err(CapError::not_found(
+                            "ResourceNotFoundException",
+                            format!("{id:?} not found"),
+                        )),
+                    }
+                }
                 "Query" => Ok(json!({"columns": ["x"], "rows": [["true"]], "rows_affected": 1})),
                 "DescribeVpcs" => {
                     if call

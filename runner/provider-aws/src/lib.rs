@@ -1,6 +1,6 @@
 //! The `aws` provider: every capability interface of the WIT contract on the AWS SDK
 //! for Rust (aws-sdk-rds, -ec2, -route53, -cloudwatch, -sns, -secretsmanager) and, for
-//! `postgres.query`, tokio-postgres.
+//! `postgres.query`, tokio-postgres. `fault` injects game-day faults on RDS and EC2.
 //!
 //! One shared `aws-config` (standard credential chain and profiles, `AWS_ENDPOINT_URL`
 //! and the per-service `AWS_ENDPOINT_URL_<SERVICE>` overrides, adaptive retries) feeds
@@ -11,6 +11,7 @@
 mod cloudwatch;
 mod ec2;
 pub mod error;
+mod fault;
 mod postgres;
 mod rds;
 mod route53;
@@ -22,7 +23,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig};
-use runbook_caps::{BoxFuture, CapCall, CapError, Provider};
+use runbook_caps::types::postgres::Target;
+use runbook_caps::{BoxFuture, CapCall, CapError, ConnectInfo, Provider};
 use serde_json::Value;
 
 pub use error::AwsError;
@@ -160,6 +162,7 @@ impl AwsProvider {
             "sns" => Box::pin(sns::handle(self, &call)).await,
             "secretsmanager" => Box::pin(secrets::handle(self, &call)).await,
             "postgres" => Box::pin(postgres::handle(self, &call)).await,
+            "fault" => Box::pin(fault::handle(self, &call)).await,
             _ => Err(CapError::unsupported(&call, "aws")),
         }
     }
@@ -176,6 +179,23 @@ impl Provider for AwsProvider {
                 ("route53", "CreateHealthCheck") => route53::check_config(call),
                 _ => Ok(()),
             }
+        })
+    }
+
+    fn connect_info<'a>(
+        &'a self,
+        target: &'a Target,
+    ) -> BoxFuture<'a, Result<ConnectInfo, CapError>> {
+        Box::pin(async move {
+            // Not a capability call; this names it in error messages and request logs.
+            let call = CapCall {
+                service: "postgres".into(),
+                action: "Connect".into(),
+                region: target.region.clone(),
+                resource: Some(target.endpoint.clone()),
+                args: Value::Null,
+            };
+            Box::pin(postgres::connect_info(self, &call, target)).await
         })
     }
 

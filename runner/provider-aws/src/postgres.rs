@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use runbook_caps::types::postgres::{QueryResult, Target};
-use runbook_caps::{CapCall, CapError, ErrorKind};
+use runbook_caps::{CapCall, CapError, ConnectInfo, ErrorKind};
 use serde_json::Value;
 use tokio_postgres::SimpleQueryMessage;
 
@@ -55,6 +55,31 @@ async fn resolve(
     Ok((ep.to_string(), 5432))
 }
 
+/// Where and as whom to connect for `target`: its resolved host and port, the
+/// credentials of its secret (read in `secret_region`), its database (`postgres` when
+/// none is named).
+pub(crate) async fn connect_info(
+    p: &AwsProvider,
+    call: &CapCall,
+    target: &Target,
+) -> Result<ConnectInfo, CapError> {
+    let (host, port) = resolve(p, call, target).await?;
+    let (user, password) =
+        crate::secrets::credentials(p, call, &target.secret_region, &target.secret_id).await?;
+    let database = if target.database.is_empty() {
+        "postgres".to_string()
+    } else {
+        target.database.clone()
+    };
+    Ok(ConnectInfo {
+        host,
+        port,
+        user,
+        password,
+        database,
+    })
+}
+
 pub(crate) async fn handle(p: &AwsProvider, call: &CapCall) -> Result<Value, CapError> {
     if call.action != "Query" {
         return Err(CapError::unsupported(call, "aws"));
@@ -63,21 +88,20 @@ pub(crate) async fn handle(p: &AwsProvider, call: &CapCall) -> Result<Value, Cap
     let sql: String = call.arg_as("sql")?;
     let params: Vec<Option<String>> = call.arg_as("params")?;
     let text = runbook_caps::sql::bind(&sql, &params)?;
-    let (host, port) = resolve(p, call, &target).await?;
-    let (user, password) =
-        crate::secrets::credentials(p, call, &target.secret_region, &target.secret_id).await?;
+    let ConnectInfo {
+        host,
+        port,
+        user,
+        password,
+        database,
+    } = connect_info(p, call, &target).await?;
     let timeout = Duration::from_millis(u64::from(target.connect_timeout_ms.max(100)));
-    let db = if target.database.is_empty() {
-        "postgres"
-    } else {
-        &target.database
-    };
     let mut cfg = tokio_postgres::Config::new();
     cfg.host(&host)
         .port(port)
         .user(&user)
         .password(&password)
-        .dbname(db)
+        .dbname(&database)
         .connect_timeout(timeout)
         .application_name("runbook");
     let (client, conn) = tokio::time::timeout(

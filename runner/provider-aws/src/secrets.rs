@@ -2,7 +2,7 @@
 //! values are generated and read only here (host-side).
 
 use aws_sdk_secretsmanager::types as t;
-use runbook_caps::types::secretsmanager::{CreateSecretRequest, Secret};
+use runbook_caps::types::secretsmanager::{CreateSecretRequest, ReplicationStatus, Secret};
 use runbook_caps::{CapCall, CapError};
 use serde_json::{Value, json};
 
@@ -45,13 +45,50 @@ async fn describe(
             .send(),
     )
     .await?;
-    Ok(secret(
-        o.arn(),
-        o.name(),
-        o.description(),
-        o.created_date(),
-        o.deleted_date(),
-    ))
+    let replication: Vec<ReplicationStatus> = o
+        .replication_status()
+        .iter()
+        .map(|x| ReplicationStatus {
+            region: x.region().unwrap_or_default().into(),
+            status: x
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            status_message: x.status_message().map(str::to_string),
+        })
+        .collect();
+    Ok(Secret {
+        primary_region: primary_region(region, o.primary_region(), !replication.is_empty()),
+        replication_status: replication,
+        ..secret(
+            o.arn(),
+            o.name(),
+            o.description(),
+            o.created_date(),
+            o.deleted_date(),
+        )
+    })
+}
+
+/// `primary-region` as the contract has it: set when the secret is replicated (its own
+/// region on the primary) and on a replica (the primary's region), else none. AWS
+/// reports the field on every secret, moto only on replicas; this reads both alike.
+fn primary_region(region: &str, reported: Option<&str>, has_replicas: bool) -> Option<String> {
+    match reported.filter(|r| !r.is_empty()) {
+        Some(r) if r != region => Some(r.to_string()),
+        _ if has_replicas => Some(region.to_string()),
+        _ => None,
+    }
+}
+
+/// Regions of `s` whose replica exists or is being made (a `Failed` one may be asked
+/// for again).
+fn live_replicas(s: &Secret) -> Vec<&str> {
+    s.replication_status
+        .iter()
+        .filter(|x| x.status != "Failed")
+        .map(|x| x.region.as_str())
+        .collect()
 }
 
 pub(crate) async fn handle(p: &AwsProvider, call: &CapCall) -> Result<Value, CapError> {
@@ -105,6 +142,59 @@ pub(crate) async fn handle(p: &AwsProvider, call: &CapCall) -> Result<Value, Cap
             let id: String = call.arg_as("secret_id")?;
             describe(p, call, r, &id).await.map(to_value)
         }
+        "ReplicateSecretToRegions" => {
+            let id: String = call.arg_as("secret_id")?;
+            let add: Vec<String> = call.arg_as("add_replica_regions")?;
+            // Only the regions not replicated yet: asking again for an existing replica
+            // is not an error to a runbook re-run (AWS refuses it, moto records a
+            // failed duplicate), so the call is idempotent.
+            let cur = describe(p, call, r, &id).await?;
+            let have = live_replicas(&cur);
+            let mut todo: Vec<t::ReplicaRegionType> = Vec::new();
+            for region in &add {
+                if !have.contains(&region.as_str())
+                    && !todo.iter().any(|x| x.region() == Some(region.as_str()))
+                {
+                    todo.push(t::ReplicaRegionType::builder().region(region).build());
+                }
+            }
+            if todo.is_empty() {
+                return Ok(to_value(cur));
+            }
+            send(
+                call,
+                "ReplicateSecretToRegions",
+                c.replicate_secret_to_regions()
+                    .secret_id(&id)
+                    .set_add_replica_regions(Some(todo))
+                    .send(),
+            )
+            .await?;
+            describe(p, call, r, &id).await.map(to_value)
+        }
+        "RemoveRegionsFromReplication" => {
+            let id: String = call.arg_as("secret_id")?;
+            let remove: Vec<String> = call.arg_as("remove_replica_regions")?;
+            // Only regions that are replicas (a teardown re-run finds none left).
+            let cur = describe(p, call, r, &id).await?;
+            let todo: Vec<String> = remove
+                .into_iter()
+                .filter(|x| cur.replication_status.iter().any(|s| &s.region == x))
+                .collect();
+            if todo.is_empty() {
+                return Ok(to_value(cur));
+            }
+            send(
+                call,
+                "RemoveRegionsFromReplication",
+                c.remove_regions_from_replication()
+                    .secret_id(&id)
+                    .set_remove_replica_regions(Some(todo))
+                    .send(),
+            )
+            .await?;
+            describe(p, call, r, &id).await.map(to_value)
+        }
         "ListSecrets" => {
             let prefix: Option<String> = call.arg_as("name_prefix")?;
             let filters = prefix.as_ref().map(|px| {
@@ -137,8 +227,11 @@ pub(crate) async fn handle(p: &AwsProvider, call: &CapCall) -> Result<Value, Cap
                                 .is_none_or(|px| s.name().unwrap_or_default().starts_with(px))
                         })
                         .filter(|s| s.deleted_date().is_none())
-                        .map(|s| {
-                            secret(
+                        .map(|s| Secret {
+                            // List entries carry no replication status (DescribeSecret
+                            // does): a replica names its primary, a primary nothing.
+                            primary_region: primary_region(r, s.primary_region(), false),
+                            ..secret(
                                 s.arn(),
                                 s.name(),
                                 s.description(),
