@@ -219,10 +219,10 @@ async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
     env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
 }
 
-/// The independent writer is compared with the report on the same fault: both clients
-/// went through the same routed name, so their outages agree (printed, not asserted).
+/// Writer crash beside an independent client (their RTOs printed side by side), then a
+/// runner SIGKILLed mid-failover, then the RPO guard's refusal, on one environment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writer_crash_game_day_agrees_with_an_independent_client() {
+async fn writer_crash_runner_crash_and_slow_link_game_days() {
     let env = RunbookHome::new();
     env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
     let conn = env.routed_conn();
@@ -255,6 +255,56 @@ async fn writer_crash_game_day_agrees_with_an_independent_client() {
     println!(
         "writer-crash: report RTO {ours:?} s, independent client RTO {theirs:?} s, difference {:?} s",
         ours.zip(theirs).map(|(a, b)| (a - b).abs())
+    );
+
+    // The failover's own runner is SIGKILLed as it enters Promote (region loss): the
+    // game day resumes that same child execution, never a second one, and passes.
+    let (code, out, err) = gameday(&env, &["Fault=runner-crash"]);
+    assert_eq!(
+        (code, out["status"].as_str()),
+        (0, Some("SUCCEEDED")),
+        "{out:#}\n{}",
+        tail(&err, 80)
+    );
+    let show = env.show(out["execution_id"].as_str().unwrap());
+    let children: Vec<&Value> = show["children"].as_array().unwrap().iter().collect();
+    assert_eq!(
+        children.iter().filter(|c| c["name"] == "failover").count(),
+        1,
+        "{show:#}"
+    );
+    let crash = show["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "runner-crash")
+        .cloned()
+        .expect("the runner-crash fault is journaled");
+    let details: Value = serde_json::from_str(crash["details"].as_str().unwrap()).unwrap();
+    assert!(details["killed_pid"].as_u64().is_some(), "{details:#}");
+    let failover = env.show(children[0]["execution_id"].as_str().unwrap());
+    assert_eq!(failover["status"], "SUCCEEDED", "{failover:#}");
+    assert_eq!(failover["output"]["Promoted"], true, "{failover:#}");
+
+    // A replica lagging beyond the guard when the primary's region is lost: the policy
+    // refuses, nothing is promoted, nothing acknowledged is lost.
+    let (code, out, err) = gameday(&env, &["Fault=slow-link"]);
+    assert_eq!(
+        (code, out["status"].as_str()),
+        (0, Some("SUCCEEDED")),
+        "{out:#}\n{}",
+        tail(&err, 80)
+    );
+    let show = env.show(out["execution_id"].as_str().unwrap());
+    let failover = &show["children"][0];
+    assert_eq!(failover["status"], "FAILED", "{show:#}");
+    let failover = env.show(failover["execution_id"].as_str().unwrap());
+    assert_eq!(failover["error"], "FailoverRefused", "{failover:#}");
+    let (_, rep) = report(&env, out["execution_id"].as_str().unwrap());
+    assert_eq!(rep["measured"]["lost_writes"], 0, "{rep:#}");
+    println!(
+        "slow-link: refused ({}), client RTO after the undo {:?} s",
+        failover["cause"], rep["measured"]["rto_seconds"]
     );
     env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
 }

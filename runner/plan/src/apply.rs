@@ -7,7 +7,6 @@ use runbook_caps::types::common::Tag;
 use runbook_caps::types::ec2::{
     IpPermission, Route, RouteTable, SecurityGroup, Subnet, Vpc, VpcEndpoint, VpcPeeringConnection,
 };
-use runbook_caps::types::fault::{Fault, FaultSpec};
 use runbook_caps::types::rds::{
     CreateDbInstanceRequest, CreateReadReplicaRequest, DbInstance, DbParameterGroup, DbSnapshot,
     DbSubnetGroup, DeleteDbInstanceRequest, ModifyDbInstanceRequest, Parameter,
@@ -1388,7 +1387,6 @@ impl Plan {
             ),
         }
     }
-
 
     /// Delete one resource that must exist.
     async fn delete(&self, k: Kind, region: &str, id: &str, code: &str) -> Applied {

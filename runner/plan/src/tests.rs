@@ -461,7 +461,7 @@ async fn secret_replication_and_faults_are_modelled() {
     p.call(sm(
         "CreateSecret",
         "us-east-1",
-        json!({"request": {"name": "creds", "description": null, "username": "postgres",
+        json!({"request": {"name": "creds-local", "description": null, "username": "postgres",
                "generate_password": null, "tags": []}}),
     ))
     .await
@@ -470,7 +470,7 @@ async fn secret_replication_and_faults_are_modelled() {
         .call(sm(
             "ReplicateSecretToRegions",
             "us-east-1",
-            json!({"secret_id": "creds", "add_replica_regions": ["eu-west-1"]}),
+            json!({"secret_id": "creds-local", "add_replica_regions": ["eu-west-1"]}),
         ))
         .await
         .unwrap();
@@ -481,7 +481,7 @@ async fn secret_replication_and_faults_are_modelled() {
         .call(sm(
             "DescribeSecret",
             "eu-west-1",
-            json!({"secret_id": "creds"}),
+            json!({"secret_id": "creds-local"}),
         ))
         .await
         .unwrap();
@@ -490,14 +490,14 @@ async fn secret_replication_and_faults_are_modelled() {
     p.call(sm(
         "ReplicateSecretToRegions",
         "us-east-1",
-        json!({"secret_id": "creds", "add_replica_regions": ["eu-west-1"]}),
+        json!({"secret_id": "creds-local", "add_replica_regions": ["eu-west-1"]}),
     ))
     .await
     .unwrap();
     p.call(sm(
         "RemoveRegionsFromReplication",
         "us-east-1",
-        json!({"secret_id": "creds", "remove_replica_regions": ["eu-west-1"]}),
+        json!({"secret_id": "creds-local", "remove_replica_regions": ["eu-west-1"]}),
     ))
     .await
     .unwrap();
@@ -505,7 +505,7 @@ async fn secret_replication_and_faults_are_modelled() {
         .call(sm(
             "DescribeSecret",
             "eu-west-1",
-            json!({"secret_id": "creds"}),
+            json!({"secret_id": "creds-local"}),
         ))
         .await
         .unwrap_err();

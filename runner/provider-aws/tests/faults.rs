@@ -3,10 +3,6 @@
 //! Resources are set up and checked through the AWS SDK directly, so what the provider
 //! changed is seen the way AWS reports it.
 
-mod support {
-    pub mod moto;
-}
-
 use std::collections::BTreeSet;
 
 use aws_config::Region;
@@ -14,8 +10,8 @@ use aws_sdk_ec2::types as ec2t;
 use runbook_caps::types::postgres::Target;
 use runbook_caps::{CapCall, CapError, ErrorKind, Provider};
 use runbook_provider_aws::{AwsOptions, AwsProvider};
+use runbook_test_support::moto::Moto;
 use serde_json::{Value, json};
-use support::moto::Moto;
 
 const E: &str = "us-east-1";
 const W: &str = "eu-west-1";
