@@ -58,8 +58,9 @@ fn independent_rto(w: &Writer, started: (Instant, i64), fault_ms: i64) -> Option
     None
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
+/// A freshly deployed environment and an independent client writing through its routed
+/// name (its start on both clocks, to place the fault on its ledger).
+async fn deployed_with_independent_client() -> (RunbookHome, String, (Instant, i64), Writer) {
     let env = RunbookHome::new();
     env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
     let conn = env.routed_conn();
@@ -69,6 +70,12 @@ async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
         .unwrap();
     let started = (Instant::now(), now_ms());
     let writer = Writer::start(conn.clone(), 1);
+    (env, conn, started, writer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
+    let (env, conn, started, writer) = deployed_with_independent_client().await;
 
     // The plan lists the faults it would inject, and the child runbooks' calls.
     let plan = env.run(&[
@@ -223,15 +230,7 @@ async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
 /// runner SIGKILLed mid-failover, then the RPO guard's refusal, on one environment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writer_crash_runner_crash_and_slow_link_game_days() {
-    let env = RunbookHome::new();
-    env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
-    let conn = env.routed_conn();
-    let c = runbook_test_support::client::client(&conn).await.unwrap();
-    runbook_test_support::client::create_table(&c)
-        .await
-        .unwrap();
-    let started = (Instant::now(), now_ms());
-    let writer = Writer::start(conn.clone(), 1);
+    let (env, conn, started, writer) = deployed_with_independent_client().await;
     let (code, out, err) = gameday(&env, &["Fault=writer-crash"]);
     assert_eq!(
         (code, out["status"].as_str()),
@@ -305,6 +304,82 @@ async fn writer_crash_runner_crash_and_slow_link_game_days() {
     println!(
         "slow-link: refused ({}), client RTO after the undo {:?} s",
         failover["cause"], rep["measured"]["rto_seconds"]
+    );
+    env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
+}
+
+/// The game day's own runner is SIGKILLed while its failover child runs: `runbook
+/// resume` re-attaches to that child (one failover execution, never two), the client
+/// kept writing meanwhile (its driver is a process of its own), and the report after the
+/// resume is a PASS with nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_day_killed_mid_failover_resumes_and_reports() {
+    let env = RunbookHome::new();
+    env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
+    let file = runbook("gameday.yaml");
+    let mut run = env
+        .cmd(&["run", file.to_str().unwrap(), "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the failover child exists, then SIGKILL the game day's runner.
+    let id = runbook_test_support::wait::poll_some(
+        Duration::from_secs(120),
+        Duration::from_millis(100),
+        || {
+            let list: Value = serde_json::from_str(&env.text(&["executions", "--json"])).ok()?;
+            let parent = list
+                .as_array()?
+                .iter()
+                .find(|e| e["name"] == "gameday")?
+                .clone();
+            let id = parent["execution_id"].as_str()?.to_string();
+            let show = env.show(&id);
+            (!show["children"].as_array()?.is_empty()).then_some(id)
+        },
+    )
+    .expect("the game day reached its failover");
+    run.kill().unwrap();
+    let _ = run.wait();
+
+    // One actor per environment: while the interrupted game day holds local/dev, a
+    // failover of its own is refused, naming the holder.
+    let busy = env.run(&[
+        "run",
+        runbook("failover.yaml").to_str().unwrap(),
+        "--param",
+        "Force=true",
+    ]);
+    let why = stderr(&busy);
+    assert_eq!(busy.status.code(), Some(2), "{why}");
+    assert!(why.contains("local/dev") && why.contains(&id), "{why}");
+
+    let out = env.run(&["resume", &id, "--json"]);
+    let v = stdout_json(&out, "resume");
+    assert_eq!(
+        v["status"],
+        "SUCCEEDED",
+        "{v:#}\n{}",
+        tail(&stderr(&out), 80)
+    );
+    let show = env.show(&id);
+    let failovers = show["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "failover")
+        .count();
+    assert_eq!(
+        failovers, 1,
+        "one failover execution, however often resumed: {show:#}"
+    );
+    let (rc, rep) = report(&env, &id);
+    assert_eq!((rc, rep["verdict"].as_str()), (0, Some("PASS")), "{rep:#}");
+    assert_eq!(rep["measured"]["lost_writes"], 0);
+    println!(
+        "killed mid-failover, resumed: RTO {:?} s, {} acked",
+        rep["measured"]["rto_seconds"], rep["measured"]["acked_writes"]
     );
     env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
 }

@@ -19,7 +19,15 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     // OUT_DIR = <target>/<profile>/build/<pkg>-<hash>/out
     let target_dir = out_dir.ancestors().nth(4).unwrap().to_path_buf();
-    let wasm_target_dir = target_dir.join("wasm-plugins");
+    // One nested target dir per checkout: clones sharing CARGO_TARGET_DIR must not
+    // overwrite each other's .wasm files (the last build would embed the other's).
+    let checkout = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        root.hash(&mut h);
+        h.finish()
+    };
+    let wasm_target_dir = target_dir.join(format!("wasm-plugins-{checkout:016x}"));
 
     println!("cargo:rerun-if-changed={}", plugins.display());
     println!("cargo:rerun-if-changed={}", root.join("wit").display());

@@ -99,6 +99,14 @@ enum Op {
         #[serde(rename = "Metrics")]
         metrics: BTreeMap<String, Value>,
     },
+    /// Stop conditions (AWS FIS): fails `GameDay.StopCondition` when any named alarm is
+    /// in ALARM. No names: nothing to check.
+    StopConditions {
+        #[serde(rename = "Region")]
+        region: String,
+        #[serde(rename = "AlarmNames", default)]
+        alarm_names: Vec<String>,
+    },
     Teardown {
         #[serde(rename = "Region")]
         region: String,
@@ -150,6 +158,23 @@ fn run(op: Op) -> Result<Value, StepError> {
                 .into_iter()
                 .map(|a| (a.spec.alarm_name, a.state_value))
                 .collect();
+            Ok(json!({ "Region": region, "Alarms": states }))
+        }
+        Op::StopConditions { region, alarm_names } => {
+            if alarm_names.is_empty() {
+                return Ok(json!({ "Region": region, "Alarms": {} }));
+            }
+            let states: BTreeMap<String, String> = cloudwatch::describe_alarms(&region, &alarm_names, None)?
+                .into_iter()
+                .map(|a| (a.spec.alarm_name, a.state_value))
+                .collect();
+            let firing: Vec<&String> = states.iter().filter(|(_, v)| v.as_str() == "ALARM").map(|(k, _)| k).collect();
+            if !firing.is_empty() {
+                return Err(StepError::new(
+                    "GameDay.StopCondition",
+                    format!("stop condition: {} in ALARM ({region})", firing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+                ));
+            }
             Ok(json!({ "Region": region, "Alarms": states }))
         }
         Op::EnsureDashboard { region, name, body } => {

@@ -10,39 +10,8 @@ use runbook_plugin_sdk::{StepError, export_step, info, warn};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-#[derive(Deserialize, Clone)]
-#[serde(rename_all = "PascalCase")]
-struct Target {
-    endpoint: String,
-    #[serde(default)]
-    region: Option<String>,
-    #[serde(default = "postgres_db")]
-    database: String,
-    secret_id: String,
-    secret_region: String,
-    #[serde(default = "timeout")]
-    connect_timeout_ms: u32,
-}
+use runbook_plugin_sdk::target::Target;
 
-fn postgres_db() -> String {
-    "postgres".into()
-}
-fn timeout() -> u32 {
-    2000
-}
-
-impl Target {
-    fn wit(&self) -> postgres::Target {
-        postgres::Target {
-            endpoint: self.endpoint.clone(),
-            region: self.region.clone(),
-            database: self.database.clone(),
-            secret_id: self.secret_id.clone(),
-            secret_region: self.secret_region.clone(),
-            connect_timeout_ms: self.connect_timeout_ms,
-        }
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(tag = "Op")]

@@ -8,27 +8,7 @@ use runbook_plugin_sdk::{StepError, export_step, info, warn};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-#[derive(Deserialize, Clone)]
-#[serde(rename_all = "PascalCase")]
-struct Target {
-    /// A Route 53 name, a DB instance identifier or `host:port`.
-    endpoint: String,
-    #[serde(default)]
-    region: Option<String>,
-    #[serde(default = "postgres_db")]
-    database: String,
-    secret_id: String,
-    secret_region: String,
-    #[serde(default = "timeout")]
-    connect_timeout_ms: u32,
-}
-
-fn postgres_db() -> String {
-    "postgres".into()
-}
-fn timeout() -> u32 {
-    2000
-}
+use runbook_plugin_sdk::target::Target;
 
 #[derive(Deserialize)]
 #[serde(tag = "Op")]
@@ -79,14 +59,7 @@ enum Op {
 
 fn query(t: &Target, sql: &str, params: &[Option<String>]) -> Result<QueryResult, runbook_plugin_sdk::CapError> {
     postgres::query(
-        &postgres::Target {
-            endpoint: t.endpoint.clone(),
-            region: t.region.clone(),
-            database: t.database.clone(),
-            secret_id: t.secret_id.clone(),
-            secret_region: t.secret_region.clone(),
-            connect_timeout_ms: t.connect_timeout_ms,
-        },
+        &t.wit(),
         sql,
         params,
     )

@@ -208,3 +208,44 @@ pub mod time {
         format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
     }
 }
+
+/// The `Target` object runbooks pass to PostgreSQL steps (`Endpoint`, `Region`,
+/// `Database`, `SecretId`, `SecretRegion`, `ConnectTimeoutMs`), as the WIT record.
+pub mod target {
+    use crate::cap::postgres;
+
+    #[derive(serde::Deserialize, Clone, Debug)]
+    #[serde(rename_all = "PascalCase")]
+    pub struct Target {
+        /// A Route 53 name, a DB instance identifier or `host:port`.
+        pub endpoint: String,
+        #[serde(default)]
+        pub region: Option<String>,
+        #[serde(default = "postgres_db")]
+        pub database: String,
+        pub secret_id: String,
+        pub secret_region: String,
+        #[serde(default = "timeout")]
+        pub connect_timeout_ms: u32,
+    }
+
+    fn postgres_db() -> String {
+        "postgres".into()
+    }
+    fn timeout() -> u32 {
+        2000
+    }
+
+    impl Target {
+        pub fn wit(&self) -> postgres::Target {
+            postgres::Target {
+                endpoint: self.endpoint.clone(),
+                region: self.region.clone(),
+                database: self.database.clone(),
+                secret_id: self.secret_id.clone(),
+                secret_region: self.secret_region.clone(),
+                connect_timeout_ms: self.connect_timeout_ms,
+            }
+        }
+    }
+}

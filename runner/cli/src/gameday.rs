@@ -149,3 +149,43 @@ pub fn write_after_run(runner: &Runner, state_dir: &std::path::Path, id: &str) {
         Err(e) => eprintln!("game-day report of {id}: {e:#}"),
     }
 }
+
+/// `runbook report --last N [--runbook NAME]`: RTO and lost writes of the last N finished
+/// game days, newest first (the morning-after view of nightly game days).
+pub fn trend(runner: &Runner, runbook: &str, n: usize, format: &str) -> anyhow::Result<ExitCode> {
+    let journal = runner.journal();
+    let mut points = Vec::new();
+    // Executions are newest first; children and other runbooks are skipped.
+    for row in journal.executions(10_000)? {
+        if points.len() == n {
+            break;
+        }
+        if row.name != runbook || row.parent_id.is_some() || row.status == "RUNNING" {
+            continue;
+        }
+        if let Some(g) = runbook_executor::report::gameday_report(journal, &row.id)? {
+            points.push(runbook_report::TrendPoint::from(&g));
+        }
+    }
+    if format == "html" {
+        println!("{}", runbook_report::render_trend_html(&points));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<36}  {:<24}  {:<12}  {:>8}  {:>5}",
+        "EXECUTION", "STARTED", "VERDICT", "RTO s", "LOST"
+    );
+    for p in &points {
+        println!(
+            "{:<36}  {:<24}  {:<12}  {:>8}  {:>5}",
+            p.execution_id,
+            runbook_engine::Timestamp::from_unix_millis(p.started_ms).to_rfc3339(),
+            p.verdict.as_str(),
+            p.rto_seconds
+                .map(|r| format!("{r:.2}"))
+                .unwrap_or_else(|| "-".into()),
+            p.lost_writes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

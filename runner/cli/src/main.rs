@@ -137,7 +137,16 @@ enum Command {
     /// A game day's report (JSON, HTML, JUnit, Markdown) from the journal; exit 1 unless
     /// its verdict is PASS. `gameday.yaml` runs write one to <state dir>/reports/ID/.
     Report {
-        id: String,
+        /// The game day's execution (or use --last).
+        #[arg(required_unless_present = "last")]
+        id: Option<String>,
+        /// The trend of the last N game days instead: RTO and lost writes per run
+        /// (a table; `--format html` draws the chart).
+        #[arg(long, conflicts_with = "id")]
+        last: Option<usize>,
+        /// With --last: the runbook's name.
+        #[arg(long, default_value = "gameday", requires = "last")]
+        runbook: String,
         #[arg(long, default_value = "json")]
         format: String,
         /// Write every format into this directory instead.
@@ -474,9 +483,17 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Lever { command } => gameday::lever(&runner(&cli)?, command),
-        Command::Report { id, format, out } => {
-            gameday::report(&runner(&cli)?, id, format, out.as_deref())
-        }
+        Command::Report {
+            id,
+            last,
+            runbook,
+            format,
+            out,
+        } => match (id, last) {
+            (_, Some(n)) => gameday::trend(&runner(&cli)?, runbook, *n, format),
+            (Some(id), None) => gameday::report(&runner(&cli)?, id, format, out.as_deref()),
+            (None, None) => unreachable!("clap requires ID or --last"),
+        },
         Command::TrafficDriver { session } => gameday::traffic_driver(&runner(&cli)?, session),
         Command::Show { id, json } => {
             let runner = runner(&cli)?;

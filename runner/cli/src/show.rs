@@ -223,9 +223,18 @@ pub fn executions(journal: &Journal, limit: usize, json_out: bool) -> anyhow::Re
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
+    let lever = journal.lever()?;
+    if lever.engaged {
+        println!(
+            "safety lever ENGAGED since {} by {}: {} (no fault is injected)",
+            lever.since_ms.map(fmt_ms).unwrap_or_default(),
+            lever.actor.unwrap_or_default(),
+            lever.reason.unwrap_or_default()
+        );
+    }
     println!(
-        "{:<36}  {:<10}  {:<24}  {:>9}  NAME",
-        "EXECUTION", "STATUS", "STARTED", "DURATION"
+        "{:<36}  {:<10}  {:<24}  {:>9}  {:<16}  NAME",
+        "EXECUTION", "STATUS", "STARTED", "DURATION", "ENVIRONMENT"
     );
     for r in rows {
         let dur = r
@@ -233,12 +242,17 @@ pub fn executions(journal: &Journal, limit: usize, json_out: bool) -> anyhow::Re
             .map(|e| format!("{:.1}s", (e - r.started_ms) as f64 / 1000.0))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<36}  {:<10}  {:<24}  {:>9}  {}",
+            "{:<36}  {:<10}  {:<24}  {:>9}  {:<16}  {}{}",
             r.id,
             r.status,
             fmt_ms(r.started_ms),
             dur,
-            r.name
+            r.environment.as_deref().unwrap_or("-"),
+            r.name,
+            r.parent_id
+                .as_deref()
+                .map(|p| format!(" (child of {p})"))
+                .unwrap_or_default()
         );
     }
     Ok(())

@@ -15,9 +15,8 @@ use crate::RunError;
 /// day runbooks show under their own names.
 fn phase_of(state: &str) -> &str {
     match state {
-        "Preflight" | "RoutedWritable" | "ReplicaProbe" | "StartTraffic" | "SteadyState" => {
-            "steady-state"
-        }
+        "Preflight" | "RoutedWritable" | "ReplicaProbe" | "ReplicaAvailable" | "StartTraffic"
+        | "SteadyState" => "steady-state",
         "Inject" | "InjectRunnerCrash" => "inject",
         "Failover" => "failover",
         "AwaitRecovery" => "recovery",
@@ -28,6 +27,7 @@ fn phase_of(state: &str) -> &str {
             "rollback"
         }
         "AwaitLag" | "InjectThen" => "inject",
+        "Lever" | "StopConditions" => "guardrails",
         "UndoThen" => "undo",
         other => other,
     }

@@ -415,7 +415,9 @@ impl Journal {
             return Ok(());
         }
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction()?;
+        // IMMEDIATE: other processes (workers, traffic drivers) write too; a deferred
+        // transaction that reads first could not upgrade (SQLITE_BUSY_SNAPSHOT).
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO ledger (session_id, kind, id, conn, sent_ms, done_ms, outcome, error)
@@ -465,7 +467,9 @@ impl Journal {
             return Ok(());
         }
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction()?;
+        // IMMEDIATE: other processes (workers, traffic drivers) write too; a deferred
+        // transaction that reads first could not upgrade (SQLITE_BUSY_SNAPSHOT).
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO lag_samples (session_id, at_ms, lag) VALUES (?1, ?2, ?3)",

@@ -467,7 +467,9 @@ impl Journal {
             return Ok(());
         }
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction()?;
+        // IMMEDIATE: other processes (workers, traffic drivers) write too; a deferred
+        // transaction that reads first could not upgrade (SQLITE_BUSY_SNAPSHOT).
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut seq: i64 = tx.query_row(
                 "SELECT COALESCE(MAX(seq), 0) FROM history WHERE execution_id = ?1",

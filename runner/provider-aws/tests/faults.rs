@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use aws_config::Region;
 use aws_sdk_ec2::types as ec2t;
 use runbook_caps::types::postgres::Target;
-use runbook_caps::{CapCall, CapError, ErrorKind, Provider};
+use runbook_caps::{CapError, ErrorKind, Provider};
 use runbook_provider_aws::{AwsOptions, AwsProvider};
 use runbook_test_support::moto::Moto;
 use serde_json::{Value, json};
@@ -42,23 +42,10 @@ impl Env {
         region: Option<&str>,
         args: Value,
     ) -> Result<Value, CapError> {
-        let spec = runbook_caps::action_by_iam(service, action)
-            .unwrap_or_else(|| panic!("{service}:{action} is not in the catalogue"));
-        let resource = spec.resource.and_then(|path| {
-            let mut v = &args;
-            for part in path.split('.') {
-                v = v.get(part)?;
-            }
-            v.as_str().map(str::to_string)
-        });
         self.p
-            .call(CapCall {
-                service: service.into(),
-                action: action.into(),
-                region: region.map(str::to_string),
-                resource,
-                args,
-            })
+            .call(runbook_test_support::caps::call(
+                service, action, region, args,
+            ))
             .await
     }
 

@@ -43,23 +43,10 @@ impl Env {
         region: Option<&str>,
         args: Value,
     ) -> Result<Value, CapError> {
-        let spec = runbook_caps::action_by_iam(service, action)
-            .unwrap_or_else(|| panic!("{service}:{action} is not in the catalogue"));
-        let resource = spec.resource.and_then(|path| {
-            let mut v = &args;
-            for part in path.split('.') {
-                v = v.get(part)?;
-            }
-            v.as_str().map(str::to_string)
-        });
         self.p
-            .call(CapCall {
-                service: service.into(),
-                action: action.into(),
-                region: region.map(str::to_string),
-                resource,
-                args,
-            })
+            .call(runbook_test_support::caps::call(
+                service, action, region, args,
+            ))
             .await
     }
 

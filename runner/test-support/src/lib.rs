@@ -20,6 +20,7 @@
 //! | `free_port`, `alive`, `read_pid`, `wait_dead`, `signal` | `process::*`; spawn with a kill-by-PID guard: `process::spawn` |
 //! | (new) a temp PostgreSQL cluster | `pg::TempCluster::start()` |
 
+pub mod caps;
 pub mod chromium;
 pub mod client;
 pub mod local;

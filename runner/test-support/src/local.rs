@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use runbook_caps::{CapCall, CapError, Provider};
+use runbook_caps::{CapError, Provider};
 use runbook_provider_local::{DaemonLauncher, LocalConfig, LocalProvider};
 use serde_json::{Value, json};
 
@@ -57,13 +57,7 @@ impl Env {
         args: Value,
     ) -> Result<Value, CapError> {
         self.provider
-            .call(CapCall {
-                service: service.into(),
-                action: action.into(),
-                region: region.map(Into::into),
-                resource: None,
-                args,
-            })
+            .call(crate::caps::call(service, action, region, args))
             .await
     }
 
