@@ -379,7 +379,7 @@ impl Runner {
     /// The provider an existing execution was started with, behind the host services
     /// (faults, lever, traffic) that the executor itself answers.
     fn provider_for(&self, row: &ExecutionRow) -> Arc<dyn Provider> {
-        services::HostServices::new(
+        services::HostServices::wrap(
             self.clone(),
             row,
             LazyProvider::new(

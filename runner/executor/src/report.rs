@@ -219,30 +219,33 @@ fn phases(history: &[HistoryRow], children: &[ExecutionRow]) -> Vec<Phase> {
             continue;
         };
         let name = phase_of(state.rsplit('/').next().unwrap_or(state));
-        if h.kind == "TaskStateEntered" {
-            if out.last().is_none_or(|p| {
-                p.name != name || p.finished_ms.is_some() && p.status != "SUCCEEDED"
-            }) {
-                out.push(Phase {
-                    name: name.to_string(),
-                    started_ms: h.at_ms,
-                    finished_ms: None,
-                    status: "RUNNING".into(),
-                    execution_id: None,
+        let ended = match h.kind.as_str() {
+            "TaskStateEntered" => {
+                let fresh = out.last().is_none_or(|p| {
+                    p.name != name || p.finished_ms.is_some() && p.status != "SUCCEEDED"
                 });
-            } else if let Some(p) = out.last_mut() {
-                p.status = "RUNNING".into();
+                if fresh {
+                    out.push(Phase {
+                        name: name.to_string(),
+                        started_ms: h.at_ms,
+                        finished_ms: None,
+                        status: "RUNNING".into(),
+                        execution_id: None,
+                    });
+                } else if let Some(p) = out.last_mut() {
+                    p.status = "RUNNING".into();
+                }
+                None
             }
-        } else if h.kind == "TaskStateExited" {
-            if let Some(p) = out.iter_mut().rev().find(|p| p.name == name) {
-                p.finished_ms = Some(h.at_ms);
-                p.status = "SUCCEEDED".into();
-            }
-        } else if h.kind == "TaskFailed" || h.kind == "TaskTimedOut" {
-            if let Some(p) = out.iter_mut().rev().find(|p| p.name == name) {
-                p.finished_ms = Some(h.at_ms);
-                p.status = "FAILED".into();
-            }
+            "TaskStateExited" => Some("SUCCEEDED"),
+            "TaskFailed" | "TaskTimedOut" => Some("FAILED"),
+            _ => None,
+        };
+        if let Some(status) = ended
+            && let Some(p) = out.iter_mut().rev().find(|p| p.name == name)
+        {
+            p.finished_ms = Some(h.at_ms);
+            p.status = status.into();
         }
     }
     for p in out.iter_mut() {

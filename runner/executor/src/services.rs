@@ -27,7 +27,7 @@ pub(crate) struct HostServices {
 }
 
 impl HostServices {
-    pub(crate) fn new(
+    pub(crate) fn wrap(
         runner: Runner,
         row: &ExecutionRow,
         provider: Arc<dyn Provider>,
