@@ -13,3 +13,4 @@ echo "runbook built: $BIN  (alias it: alias runbook=$BIN)"
 echo
 echo "connect:  runbook endpoint postgres.db-dev.internal ; runbook secret get postgres-credentials-dev"
 echo "then:     runbook run runbooks/failover.yaml | failback.yaml | teardown.yaml  (see the README's tour)"
+echo "game day: runbook run runbooks/gameday.yaml ; runbook report <execution id> -o ./report"
