@@ -13,7 +13,8 @@ fn json_round_trips_with_schema_and_verdict() {
     let text = render_json(&g);
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["schema"], SCHEMA_ID);
-    assert_eq!(v["verdict"], "FAIL");
+    assert_eq!(v["verdict"], "fail");
+    assert_eq!(v["lost_writes"], v["measured"]["lost_writes"]);
     assert_eq!(v["missed_targets"][0], "RTO 12.4 s exceeds target 5 s");
     assert_eq!(v["reasons"][1], "check failed: topology restored");
     assert_eq!(v["series"]["writes"].as_array().unwrap().len(), 90);
