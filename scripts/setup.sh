@@ -38,6 +38,16 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 log "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo missing)"
 
+# promtool from Debian's prometheus package: runner/test-support's harness lints /metrics.
+if ! command -v promtool >/dev/null 2>&1; then
+  log "installing prometheus (for promtool) from Debian packages"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+log "promtool: $(promtool --version 2>&1 | head -n1 || echo missing)"
+
 # moto (an AWS emulator) for the aws provider's tests, in the project's virtualenv.
 MOTO_VERSION=5.2.5   # the newest on PyPI when pinned; also in runner/test-support/src/moto.rs
 VENV="$HOME/.cache/runbook/venv"

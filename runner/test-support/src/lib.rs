@@ -23,9 +23,11 @@
 pub mod caps;
 pub mod chromium;
 pub mod client;
+pub mod http;
 pub mod local;
 pub mod moto;
 pub mod pg;
 pub mod process;
+pub mod promtool;
 pub mod runbook;
 pub mod wait;
