@@ -1,8 +1,7 @@
 //! CloudWatch: put/get metric data, alarms evaluated by the daemon every second (with
 //! periods, evaluation periods, datapoints-to-alarm, missing-data treatment) whose
-//! actions publish to SNS, and dashboards rendered as self-contained HTML with SVG charts.
+//! actions publish to SNS, and dashboards (stored here, rendered by [`crate::dashboard`]).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +35,8 @@ fn fmt_ts(ts: f64) -> String {
     ids::rfc3339(t)
 }
 
-fn stat(values: &[f64], name: &str) -> Option<f64> {
+/// A CloudWatch statistic of some values; None for no values or an unknown statistic.
+pub(crate) fn stat(values: &[f64], name: &str) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
@@ -234,7 +234,7 @@ pub(crate) async fn handle(ctx: &Arc<Ctx>, call: &CapCall) -> Result<Value, CapE
                 s.region_mut(r).dashboards.insert(name.clone(), d);
                 Ok(())
             })?;
-            render_dashboard(ctx, r, &name)?;
+            crate::dashboard::render_dashboard(ctx, r, &name)?;
             Ok(Value::Null)
         }
         "GetDashboard" => {
@@ -508,185 +508,9 @@ pub(crate) fn spawn_evaluator(ctx: Arc<Ctx>) {
                         .collect()
                 });
                 for (r, n) in names {
-                    let _ = render_dashboard(&ctx, &r, &n);
+                    let _ = crate::dashboard::render_dashboard(&ctx, &r, &n);
                 }
             }
         }
     });
-}
-
-// ---- dashboards --------------------------------------------------------------------
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// Metric series of a widget: CloudWatch's `[ns, metric, dimName, dimValue, ...]` rows,
-/// where `"."` repeats the previous row's value and a trailing object holds options.
-fn widget_series(metrics: &[Value]) -> Vec<(String, String, Vec<Dimension>)> {
-    let mut prev: Vec<String> = Vec::new();
-    let mut out = Vec::new();
-    for row in metrics {
-        let Some(items) = row.as_array() else {
-            continue;
-        };
-        let strs: Vec<String> = items
-            .iter()
-            .filter_map(Value::as_str)
-            .enumerate()
-            .map(|(i, s)| {
-                if s == "." {
-                    prev.get(i).cloned().unwrap_or_default()
-                } else {
-                    s.to_string()
-                }
-            })
-            .collect();
-        if strs.len() < 2 {
-            continue;
-        }
-        let dims = strs[2..]
-            .chunks(2)
-            .filter(|c| c.len() == 2)
-            .map(|c| Dimension {
-                name: c[0].clone(),
-                value: c[1].clone(),
-            })
-            .collect();
-        out.push((strs[0].clone(), strs[1].clone(), dims));
-        prev = strs;
-    }
-    out
-}
-
-/// Render to `local/dashboards/NAME.html`: one SVG line chart per metric widget (last
-/// 30 minutes), alarm widgets as state badges, text widgets as preformatted text.
-pub(crate) fn render_dashboard(ctx: &Ctx, region: &str, name: &str) -> Result<PathBuf, CapError> {
-    let (dash, alarms) = ctx.read(|s| {
-        let r = s.region(region);
-        (
-            r.and_then(|x| x.dashboards.get(name)).cloned(),
-            r.map(|x| x.alarms.clone()).unwrap_or_default(),
-        )
-    });
-    let dash = dash.ok_or_else(|| rnf(format!("Dashboard {name} does not exist")))?;
-    let body: Value = serde_json::from_str(&dash.body).unwrap_or(json!({"widgets": []}));
-    let now = ids::unix_now();
-    let window = 1800.0;
-    let palette = [
-        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
-    ];
-    let mut html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title><style>\
-         body{{font-family:system-ui,sans-serif;margin:16px;background:#f4f6f8;color:#16191f}}\
-         .grid{{display:flex;flex-wrap:wrap;gap:12px}}.w{{background:#fff;border:1px solid #d5dbdb;border-radius:4px;padding:10px;width:560px}}\
-         h1{{font-size:20px}}h2{{font-size:14px;margin:0 0 6px}}.leg span{{margin-right:10px;font-size:12px}}\
-         .ALARM{{background:#d13212;color:#fff}}.OK{{background:#1d8102;color:#fff}}.INSUFFICIENT_DATA{{background:#879596;color:#fff}}\
-         .badge{{padding:3px 8px;border-radius:3px;font-size:12px;margin:2px;display:inline-block}}\
-         </style></head><body><h1>{t}</h1><p>{region} &middot; rendered {at} &middot; last 30 minutes</p><div class=\"grid\">",
-        t = esc(name),
-        at = ids::now_str()
-    );
-    for w in body["widgets"].as_array().cloned().unwrap_or_default() {
-        let props = &w["properties"];
-        let title = props["title"].as_str().unwrap_or("");
-        match w["type"].as_str().unwrap_or("metric") {
-            "text" => html.push_str(&format!(
-                "<div class=\"w\"><pre>{}</pre></div>",
-                esc(props["markdown"].as_str().unwrap_or(""))
-            )),
-            "alarm" => {
-                html.push_str(&format!("<div class=\"w\"><h2>{}</h2>", esc(title)));
-                for a in props["alarms"].as_array().cloned().unwrap_or_default() {
-                    let arn = a.as_str().unwrap_or("");
-                    let alarm_name = arn.rsplit("alarm:").next().unwrap_or(arn);
-                    let state = alarms
-                        .get(alarm_name)
-                        .map(|x| x.alarm.state_value.clone())
-                        .unwrap_or_else(|| "INSUFFICIENT_DATA".into());
-                    html.push_str(&format!(
-                        "<span class=\"badge {state}\">{} {state}</span>",
-                        esc(alarm_name)
-                    ));
-                }
-                html.push_str("</div>");
-            }
-            _ => {
-                let series = widget_series(
-                    props["metrics"]
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or(&[]),
-                );
-                let data: Vec<Vec<(f64, f64)>> = series
-                    .iter()
-                    .map(|(ns, m, d)| {
-                        ctx.metrics
-                            .query(region, ns, m, d, now - window, now + 1.0)
-                            .iter()
-                            .map(|s| (s.ts, s.value))
-                            .collect()
-                    })
-                    .collect();
-                let max = data
-                    .iter()
-                    .flatten()
-                    .map(|p| p.1)
-                    .fold(0.0f64, f64::max)
-                    .max(1e-9);
-                let (w_px, h_px) = (540.0, 180.0);
-                let mut svg = format!(
-                    "<svg width=\"{w_px}\" height=\"{h_px}\" viewBox=\"0 0 {w_px} {h_px}\"><rect width=\"100%\" height=\"100%\" fill=\"#fff\" stroke=\"#eaeded\"/>"
-                );
-                svg.push_str(&format!("<text x=\"4\" y=\"12\" font-size=\"10\" fill=\"#687078\">{max:.2}</text><text x=\"4\" y=\"{}\" font-size=\"10\" fill=\"#687078\">0</text>", h_px - 4.0));
-                for (i, pts) in data.iter().enumerate() {
-                    let path: Vec<String> = pts
-                        .iter()
-                        .map(|(t, v)| {
-                            format!(
-                                "{:.1},{:.1}",
-                                (t - (now - window)) / window * w_px,
-                                h_px - 16.0 - v / max * (h_px - 32.0)
-                            )
-                        })
-                        .collect();
-                    svg.push_str(&format!(
-                        "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"/>",
-                        palette[i % palette.len()],
-                        path.join(" ")
-                    ));
-                }
-                svg.push_str("</svg>");
-                let legend: Vec<String> = series
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, m, d))| {
-                        let dims: Vec<String> = d.iter().map(|x| x.value.clone()).collect();
-                        format!(
-                            "<span style=\"color:{}\">&#9632; {} {}</span>",
-                            palette[i % palette.len()],
-                            esc(m),
-                            esc(&dims.join(","))
-                        )
-                    })
-                    .collect();
-                html.push_str(&format!(
-                    "<div class=\"w\"><h2>{}</h2>{svg}<div class=\"leg\">{}</div></div>",
-                    esc(title),
-                    legend.join("")
-                ));
-            }
-        }
-    }
-    html.push_str("</div></body></html>\n");
-    let path = ctx.layout.dashboard_html(name);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    std::fs::write(&path, html)
-        .map_err(|e| CapError::internal(format!("writing {}: {e}", path.display())))?;
-    Ok(path)
 }

@@ -266,7 +266,7 @@ async fn handle(ctx: &Arc<Ctx>, req: Request) -> Result<Value, CapError> {
             Ok(Value::Null)
         }
         Request::RenderDashboard { region, name } => {
-            crate::cloudwatch::render_dashboard(ctx, &region, &name)
+            crate::dashboard::render_dashboard(ctx, &region, &name)
                 .map(|p| Value::String(p.display().to_string()))
         }
     }

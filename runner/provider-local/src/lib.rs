@@ -10,6 +10,7 @@
 mod client;
 mod cloudwatch;
 mod daemon;
+mod dashboard;
 mod ec2;
 mod error;
 mod fault;
@@ -30,4 +31,5 @@ mod state;
 
 pub use client::{DaemonLauncher, LocalConfig, LocalProvider};
 pub use daemon::run_daemon;
+pub use dashboard::{list_dashboards, render_dashboard_html};
 pub use error::LocalError;

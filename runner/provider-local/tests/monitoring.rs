@@ -235,6 +235,32 @@ async fn replica_lag_alarm_follows_the_link() {
         html.contains("<svg") && html.contains("polyline") && html.contains("replica-lag-dev"),
         "{html}"
     );
+    // The same page from the persisted state, as another process (runbook serve) draws
+    // it: the sampled lag on a clock axis, in seconds, with its latest value.
+    let dir = env.state_dir();
+    assert_eq!(
+        runbook_provider_local::list_dashboards(&dir).unwrap(),
+        ["postgres-dr-dev"]
+    );
+    let page = runbook_provider_local::render_dashboard_html(&dir, "postgres-dr-dev")
+        .unwrap()
+        .expect("dashboard exists")
+        .replace('\n', "");
+    assert!(
+        page.contains("polyline") && page.contains("time ("),
+        "{page}"
+    );
+    assert!(
+        page.contains(" s<") || page.contains(" ms<") || page.contains(" min<"),
+        "lag axis in seconds: {page}"
+    );
+    assert!(!page.contains(">no data<"), "{page}");
+    assert!(page.contains("replica-lag-dev"));
+    assert!(
+        runbook_provider_local::render_dashboard_html(&dir, "nope")
+            .unwrap()
+            .is_none()
+    );
 
     // postgres:Query through the routing name, with parameters, rows as text.
     let target = json!({"endpoint": NAME, "region": null, "database": "postgres", "secret_id": SECRET, "secret_region": US, "connect_timeout_ms": 3000});
