@@ -5,6 +5,7 @@
 mod gameday;
 mod progress;
 mod providers;
+mod serve;
 mod show;
 
 use std::io::{IsTerminal, Write};
@@ -175,6 +176,28 @@ enum Command {
     },
     /// Print the JSON Schema of runbooks (for editors).
     Schema,
+    /// The long-running service: schedules, the automatic failover watcher, readiness
+    /// checks, a status page and Prometheus metrics (see serve.example.yaml).
+    Serve {
+        /// The serve config (YAML).
+        #[arg(long, required_unless_present = "check", conflicts_with = "check")]
+        config: Option<PathBuf>,
+        /// Only check this config and every runbook it names; exit 2 on problems.
+        #[arg(long, value_name = "FILE")]
+        check: Option<PathBuf>,
+        /// Serve HTTP here (overrides Http.Listen; port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// The next fire times of each schedule of a serve config, in its time zone.
+    Schedules {
+        file: PathBuf,
+        /// How many fire times per schedule.
+        #[arg(long, short = 'n', default_value_t = 5)]
+        count: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Print HOST:PORT of a Route 53 name's local routing endpoint.
     Endpoint { name: String },
     /// Secrets (as `aws secretsmanager get-secret-value` would print them).
@@ -248,6 +271,7 @@ fn main() -> ExitCode {
             | Command::Resume { .. }
             | Command::Redrive { .. }
             | Command::TrafficDriver { .. }
+            | Command::Serve { .. }
             | Command::Local {
                 command: LocalCommand::Daemon
             }
@@ -556,6 +580,16 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Local { command } => local_command(&cli, command),
+        Command::Serve {
+            config,
+            check,
+            listen,
+        } => match (config, check) {
+            (_, Some(file)) => serve::check(&runner(&cli)?, file),
+            (Some(file), None) => serve::serve(runner(&cli)?, &state_dir(&cli), file, *listen),
+            (None, None) => unreachable!("clap requires --config or --check"),
+        },
+        Command::Schedules { file, count, json } => serve::schedules(file, *count, *json),
         Command::Schema => {
             println!(
                 "{}",

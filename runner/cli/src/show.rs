@@ -6,6 +6,14 @@ use runbook_executor::{Effect, PlanReport, Prepared};
 use runbook_journal::Journal;
 use serde_json::{Value, json};
 
+/// `println!` into a String (writing to a String cannot fail).
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
 fn fmt_ms(ms: i64) -> String {
     let secs = ms / 1000;
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
@@ -216,6 +224,7 @@ pub fn executions(journal: &Journal, limit: usize, json_out: bool) -> anyhow::Re
             .iter()
             .map(|r| {
                 json!({"execution_id": r.id, "name": r.name, "status": r.status, "started": fmt_ms(r.started_ms),
+                       "started_ms": r.started_ms, "ended_ms": r.ended_ms,
                        "ended": r.ended_ms.map(fmt_ms), "runbook": r.runbook_path, "provider": r.provider,
                        "environment": r.environment, "parent_id": r.parent_id, "error": r.error})
             })
@@ -282,41 +291,56 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
         );
         return Ok(());
     }
-    println!("execution  {}", row.id);
-    println!("name       {}", row.name);
-    println!("runbook    {}", row.runbook_path);
-    println!("provider   {}", row.provider.as_deref().unwrap_or("-"));
+    print!("{}", execution_text(journal, &row.id)?);
+    Ok(())
+}
+
+/// What `runbook show ID` prints (also the `/executions/ID` page of `runbook serve`).
+pub fn execution_text(journal: &Journal, id: &str) -> anyhow::Result<String> {
+    let row = journal.resolve(id)?;
+    let history = journal.history(&row.id)?;
+    let calls = journal.calls(&row.id)?;
+    let logs = journal.logs(&row.id)?;
+    let children = journal.children(&row.id)?;
+    let faults = journal.faults_of(std::slice::from_ref(&row.id))?;
+    let sessions = journal.sessions_of(std::slice::from_ref(&row.id))?;
+    let mut out = String::new();
+    outln!(out, "execution  {}", row.id);
+    outln!(out, "name       {}", row.name);
+    outln!(out, "runbook    {}", row.runbook_path);
+    outln!(out, "provider   {}", row.provider.as_deref().unwrap_or("-"));
     if let Some(env) = &row.environment {
-        println!("env        {env}");
+        outln!(out, "env        {env}");
     }
     if let Some(p) = &row.parent_id {
-        println!("parent     {p}  (runbook show {p})");
+        outln!(out, "parent     {p}  (runbook show {p})");
     }
     for c in &children {
-        println!("child      {}  {}  {}", c.id, c.status, c.name);
+        outln!(out, "child      {}  {}  {}", c.id, c.status, c.name);
     }
     for f in &faults {
-        println!("fault      {}  {}  {}", f.id, f.kind, f.state);
+        outln!(out, "fault      {}  {}  {}", f.id, f.kind, f.state);
     }
     for s in &sessions {
-        println!("traffic    {}  {}", s.id, s.state);
+        outln!(out, "traffic    {}  {}", s.id, s.state);
     }
-    println!("status     {}", row.status);
-    println!("started    {}", fmt_ms(row.started_ms));
+    outln!(out, "status     {}", row.status);
+    outln!(out, "started    {}", fmt_ms(row.started_ms));
     if let Some(e) = row.ended_ms {
-        println!(
+        outln!(
+            out,
             "ended      {}  ({:.3}s)",
             fmt_ms(e),
             (e - row.started_ms) as f64 / 1000.0
         );
     }
     if let Some(e) = &row.error {
-        println!("error      {e}");
+        outln!(out, "error      {e}");
     }
     if let Some(c) = &row.cause {
-        println!("cause      {c}");
+        outln!(out, "cause      {c}");
     }
-    println!("\ntimeline");
+    outln!(out, "\ntimeline");
     // Per state: first entered to last exit, the shape of SFN's graph inspector.
     let mut spans: Vec<(String, i64, i64, String)> = Vec::new();
     for h in &history {
@@ -345,15 +369,17 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
         let bar: String = (0..w)
             .map(|i| if i >= a && i < b { '#' } else { '.' })
             .collect();
-        println!(
+        outln!(
+            out,
             "  +{:>8.3}s {:>8.3}s |{bar}| {state} ({how})",
             (from - row.started_ms) as f64 / 1000.0,
             (to - from) as f64 / 1000.0
         );
     }
-    println!("\nhistory");
+    outln!(out, "\nhistory");
     for h in &history {
-        println!(
+        outln!(
+            out,
             "  +{:>8.3}s  {:<28} {}",
             (h.at_ms - row.started_ms) as f64 / 1000.0,
             h.kind,
@@ -361,9 +387,10 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
         );
     }
     if !calls.is_empty() {
-        println!("\ncapability calls");
+        outln!(out, "\ncapability calls");
         for c in &calls {
-            println!(
+            outln!(
+                out,
                 "  +{:>8.3}s  {:<32} {:<10} {:<28} {}{}  {:.1}ms  [{}]",
                 (c.at_ms - row.started_ms) as f64 / 1000.0,
                 format!("{}:{}", c.service, c.action),
@@ -380,9 +407,10 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
         }
     }
     if !logs.is_empty() {
-        println!("\nlogs");
+        outln!(out, "\nlogs");
         for l in &logs {
-            println!(
+            outln!(
+                out,
                 "  +{:>8.3}s  {:<5} [{}] {}",
                 (l.at_ms - row.started_ms) as f64 / 1000.0,
                 l.level,
@@ -391,7 +419,7 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
             );
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 pub fn inspection(file: &Path, info: &runbook_host::Inspection) {

@@ -123,7 +123,7 @@ pub struct WorkerCommand {
 }
 
 impl WorkerCommand {
-    pub(crate) fn command(&self) -> tokio::process::Command {
+    pub fn command(&self) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(&self.program);
         c.args(&self.args);
         c
@@ -195,6 +195,15 @@ impl Runner {
 
     pub fn journal(&self) -> &Arc<Journal> {
         &self.journal
+    }
+
+    pub fn config(&self) -> &RunnerConfig {
+        &self.config
+    }
+
+    /// The providers executions get (`runbook serve` probes with the same ones).
+    pub fn providers(&self) -> &Arc<dyn ProviderFactory> {
+        &self.providers
     }
 
     /// The wasm host, created on first use (a runbook without Tasks never needs it).

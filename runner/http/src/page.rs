@@ -537,10 +537,10 @@ pub fn render_execution_page(page: &ExecutionPage) -> String {
         esc(&page.show_text)
     );
     if let Some(report) = &page.report_html {
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<section id=\"report\"><h2>Game-day report</h2><p><a href=\"/executions/{}/report\">Open the report alone</a></p>\
-             <iframe title=\"game-day report\" srcdoc=\"{}\"></iframe></section>\n",
+             <iframe title=\"game-day report\" srcdoc=\"{}\"></iframe></section>",
             path_segment(&page.id),
             esc(report)
         );
@@ -573,9 +573,9 @@ pub(crate) fn render_dashboards_page(names: &[String]) -> String {
 pub(crate) fn render_not_found(what: &str) -> String {
     let mut out = String::new();
     head(&mut out, "not found", false);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<h1>Not found</h1><p>{}</p><p><a href=\"/\">← status</a></p></body></html>\n",
+        "<h1>Not found</h1><p>{}</p><p><a href=\"/\">← status</a></p></body></html>",
         esc(what)
     );
     out

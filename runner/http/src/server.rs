@@ -201,10 +201,11 @@ impl Action {
     }
 }
 
-/// Checks `Authorization: Bearer TOKEN` against the configured token in constant time.
-fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks `Authorization: Bearer TOKEN` against the configured token in constant time;
+/// `Some` is the refusal to send.
+fn refusal(app: &App, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = &app.token else {
-        return Err(json_error(
+        return Some(json_error(
             StatusCode::FORBIDDEN,
             "http.control_disabled",
             "control endpoints are disabled: no token is configured; set Http.TokenFile to a file \
@@ -220,7 +221,7 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Response> {
         });
     let ok = presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(expected.as_bytes())));
     if ok {
-        return Ok(());
+        return None;
     }
     let mut resp = json_error(
         StatusCode::UNAUTHORIZED,
@@ -231,30 +232,28 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Response> {
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"runbook\""),
     );
-    Err(resp)
+    Some(resp)
 }
 
-fn parse_request(body: &[u8]) -> Result<ControlRequest, Response> {
+/// The request in the body (empty = all defaults), or why it is not one.
+fn parse_request(body: &[u8]) -> Result<ControlRequest, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(ControlRequest::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
-        json_error(
-            StatusCode::BAD_REQUEST,
-            "http.bad_request",
-            &format!("body must be JSON {{\"target\": .., \"reason\": ..}} or empty: {e}"),
-        )
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| format!("body must be JSON {{\"target\": .., \"reason\": ..}} or empty: {e}"))
 }
 
 async fn control(State(app): Shared, headers: HeaderMap, body: Bytes, action: Action) -> Response {
-    if let Err(resp) = authorize(&app, &headers) {
+    if let Some(resp) = refusal(&app, &headers) {
         tracing::warn!(action = action.name(), "HTTP control request refused");
         return resp;
     }
     let request = match parse_request(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(message) => {
+            return json_error(StatusCode::BAD_REQUEST, "http.bad_request", &message);
+        }
     };
     if matches!(action, Action::Trigger) && request.target.is_none() {
         return json_error(

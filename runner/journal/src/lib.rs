@@ -14,6 +14,7 @@
 //! - `logs`: plugin log lines, by state.
 
 mod gameday;
+mod serve;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -55,6 +56,7 @@ impl JournalError {
 pub type Result<T> = std::result::Result<T, JournalError>;
 
 pub use gameday::{FaultRow, LagRow, LedgerRow, LeverState, SessionRow};
+pub use serve::{DecisionRow, ServeRun};
 
 /// One execution's header row.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -304,6 +306,7 @@ impl Journal {
         conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
         conn.execute_batch(gameday::SCHEMA)?;
+        conn.execute_batch(serve::SCHEMA)?;
         Ok(Journal {
             conn: Mutex::new(conn),
         })

@@ -904,6 +904,18 @@ async fn provision_primary(ctx: &Arc<Ctx>, region: &str, id: &str) -> Result<(),
             .await
             .map_err(|e| pg::pg_error(&e, n0.port))?;
     }
+    backing_up(ctx, region, id, &rec).await
+}
+
+/// The end of a primary's creation once its writer serves: `backing-up` (as RDS shows
+/// while it takes the first backup) while the Multi-AZ standby is built; the
+/// operation then makes it `available`.
+async fn backing_up(
+    ctx: &Arc<Ctx>,
+    region: &str,
+    id: &str,
+    rec: &InstanceRec,
+) -> Result<(), CapError> {
     set_status(ctx, region, id, "backing-up");
     if rec.nodes.len() > 1 {
         add_standby(ctx, region, id).await?;
@@ -1119,6 +1131,31 @@ fn modify(
     Ok(db)
 }
 
+/// The status sequence of an operation on an existing instance: refused unless the
+/// status is one of `from`; `during` at once; `op` in the background, one operation at a
+/// time per instance; then `after`, or `failed` with the reason. `op` gets owned
+/// (ctx, region, id) for its future.
+#[allow(clippy::too_many_arguments)]
+fn transition<F, Fut>(
+    ctx: &Arc<Ctx>,
+    region: &str,
+    id: &str,
+    from: &[&str],
+    during: &str,
+    what: &'static str,
+    after: &'static str,
+    op: F,
+) -> Result<DbInstance, CapError>
+where
+    F: FnOnce(Arc<Ctx>, String, String) -> Fut,
+    Fut: Future<Output = Result<(), CapError>> + Send + 'static,
+{
+    let db = begin(ctx, region, id, from, during)?;
+    let fut = op(ctx.clone(), region.to_string(), db.identifier.clone());
+    spawn_op(ctx, region, &db.identifier, what, Some(after), fut);
+    Ok(db)
+}
+
 fn begin(
     ctx: &Ctx,
     region: &str,
@@ -1151,23 +1188,22 @@ fn reboot(
             "Cannot reboot with failover: DB instance {id} is not Multi-AZ"
         )));
     }
-    let db = begin(ctx, region, id, &["available", "failed"], "rebooting")?;
-    let (c, r, i) = (ctx.clone(), region.to_string(), db.identifier.clone());
-    spawn_op(
+    transition(
         ctx,
         region,
-        &db.identifier,
+        id,
+        &["available", "failed"],
+        "rebooting",
         "reboot",
-        Some("available"),
-        async move {
+        "available",
+        move |c, r, i| async move {
             if force_failover {
                 failover(&c, &r, &i).await
             } else {
                 restart(&c, &r, &i).await
             }
         },
-    );
-    Ok(db)
+    )
 }
 
 async fn restart(ctx: &Arc<Ctx>, region: &str, id: &str) -> Result<(), CapError> {
@@ -1243,15 +1279,15 @@ fn stop_instance(ctx: &Arc<Ctx>, region: &str, id: &str) -> Result<DbInstance, C
             "read replicas cannot be stopped, nor instances that have them",
         ));
     }
-    let db = begin(ctx, region, id, &["available", "failed"], "stopping")?;
-    let (c, r, i) = (ctx.clone(), region.to_string(), db.identifier.clone());
-    spawn_op(
+    transition(
         ctx,
         region,
-        &db.identifier,
+        id,
+        &["available", "failed"],
+        "stopping",
         "stop",
-        Some("stopped"),
-        async move {
+        "stopped",
+        |c, r, i| async move {
             let rec = get(&c, &r, &i)?;
             for n in rec.nodes.iter().rev() {
                 stop_node(&c, &r, n).await?;
@@ -1263,20 +1299,19 @@ fn stop_instance(ctx: &Arc<Ctx>, region: &str, id: &str) -> Result<DbInstance, C
                 Ok(())
             })
         },
-    );
-    Ok(db)
+    )
 }
 
 fn start_instance(ctx: &Arc<Ctx>, region: &str, id: &str) -> Result<DbInstance, CapError> {
-    let db = begin(ctx, region, id, &["stopped"], "starting")?;
-    let (c, r, i) = (ctx.clone(), region.to_string(), db.identifier.clone());
-    spawn_op(
+    transition(
         ctx,
         region,
-        &db.identifier,
+        id,
+        &["stopped"],
+        "starting",
         "start",
-        Some("available"),
-        async move {
+        "available",
+        |c, r, i| async move {
             c.mutate(|s| {
                 if let Some(x) = s.instance_mut(&r, &i) {
                     x.running = true;
@@ -1285,8 +1320,7 @@ fn start_instance(ctx: &Arc<Ctx>, region: &str, id: &str) -> Result<DbInstance, 
             })?;
             restart(&c, &r, &i).await
         },
-    );
-    Ok(db)
+    )
 }
 
 fn promote(
@@ -1299,17 +1333,16 @@ fn promote(
     if rec.source.is_none() {
         return Err(bad_state(id, "not a read replica"));
     }
-    let db = begin(ctx, region, id, &["available"], "modifying")?;
-    let (c, r, i) = (ctx.clone(), region.to_string(), db.identifier.clone());
-    spawn_op(
+    transition(
         ctx,
         region,
-        &db.identifier,
+        id,
+        &["available"],
+        "modifying",
         "promote",
-        Some("available"),
-        async move { do_promote(&c, &r, &i, retention).await },
-    );
-    Ok(db)
+        "available",
+        move |c, r, i| async move { do_promote(&c, &r, &i, retention).await },
+    )
 }
 
 async fn do_promote(
@@ -1452,17 +1485,17 @@ async fn do_delete(
         Ok(orphans)
     })?;
     for (r, i) in orphans {
-        if begin(ctx, &r, &i, &["available", "failed"], "modifying").is_ok() {
-            let (c, r2, i2) = (ctx.clone(), r.clone(), i.clone());
-            spawn_op(
-                ctx,
-                &r,
-                &i,
-                "promote-orphan",
-                Some("available"),
-                async move { do_promote(&c, &r2, &i2, None).await },
-            );
-        }
+        // One that is busy (or gone) stays as it is.
+        let _ = transition(
+            ctx,
+            &r,
+            &i,
+            &["available", "failed"],
+            "modifying",
+            "promote-orphan",
+            "available",
+            |c, r, i| async move { do_promote(&c, &r, &i, None).await },
+        );
     }
     info!(region, id, "DB instance deleted");
     Ok(())
@@ -1725,11 +1758,7 @@ async fn provision_restore(
     pg::set_auto_conf(&ctx.pg, &data, "primary_conninfo", None)?;
     apply_conf(ctx, region, &rec, 0, false)?;
     start_node(ctx, region, &n0).await?;
-    set_status(ctx, region, id, "backing-up");
-    if rec.nodes.len() > 1 {
-        add_standby(ctx, region, id).await?;
-    }
-    Ok(())
+    backing_up(ctx, region, id, &rec).await
 }
 
 fn create_subnet_group(
@@ -1959,21 +1988,24 @@ pub(crate) fn spawn_multi_az_monitor(ctx: Arc<Ctx>) {
                 }
                 suspects.remove(&key);
                 let id = rec.db.identifier.clone();
-                if begin(&ctx, &region, &id, &["failed"], "rebooting").is_ok() {
-                    warn!(
-                        region,
-                        id, "writer is down; Multi-AZ failover to the standby"
-                    );
-                    let (c, r, i) = (ctx.clone(), region.clone(), id.clone());
-                    spawn_op(
-                        &ctx,
-                        &region,
-                        &id,
-                        "multi-az-failover",
-                        Some("available"),
-                        async move { failover(&c, &r, &i).await },
-                    );
-                }
+                // Not failed any more (rebooted, deleted meanwhile): nothing to do.
+                let _ = transition(
+                    &ctx,
+                    &region,
+                    &id,
+                    &["failed"],
+                    "rebooting",
+                    "multi-az-failover",
+                    "available",
+                    |c, r, i| {
+                        warn!(
+                            region = r,
+                            id = i,
+                            "writer is down; Multi-AZ failover to the standby"
+                        );
+                        async move { failover(&c, &r, &i).await }
+                    },
+                );
             }
             suspects.retain(|k, _| seen.contains(k));
             async_mode.retain(|k, _| seen.contains(k));

@@ -212,6 +212,12 @@ impl Chromium {
         self.run(&["--dump-dom".to_string(), file_url(page)?])
     }
 
+    /// Loads `url` (e.g. a page a test server serves on loopback) and returns the
+    /// serialised DOM after load.
+    pub fn dump_dom_url(&self, url: &str) -> Result<String, ChromiumError> {
+        self.run(&["--dump-dom".to_string(), url.to_string()])
+    }
+
     /// Loads `page` in a `width`×`height` window and writes a PNG screenshot to `out`.
     pub fn screenshot(
         &self,

@@ -30,4 +30,5 @@ pub mod pg;
 pub mod process;
 pub mod promtool;
 pub mod runbook;
+pub mod serve;
 pub mod wait;
