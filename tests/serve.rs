@@ -152,8 +152,11 @@ async fn watcher_fails_over_a_crashed_primary_by_itself_but_not_on_a_blip() {
     let lost = missing(&conn, &acked).await;
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     eprintln!(
-        "serve auto failover: detection {:.2} s (crash → failover execution), client RTO {} (crash → first acked write), {} acked, 0 lost",
+        "serve auto failover: detection {:.2} s (crash → failover execution), failover.yaml {:.2} s, client RTO {} (crash → first acked write), {} acked, 0 lost",
         (detected_ms - crash_ms) as f64 / 1000.0,
+        failover["ended_ms"]
+            .as_i64()
+            .map_or(f64::NAN, |e| (e - detected_ms) as f64 / 1000.0),
         rto.map(|r| format!("{r:.2} s"))
             .unwrap_or_else(|| "no outage seen".into()),
         acked.len()

@@ -207,3 +207,50 @@ fn blackout_local_time_in_gap_is_an_error() {
     assert_eq!(e.offset, 0);
     assert!(e.message.contains("does not exist"), "{e}");
 }
+
+// Europe/London: 2026-03-29 01:00 GMT → 02:00 BST; 2026-10-25 02:00 BST → 01:00 GMT.
+
+#[test]
+fn london_spring_forward_gap_is_skipped() {
+    let s = sched("cron(30 1 * * ? *)", "Europe/London");
+    assert_eq!(
+        slots(&s, "2026-03-27T12:00:00Z", 3),
+        [
+            "2026-03-28T01:30:00Z", // 01:30 GMT
+            // 2026-03-29 01:30 does not exist in London: no run that day
+            "2026-03-30T00:30:00Z", // 01:30 BST
+            "2026-03-31T00:30:00Z",
+        ]
+    );
+}
+
+#[test]
+fn london_fall_back_runs_once_at_first_occurrence() {
+    let s = sched("cron(30 1 * * ? *)", "Europe/London");
+    assert_eq!(
+        slots(&s, "2026-10-24T12:00:00Z", 3),
+        [
+            "2026-10-25T00:30:00Z", // 01:30 BST, the first of the two 01:30s
+            "2026-10-26T01:30:00Z", // 01:30 GMT
+            "2026-10-27T01:30:00Z",
+        ]
+    );
+    // Polling every minute through the repeated hour fires 01:30 once.
+    let mut st = ScheduleState {
+        last_slot: Some(ts("2026-10-24T23:00:00Z")),
+        ..ScheduleState::default()
+    };
+    let mut fired = Vec::new();
+    let mut now = ts("2026-10-24T23:00:00Z");
+    while now < ts("2026-10-25T03:00:00Z") {
+        for d in runbook_scheduler::poll(&s, &st, now) {
+            if let runbook_scheduler::Decision::Fire { slot, .. } = d {
+                fired.push(slot.to_string());
+            }
+            runbook_scheduler::apply(&mut st, &d);
+        }
+        st.running = 0;
+        now = now + SignedDuration::from_secs(60);
+    }
+    assert_eq!(fired, ["2026-10-25T00:30:00Z"]);
+}

@@ -540,3 +540,28 @@ fn upcoming_table_shows_local_times_with_offsets() {
     );
     assert_eq!(lines.len(), 6);
 }
+
+#[test]
+fn a_year_of_downtime_fires_at_most_once() {
+    // Every 5 minutes for a year: back inside the catch-up window of the latest slot,
+    // exactly one fire and one Missed for the rest; back later, nothing fires.
+    let s = sched("rate(5 minutes)", "UTC");
+    let st = fired_at("2025-12-01T00:00:00Z");
+    let ds = poll(&s, &st, ts("2026-12-01T00:07:00Z"));
+    let fires: Vec<_> = ds
+        .iter()
+        .filter(|d| matches!(d, Decision::Fire { .. }))
+        .collect();
+    assert_eq!(fires, [&fire("2026-12-01T00:05:00Z")]);
+    match &ds[0] {
+        Decision::Missed { count, .. } => assert_eq!(*count, 365 * 24 * 12),
+        d => panic!("expected Missed first, got {d:?}"),
+    }
+    let mut st2 = st.clone();
+    apply_all(&mut st2, &ds);
+    assert!(
+        poll(&s, &st2, ts("2026-12-01T00:07:30Z"))
+            .iter()
+            .all(|d| matches!(d, Decision::Wait { .. }))
+    );
+}

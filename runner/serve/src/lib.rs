@@ -197,6 +197,25 @@ pub async fn run(
         "serve started"
     );
 
+    // Compile every plugin the runbooks need now (the compile cache is on disk), so the
+    // first automatic failover does not wait for a compiler.
+    {
+        let runner = serve.runner.clone();
+        let mut books: Vec<PathBuf> = serve
+            .cfg
+            .environments
+            .iter()
+            .map(|e| e.failover_runbook.clone())
+            .collect();
+        books.extend(serve.cfg.schedules.iter().map(|s| s.runbook.clone()));
+        tokio::task::spawn_blocking(move || {
+            for b in books {
+                if let Err(e) = runner.prepare(&b) {
+                    tracing::warn!(runbook = %b.display(), error = %e, "cannot prepare");
+                }
+            }
+        });
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(addr) = listen {

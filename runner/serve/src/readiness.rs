@@ -138,21 +138,45 @@ async fn plan_reasons(s: &Arc<Serve>, env: &EnvironmentConfig) -> Vec<String> {
         Err(e) => vec![format!("planning the failover panicked: {e}")],
         Ok(Err(e)) => vec![format!("failover runbook: {e:#}")],
         Ok(Ok(report)) => {
-            let mut reasons = Vec::new();
-            if report.status != "SUCCEEDED" {
-                reasons.push(format!(
-                    "a forced failover would fail: {} {}",
+            if report.status == "SUCCEEDED" {
+                return if report
+                    .calls
+                    .iter()
+                    .any(|c| c.action == "PromoteReadReplica")
+                {
+                    Vec::new()
+                } else {
+                    vec!["a forced failover would not promote the replica".into()]
+                };
+            }
+            // A plan records mutating calls without making them, so a step that waits
+            // for one to take effect on a live server (the fence making the primary
+            // read-only) cannot pass in a plan. Everything before the first recorded
+            // mutation was verified against the provider: a failure there is a reason,
+            // one after it is the plan's horizon.
+            let first_failure = report.steps.iter().position(|st| st.result != "ok");
+            let first_mutation = report
+                .calls
+                .first()
+                .and_then(|c| report.steps.iter().position(|st| st.state == c.state));
+            match (first_failure, first_mutation) {
+                (Some(f), Some(m)) if f > m => {
+                    tracing::debug!(
+                        environment = %env.name,
+                        horizon = %report.steps[f].state,
+                        "readiness plan verified the failover up to its first recorded mutation"
+                    );
+                    Vec::new()
+                }
+                _ => vec![format!(
+                    "a forced failover would fail{}: {} {}",
+                    first_failure
+                        .map(|f| format!(" at {}", report.steps[f].state))
+                        .unwrap_or_default(),
                     report.error.unwrap_or_default(),
                     report.cause.unwrap_or_default()
-                ));
-            } else if !report
-                .calls
-                .iter()
-                .any(|c| c.action == "PromoteReadReplica")
-            {
-                reasons.push("a forced failover would not promote the replica".into());
+                )],
             }
-            reasons
         }
     }
 }
