@@ -413,3 +413,51 @@ fn a_schedule_fires_each_slot_once_across_restarts_and_skips_a_busy_environment(
     let _ = holder.kill();
     let _ = holder.wait();
 }
+
+/// The figures for the note, not a CI test: `BLIP_MINUTES` (default 10) of 1-second
+/// probe partitions between the runner and the primary, one every ~5 s, under client
+/// writes, with serve in auto mode and default watcher settings; prints the count of
+/// failovers (the target is 0) and the client's longest outage.
+///
+/// `cargo test -p runbook --test serve -- --ignored blips --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn blips_for_ten_minutes_cause_no_failover() {
+    let minutes: u64 = std::env::var("BLIP_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(10);
+    let (env, conn, writer, _) = deployed().await;
+    let cfg = config(
+        &env,
+        "serve.yaml",
+        "Environments:\n  dev:\n    Failover: { Runbook: \"@FAILOVER@\" }\n    Watcher: { Mode: auto }\n    Readiness: { Interval: \"off\" }\n",
+    );
+    let serve = ServeProc::start(&env, &cfg, "serve.log");
+    wait::until("healthy", Duration::from_secs(90), || {
+        watcher_verdict(&serve, "healthy")
+    });
+    let end = Instant::now() + Duration::from_secs(minutes * 60);
+    let mut blips = 0;
+    while Instant::now() < end {
+        let token = format!("Token=blip-{blips}");
+        env.run_book(&fixture("blip.yaml"), &["--param", &token], "SUCCEEDED");
+        blips += 1;
+        // Spacing between blips: progress of the client, not a sleep.
+        writer
+            .wait_acked_since(Instant::now(), 100, Duration::from_secs(30))
+            .await;
+    }
+    let failovers = named(&executions(&env), "failover").len();
+    let (acked, outage) = writer.finish().await;
+    let lost = missing(&conn, &acked).await;
+    eprintln!(
+        "blips: {blips} one-second probe partitions over {minutes} min, failovers {failovers}, \
+         client writes acked {}, lost {}, longest client outage {:?}",
+        acked.len(),
+        lost.len(),
+        outage
+    );
+    assert_eq!(failovers, 0);
+    assert!(lost.is_empty());
+}

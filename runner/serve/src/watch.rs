@@ -155,6 +155,8 @@ async fn round(s: &Arc<Serve>, env: &EnvironmentConfig, p: &Arc<dyn Provider>) -
     let mut start_error = None;
     if d.action == Action::Failover {
         let mut params = env.params.clone();
+        // The watcher's rounds already were the repeated probes the runbook would make.
+        params.insert("PrimaryConfirmedDown".into(), Value::Bool(true));
         for (k, v) in &env.failover_params {
             params.insert(k.clone(), v.clone());
         }
