@@ -169,6 +169,39 @@ async fn watcher_fails_over_a_crashed_primary_by_itself_but_not_on_a_blip() {
         Some(1.0)
     );
 
+    // The decision is journaled with its evidence: two signals agreeing, rounds counted.
+    let (code, decisions) = env.json(&[
+        "decisions",
+        "--kind",
+        "watcher",
+        "--subject",
+        "dev",
+        "--json",
+        "--limit",
+        "200",
+    ]);
+    assert_eq!(code, 0);
+    let fo = decisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["action"] == "failover")
+        .unwrap_or_else(|| panic!("no failover decision: {decisions:#}"));
+    assert!(
+        fo["body"]["failed_signals"].as_array().unwrap().len() >= 2,
+        "{fo:#}"
+    );
+    assert_eq!(fo["body"]["execution_id"], failover["execution_id"]);
+
+    // The local dashboards have time axes and human units.
+    let dash = http::get(serve.addr, "/dashboards/postgres-dr-dev").unwrap();
+    assert_eq!(dash.status, 200);
+    assert!(
+        dash.body.contains("<svg"),
+        "{}",
+        &dash.body[..dash.body.len().min(400)]
+    );
+
     // /metrics passes promtool; the status page renders in a real browser.
     let metrics = serve.metrics();
     let check = runbook_test_support::promtool::check_metrics(&metrics).expect("promtool");
@@ -460,4 +493,86 @@ async fn blips_for_ten_minutes_cause_no_failover() {
     );
     assert_eq!(failovers, 0);
     assert!(lost.is_empty());
+}
+
+#[test]
+fn the_lever_and_a_pause_skip_slots_and_control_needs_the_token() {
+    let env = RunbookHome::new();
+    let hello = runbook("hello.yaml");
+    let token_file = env.path().join("serve.token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let body = format!(
+        "Http: {{ TokenFile: {} }}\nSchedules:\n  a:\n    Runbook: {h}\n    Expression: at({})\n  \
+         b:\n    Runbook: {h}\n    Expression: at({})\n",
+        token_file.display(),
+        utc_in(5),
+        utc_in(10),
+        h = hello.display(),
+    );
+    let cfg = config(&env, "serve.yaml", &body);
+    env.text(&["lever", "engage", "--reason", "change freeze"]);
+    let serve = ServeProc::start(&env, &cfg, "serve.log");
+    wait::until(
+        "`a` skipped under the lever",
+        Duration::from_secs(60),
+        || {
+            serve.metric("runbook_schedule_fires_total{schedule=\"a\",outcome=\"skipped\"}")
+                == Some(1.0)
+        },
+    );
+    env.text(&["lever", "release"]);
+
+    // Control needs the token.
+    let pause = serde_json::json!({"target": "b", "reason": "db maintenance"});
+    let r = http::post_json(serve.addr, "/pause", None, &pause).unwrap();
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = http::post_json(serve.addr, "/pause", Some("wrong"), &pause).unwrap();
+    assert_eq!(r.status, 401, "{}", r.body);
+    let r = http::post_json(serve.addr, "/pause", Some("s3cret-token"), &pause).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        serve.metric("runbook_schedule_paused{schedule=\"b\"}"),
+        Some(1.0)
+    );
+    wait::until("`b` skipped while paused", Duration::from_secs(60), || {
+        serve.metric("runbook_schedule_fires_total{schedule=\"b\",outcome=\"skipped\"}")
+            == Some(1.0)
+    });
+    assert!(named(&executions(&env), "hello").is_empty(), "nothing ran");
+    let (_, decisions) = env.json(&["decisions", "--kind", "schedule", "--json"]);
+    let text = decisions.to_string();
+    assert!(
+        text.contains("change freeze") && text.contains("db maintenance"),
+        "{decisions:#}"
+    );
+
+    // Resume, then run `b` now.
+    let r = http::post_json(
+        serve.addr,
+        "/resume",
+        Some("s3cret-token"),
+        &serde_json::json!({"target": "b"}),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = http::post_json(
+        serve.addr,
+        "/trigger",
+        Some("s3cret-token"),
+        &serde_json::json!({"target": "b"}),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let id = r.json()["execution_id"].as_str().unwrap().to_string();
+    wait::until(
+        "the triggered run finished",
+        Duration::from_secs(60),
+        || {
+            executions(&env)
+                .iter()
+                .any(|e| e["execution_id"] == id.as_str() && e["status"] == "SUCCEEDED")
+        },
+    );
 }

@@ -189,6 +189,20 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// What `runbook serve` decided (schedules, watcher, readiness), newest first, with
+    /// the evidence each decision was made on.
+    Decisions {
+        /// schedule | watcher | readiness | serve
+        #[arg(long)]
+        kind: Option<String>,
+        /// A schedule's name or an environment.
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// The next fire times of each schedule of a serve config, in its time zone.
     Schedules {
         file: PathBuf,
@@ -590,6 +604,18 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             (None, None) => unreachable!("clap requires --config or --check"),
         },
         Command::Schedules { file, count, json } => serve::schedules(file, *count, *json),
+        Command::Decisions {
+            kind,
+            subject,
+            limit,
+            json,
+        } => serve::decisions(
+            &runner(&cli)?,
+            kind.as_deref(),
+            subject.as_deref(),
+            *limit,
+            *json,
+        ),
         Command::Schema => {
             println!(
                 "{}",

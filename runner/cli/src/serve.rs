@@ -152,3 +152,38 @@ pub fn schedules(file: &Path, count: usize, json_out: bool) -> anyhow::Result<Ex
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `runbook decisions`: serve's journaled decisions, newest first.
+pub fn decisions(
+    runner: &Runner,
+    kind: Option<&str>,
+    subject: Option<&str>,
+    limit: usize,
+    json_out: bool,
+) -> anyhow::Result<ExitCode> {
+    let rows = runner.journal().decisions(kind, subject, limit)?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<24}  {:<10}  {:<16}  {:<12}  WHAT",
+        "AT", "KIND", "SUBJECT", "ACTION"
+    );
+    for d in rows {
+        let at = Timestamp::from_millisecond(d.at_ms)
+            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .unwrap_or_default();
+        let what = d
+            .body
+            .get("summary")
+            .and_then(serde_json::Value::as_str)
+            .map(String::from)
+            .unwrap_or_else(|| d.body.to_string());
+        println!(
+            "{at:<24}  {:<10}  {:<16}  {:<12}  {what}",
+            d.kind, d.subject, d.action
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
