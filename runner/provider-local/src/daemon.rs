@@ -31,6 +31,8 @@ pub(crate) struct Ctx {
     pub ops: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Requests served, so an idle daemon can tell that nobody is talking to it.
     requests: std::sync::atomic::AtomicU64,
+    /// Scaled AWS durations of background operations (`RUNBOOK_LOCAL_CONTROL_PLANE_SCALE`).
+    pub pace: crate::pace::Pace,
 }
 
 impl Ctx {
@@ -72,6 +74,9 @@ pub async fn run_daemon(state_dir: impl AsRef<Path>) -> Result<()> {
     std::fs::write(layout.pidfile(), format!("{pid}\n"))
         .map_err(LocalError::io("write", layout.pidfile()))?;
     let pg = PgEnv::detect()?;
+    // A bad scale stops the daemon here, with the reason in daemon.log, rather than
+    // silently running at full speed.
+    let pace = crate::pace::Pace::from_env()?;
     let state = State::load(&layout)?;
     let ctx = Arc::new(Ctx {
         metrics: crate::metrics::Metrics::load(&layout, &state),
@@ -83,8 +88,9 @@ pub async fn run_daemon(state_dir: impl AsRef<Path>) -> Result<()> {
         shutdown: tokio::sync::Notify::new(),
         ops: Default::default(),
         requests: Default::default(),
+        pace,
     });
-    info!(pid, state_dir = %layout.state_dir.display(), "local daemon starting");
+    info!(pid, state_dir = %layout.state_dir.display(), control_plane_scale = pace.scale(), "local daemon starting");
 
     let sock = layout.sock();
     let _ = std::fs::remove_file(&sock);

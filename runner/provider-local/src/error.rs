@@ -22,6 +22,8 @@ pub enum LocalError {
     },
     #[error("PostgreSQL 15 binaries not found ({0}); install Debian's postgresql package")]
     NoPostgres(String),
+    #[error("{name}: {reason}")]
+    Config { name: &'static str, reason: String },
     #[error("local daemon: {0}")]
     Daemon(String),
     #[error("another local daemon already serves {0}")]

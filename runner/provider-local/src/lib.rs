@@ -19,6 +19,7 @@ mod ids;
 mod layout;
 mod metrics;
 mod net;
+mod pace;
 mod pg;
 mod proto;
 mod query;

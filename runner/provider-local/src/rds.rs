@@ -694,6 +694,18 @@ fn spawn_op<F>(
         let lock = ctx.op_lock(&format!("{region}/{id}"));
         let _g = lock.lock().await;
         let started = Instant::now();
+        // As on AWS, the status stays transitional for a while before the work is done.
+        let pace = ctx.pace.delay(what);
+        if !pace.is_zero() {
+            info!(
+                region,
+                id,
+                what,
+                ms = pace.as_millis() as u64,
+                "paced like AWS"
+            );
+            tokio::time::sleep(pace).await;
+        }
         match fut.await {
             Ok(()) => {
                 info!(
@@ -1194,7 +1206,11 @@ fn reboot(
         id,
         &["available", "failed"],
         "rebooting",
-        "reboot",
+        if force_failover {
+            "reboot-failover"
+        } else {
+            "reboot"
+        },
         "available",
         move |c, r, i| async move {
             if force_failover {
