@@ -309,6 +309,14 @@ fn readiness_reasons(s: &ServeProc) -> String {
 async fn readiness_turns_not_ready_when_the_secret_or_the_replica_goes_and_back() {
     let env = RunbookHome::new();
     env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
+    // What the on-call pager receives: the environment's topic, delivered to a file.
+    let pager = env.path().join("pager.jsonl");
+    let path = format!("Path={}", pager.display());
+    env.run_book(
+        &fixture("subscribe-file.yaml"),
+        &["--param", &path],
+        "SUCCEEDED",
+    );
     let cfg = config(&env, "serve.yaml", READINESS);
     let serve = ServeProc::start(&env, &cfg, "serve.log");
     wait::until("ready", Duration::from_secs(90), || {
@@ -330,6 +338,11 @@ async fn readiness_turns_not_ready_when_the_secret_or_the_replica_goes_and_back(
         "{}",
         readiness_reasons(&serve)
     );
+    wait::until("the change was notified", Duration::from_secs(30), || {
+        std::fs::read_to_string(&pager).is_ok_and(|t| {
+            t.contains("NOT ready to fail over") && t.contains("postgres-credentials-dev")
+        })
+    });
     env.run_book(
         &fixture("secret-replica.yaml"),
         &["--param", "Remove=false"],
