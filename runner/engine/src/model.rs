@@ -79,7 +79,39 @@ pub enum StateKind {
     Map(Box<MapState>),
 }
 
+/// The result processing and error handling that Task, Parallel and Map share.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome<'a> {
+    pub result_selector: Option<&'a Template>,
+    pub result_path: Option<&'a Path>,
+    pub retry: &'a [Retrier],
+    pub catch: &'a [Catcher],
+}
+
 impl StateKind {
+    /// ResultSelector, ResultPath, Retry and Catch of a Task, Parallel or Map state.
+    pub fn outcome(&self) -> Option<Outcome<'_>> {
+        let (result_selector, result_path, retry, catch) = match self {
+            StateKind::Task(t) => (&t.result_selector, &t.result_path, &t.retry, &t.catch),
+            StateKind::Parallel(p) => (&p.result_selector, &p.result_path, &p.retry, &p.catch),
+            StateKind::Map(m) => (&m.result_selector, &m.result_path, &m.retry, &m.catch),
+            _ => return None,
+        };
+        Some(Outcome {
+            result_selector: result_selector.as_ref(),
+            result_path: result_path.as_ref(),
+            retry,
+            catch,
+        })
+    }
+    /// The state machine child `i` of a Parallel (branch `i`) or Map (the processor) runs.
+    pub fn child_machine(&self, i: usize) -> Option<&Arc<StateMachine>> {
+        match self {
+            StateKind::Parallel(p) => p.branches.get(i),
+            StateKind::Map(m) => Some(&m.processor),
+            _ => None,
+        }
+    }
     pub fn type_name(&self) -> &'static str {
         match self {
             StateKind::Pass(_) => "Pass",

@@ -1,0 +1,425 @@
+//! Entering states and running each state type's logic; leaving them.
+
+use super::*;
+use fanout::FanoutSpec;
+
+impl Execution {
+    pub(super) fn enter(&mut self, sid: Sid, idx: usize, input: Value) {
+        let now = self.now;
+        let Some(scope) = self.scopes.get_mut(&sid) else {
+            return;
+        };
+        let machine = scope.machine.clone();
+        let st = &machine.states[idx];
+        scope.visits[idx] += 1;
+        let path = format!("{}{}", scope.prefix, st.name);
+        let id_base = if scope.visits[idx] > 1 {
+            format!("{path}~{}", scope.visits[idx])
+        } else {
+            path.clone()
+        };
+        let retriers = st.kind.outcome().map_or(0, |o| o.retry.len());
+        let entered = HistoryEvent::entered(&st.kind, &st.name, &path, input.clone());
+        scope.cur = Some(Cur {
+            state: idx,
+            input,
+            entered: now,
+            path,
+            id_base,
+            retry_count: 0,
+            retriers: vec![0; retriers],
+            attempt: 1,
+            phase: Phase::Idle,
+        });
+        self.history(entered);
+        self.exec(sid);
+    }
+
+    /// Run the current state's logic from its raw input (also used for retry attempts).
+    pub(super) fn exec(&mut self, sid: Sid) {
+        let Some(scope) = self.scopes.get(&sid) else {
+            return;
+        };
+        let machine = scope.machine.clone();
+        let cur = scope.cur.as_ref().expect("current state");
+        let st = &machine.states[cur.state];
+        let ci = CtxInfo {
+            ec: &self.ctx,
+            exec_input: &self.input,
+            redrive_count: self.redrive_count,
+            state: &st.name,
+            entered: cur.entered,
+            retry_count: cur.retry_count,
+            item: None,
+        };
+        let build = || ci.value();
+        let ctx = Ctx::lazy(&build, ci.exec_input);
+        let raw = &cur.input;
+        let rng = &mut self.rng;
+        let effective = dataflow::apply_input_path(st.input_path.as_ref(), raw, &ctx);
+        match &st.kind {
+            StateKind::Pass(p) => {
+                let r = (|| {
+                    let eff = effective?;
+                    let result = match (&p.result, &p.parameters) {
+                        (Some(r), _) => r.clone(),
+                        (None, Some(t)) => dataflow::apply_parameters(t, &eff, &ctx, rng)?,
+                        (None, None) => eff,
+                    };
+                    let out =
+                        dataflow::apply_result_path(p.result_path.as_ref(), raw.clone(), result)?;
+                    dataflow::apply_output_path(st.output_path.as_ref(), out, &ctx)
+                })();
+                drop(ctx);
+                match r {
+                    Ok(out) => self.leave(sid, out),
+                    Err(e) => self.state_failed(sid, e, false),
+                }
+            }
+            StateKind::Succeed => {
+                let r = effective.and_then(|eff| {
+                    dataflow::apply_output_path(st.output_path.as_ref(), eff, &ctx)
+                });
+                drop(ctx);
+                match r {
+                    Ok(out) => {
+                        self.history(HistoryEvent::SucceedStateExited {
+                            name: st.name.clone(),
+                            path: self.cur(sid).path.clone(),
+                            output: out.clone(),
+                        });
+                        self.queue.push_back(Work::ScopeDone {
+                            sid,
+                            result: Ok(out),
+                        });
+                    }
+                    Err(e) => self.state_failed(sid, e, false),
+                }
+            }
+            StateKind::Fail(f) => {
+                let spec =
+                    |s: &Option<StringSpec>, rng: &mut Rng| -> Result<Option<String>, AslError> {
+                        Ok(match s {
+                            None => None,
+                            Some(StringSpec::Value(v)) => Some(v.clone()),
+                            Some(StringSpec::Path(p)) => match dataflow::select(p, raw, &ctx) {
+                                Some(Value::String(s)) => Some(s),
+                                Some(other) => Some(other.to_string()),
+                                None => {
+                                    return Err(AslError::runtime(format!(
+                                        "the path '{}' could not be found in the input",
+                                        p.as_str()
+                                    )));
+                                }
+                            },
+                            Some(StringSpec::Intrinsic(e)) => {
+                                match intrinsics::eval(
+                                    e,
+                                    &mut |p: &Path| dataflow::select(p, raw, &ctx),
+                                    rng,
+                                )? {
+                                    Value::String(s) => Some(s),
+                                    other => Some(other.to_string()),
+                                }
+                            }
+                        })
+                    };
+                let r = spec(&f.error, rng).and_then(|e| Ok((e, spec(&f.cause, rng)?)));
+                drop(ctx);
+                let err = match r {
+                    Ok((error, cause)) => AslError {
+                        error: error.unwrap_or_default(),
+                        cause,
+                    },
+                    Err(e) => e,
+                };
+                self.queue.push_back(Work::ScopeDone {
+                    sid,
+                    result: Err(err),
+                });
+            }
+            StateKind::Choice(c) => {
+                let r = effective.and_then(|eff| {
+                    let next = evaluate_choice(&c.choices, &eff, &ctx)?
+                        .map(str::to_string)
+                        .or_else(|| c.default.clone());
+                    match next {
+                        Some(n) => Ok((
+                            n,
+                            dataflow::apply_output_path(st.output_path.as_ref(), eff, &ctx)?,
+                        )),
+                        None => Err(AslError::new(
+                            names::NO_CHOICE_MATCHED,
+                            "No Choice Rules matched and no Default was specified",
+                        )),
+                    }
+                });
+                drop(ctx);
+                match r {
+                    Ok((next, out)) => {
+                        self.history(HistoryEvent::ChoiceStateExited {
+                            name: st.name.clone(),
+                            path: self.cur(sid).path.clone(),
+                            output: out.clone(),
+                            next: next.clone(),
+                        });
+                        self.goto(sid, &next, out);
+                    }
+                    Err(e) => self.state_failed(sid, e, false),
+                }
+            }
+            StateKind::Wait(w) => {
+                let now = self.now;
+                let r = effective.and_then(|eff| {
+                    let at = match &w.wait {
+                        WaitSpec::Seconds(s) => now.add(Duration::from_secs(*s)),
+                        WaitSpec::Timestamp(t) => Timestamp::parse(t)
+                            .ok_or_else(|| AslError::runtime(format!("invalid timestamp '{t}'")))?,
+                        WaitSpec::SecondsPath(p) => {
+                            let n = positive_int_from(
+                                &NumberSpec::Path(p.clone()),
+                                &eff,
+                                "SecondsPath",
+                            )?;
+                            now.add(Duration::from_secs(n as u64))
+                        }
+                        WaitSpec::TimestampPath(p) => match p.select(&eff) {
+                            Some(Value::String(s)) => Timestamp::parse(&s).ok_or_else(|| {
+                                AslError::runtime(format!(
+                                    "TimestampPath: '{s}' is not an RFC 3339 timestamp"
+                                ))
+                            })?,
+                            Some(other) => {
+                                return Err(AslError::runtime(format!(
+                                    "TimestampPath: expected a timestamp string, got {other}"
+                                )));
+                            }
+                            None => {
+                                return Err(AslError::runtime(format!(
+                                    "TimestampPath: the path '{}' could not be found in the input",
+                                    p.as_str()
+                                )));
+                            }
+                        },
+                    };
+                    Ok((at, eff))
+                });
+                drop(ctx);
+                match r {
+                    Ok((at, eff)) if at <= now => self.wait_over(sid, eff),
+                    Ok((at, eff)) => {
+                        let id = TimerId(format!("{}:wait", self.cur(sid).id_base));
+                        self.start_timer(id.clone(), Some(sid), at, TimerPurpose::Wait);
+                        self.cur_mut(sid).phase = Phase::Wait {
+                            timer: id,
+                            effective: eff,
+                        };
+                    }
+                    Err(e) => self.state_failed(sid, e, false),
+                }
+            }
+            StateKind::Task(t) => {
+                let r = effective.and_then(|eff| {
+                    let timeout = t
+                        .timeout
+                        .as_ref()
+                        .map(|s| positive_int_from(s, &eff, "TimeoutSecondsPath"))
+                        .transpose()?;
+                    let heartbeat = t
+                        .heartbeat
+                        .as_ref()
+                        .map(|s| positive_int_from(s, &eff, "HeartbeatSecondsPath"))
+                        .transpose()?;
+                    let input = match &t.parameters {
+                        Some(p) => dataflow::apply_parameters(p, &eff, &ctx, rng)?,
+                        None => eff,
+                    };
+                    Ok((input, timeout, heartbeat))
+                });
+                drop(ctx);
+                match r {
+                    Ok((input, timeout, heartbeat)) => {
+                        self.run_task(sid, st, &t.resource, input, timeout, heartbeat)
+                    }
+                    Err(e) => self.state_failed(sid, e, false),
+                }
+            }
+            StateKind::Parallel(p) => {
+                let r = effective.and_then(|eff| match &p.parameters {
+                    Some(t) => dataflow::apply_parameters(t, &eff, &ctx, rng),
+                    None => Ok(eff),
+                });
+                drop(ctx);
+                match r {
+                    Ok(input) => {
+                        let inputs = vec![input; p.branches.len()];
+                        self.fanout(sid, st, FanoutSpec::parallel(inputs))
+                    }
+                    Err(e) => self.state_failed(sid, e, false),
+                }
+            }
+            StateKind::Map(m) => {
+                let r = effective.and_then(|eff| {
+                    let items = match dataflow::select(&m.items_path, &eff, &ctx) {
+                        Some(Value::Array(a)) => a,
+                        Some(other) => {
+                            return Err(AslError::runtime(format!(
+                                "ItemsPath '{}' must select a JSON array, got {}",
+                                m.items_path.as_str(),
+                                crate::path::type_name(&other)
+                            )));
+                        }
+                        None => {
+                            return Err(AslError::runtime(format!(
+                                "Invalid path '{}': the ItemsPath could not be found in the input",
+                                m.items_path.as_str()
+                            )));
+                        }
+                    };
+                    let maxc = m
+                        .max_concurrency
+                        .as_ref()
+                        .map(|s| positive_int_from(s, &eff, "MaxConcurrencyPath"))
+                        .transpose()?;
+                    let tc = m
+                        .tolerated_failure_count
+                        .as_ref()
+                        .map(|s| positive_int_from(s, &eff, "ToleratedFailureCountPath"))
+                        .transpose()?;
+                    let tp = m
+                        .tolerated_failure_percentage
+                        .as_ref()
+                        .map(|s| num_from(s, &eff, "ToleratedFailurePercentagePath"))
+                        .transpose()?;
+                    if let Some(p) = tp
+                        && !(0.0..=100.0).contains(&p)
+                    {
+                        return Err(AslError::runtime(
+                            "ToleratedFailurePercentage must be between 0 and 100",
+                        ));
+                    }
+                    let inputs = match &m.item_selector {
+                        None => items,
+                        Some(sel) => {
+                            let mut v = Vec::with_capacity(items.len());
+                            for (i, item) in items.iter().enumerate() {
+                                v.push(fanout::item_input(sel, &eff, &ci, i, item, rng)?);
+                            }
+                            v
+                        }
+                    };
+                    Ok((inputs, maxc, tc, tp))
+                });
+                drop(ctx);
+                match r {
+                    Ok((inputs, maxc, tc, tp)) => self.fanout(
+                        sid,
+                        st,
+                        FanoutSpec {
+                            is_map: true,
+                            inputs,
+                            max_concurrency: maxc.unwrap_or(0.0) as usize,
+                            tolerated_count: tc,
+                            tolerated_pct: tp,
+                        },
+                    ),
+                    Err(e) => self.state_failed(sid, e, false),
+                }
+            }
+        }
+    }
+
+    /// Leave the current state with `output` (history Exited) and follow Next/End.
+    pub(super) fn leave(&mut self, sid: Sid, output: Value) {
+        let (m, idx) = self.state_of(sid);
+        let st = &m.states[idx];
+        if let Some(h) =
+            HistoryEvent::exited(&st.kind, &st.name, &self.cur(sid).path, output.clone())
+        {
+            self.history(h);
+        }
+        if st.end {
+            self.queue.push_back(Work::ScopeDone {
+                sid,
+                result: Ok(output),
+            });
+        } else if let Some(n) = &st.next {
+            self.goto(sid, n, output);
+        }
+    }
+
+    pub(super) fn goto(&mut self, sid: Sid, next: &str, input: Value) {
+        let m = self.scopes[&sid].machine.clone();
+        match m.index_of(next) {
+            Some(i) => self.queue.push_back(Work::Enter {
+                sid,
+                state: i,
+                input,
+            }),
+            None => self.queue.push_back(Work::ScopeDone {
+                sid,
+                result: Err(AslError::runtime(format!("state '{next}' not found"))),
+            }),
+        }
+    }
+
+    pub(super) fn wait_over(&mut self, sid: Sid, effective: Value) {
+        let (m, idx) = self.state_of(sid);
+        let st = &m.states[idx];
+        let ci = CtxInfo {
+            ec: &self.ctx,
+            exec_input: &self.input,
+            redrive_count: self.redrive_count,
+            state: &st.name,
+            entered: self.cur(sid).entered,
+            retry_count: 0,
+            item: None,
+        };
+        let build = || ci.value();
+        let ctx = Ctx::lazy(&build, ci.exec_input);
+        let r = dataflow::apply_output_path(st.output_path.as_ref(), effective, &ctx);
+        drop(ctx);
+        self.cur_mut(sid).phase = Phase::Idle;
+        match r {
+            Ok(out) => self.leave(sid, out),
+            Err(e) => self.state_failed(sid, e, false),
+        }
+    }
+
+    /// Task/Parallel/Map produced `result`: ResultSelector → ResultPath → OutputPath.
+    pub(super) fn complete(&mut self, sid: Sid, result: Value) {
+        let (m, idx) = self.state_of(sid);
+        let st = &m.states[idx];
+        let (selector, result_path) = st
+            .kind
+            .outcome()
+            .map_or((None, None), |o| (o.result_selector, o.result_path));
+        let cur = self.scopes[&sid].cur.as_ref().expect("current state");
+        let ci = CtxInfo {
+            ec: &self.ctx,
+            exec_input: &self.input,
+            redrive_count: self.redrive_count,
+            state: &st.name,
+            entered: cur.entered,
+            retry_count: cur.retry_count,
+            item: None,
+        };
+        let build = || ci.value();
+        let ctx = Ctx::lazy(&build, ci.exec_input);
+        let rng = &mut self.rng;
+        let r = (|| {
+            let selected = match selector {
+                Some(t) => dataflow::apply_result_selector(t, &result, &ctx, rng)?,
+                None => result,
+            };
+            let out = dataflow::apply_result_path(result_path, cur.input.clone(), selected)?;
+            Ok::<_, AslError>(out)
+        })();
+        let r = r.map(|out| dataflow::apply_output_path(st.output_path.as_ref(), out, &ctx));
+        drop(ctx);
+        match r {
+            Ok(Ok(out)) => self.leave(sid, out),
+            Ok(Err(e)) | Err(e) => self.state_failed(sid, e, false),
+        }
+    }
+}
