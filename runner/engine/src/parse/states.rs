@@ -1,0 +1,573 @@
+//! State machines and the state types (Rules for Retry, Catch and Choice are in `rules`).
+
+use super::*;
+
+impl Ps<'_> {
+    pub(super) fn machine(&mut self, v: &Value, ptr: &str, kind: MachineKind) -> StateMachine {
+        let saved = self.state.take();
+        let empty = StateMachine::new(String::new(), Vec::new(), ptr.to_string());
+        let Value::Object(o) = v else {
+            self.err_val(
+                ptr,
+                "E-FIELD-TYPE",
+                "a state machine must be a mapping with StartAt and States",
+            );
+            self.state = saved;
+            return empty;
+        };
+        let allowed: &[&str] = match kind {
+            MachineKind::Top => &[
+                "StartAt",
+                "States",
+                "Comment",
+                "TimeoutSeconds",
+                "Version",
+                "QueryLanguage",
+                "Runbook",
+            ],
+            MachineKind::Branch => &["StartAt", "States", "Comment"],
+            MachineKind::Processor => &["StartAt", "States", "Comment", "ProcessorConfig"],
+        };
+        // Field errors of a branch are not "in" the enclosing state's own fields, but naming
+        // the enclosing state still helps; keep it.
+        self.state = saved.clone();
+        self.check_fields(
+            o,
+            ptr,
+            allowed,
+            if kind == MachineKind::Top {
+                "the top level"
+            } else {
+                "a branch"
+            },
+        );
+        let start_at = self.get_str(o, ptr, "StartAt");
+        if start_at.is_none() && !o.contains_key("StartAt") {
+            self.err(ptr, "E-STARTAT-MISSING", "missing required field 'StartAt'");
+        }
+        let mut states = Vec::new();
+        match o.get("States") {
+            None => self.err(ptr, "E-STATES-MISSING", "missing required field 'States'"),
+            Some(Value::Object(sm)) => {
+                if sm.is_empty() {
+                    self.err(
+                        &format!("{ptr}/States"),
+                        "E-STATES-MISSING",
+                        "'States' must not be empty",
+                    );
+                }
+                for (name, sv) in sm {
+                    let sp = format!("{ptr}/States/{}", escape_token(name));
+                    self.state = Some(name.clone());
+                    if let Some(s) = self.state_def(name, sv, &sp) {
+                        states.push(s);
+                    }
+                }
+            }
+            Some(_) => self.err_val(
+                &format!("{ptr}/States"),
+                "E-FIELD-TYPE",
+                "'States' must be a mapping of state names to states",
+            ),
+        }
+        self.state = saved;
+        let mut m = StateMachine::new(start_at.unwrap_or_default(), states, ptr.to_string());
+        m.comment = self.get_str(o, ptr, "Comment");
+        if kind == MachineKind::Top {
+            m.timeout_seconds = self.get_uint(o, ptr, "TimeoutSeconds", 1);
+            m.version = self.get_str(o, ptr, "Version");
+            m.query_language = self.get_str(o, ptr, "QueryLanguage");
+            self.query_language(o, ptr);
+        }
+        if kind == MachineKind::Processor
+            && let Some(pc) = o.get("ProcessorConfig")
+        {
+            let pcp = format!("{ptr}/ProcessorConfig");
+            match pc {
+                Value::Object(pco) => {
+                    self.check_fields(pco, &pcp, &["Mode", "ExecutionType"], "ProcessorConfig");
+                    if let Some(mode) = self.get_str(pco, &pcp, "Mode")
+                        && mode != "INLINE"
+                        && mode != "DISTRIBUTED"
+                    {
+                        self.err_val(
+                            &format!("{pcp}/Mode"),
+                            "E-MAP",
+                            format!(
+                                "ProcessorConfig.Mode must be INLINE or DISTRIBUTED, got '{mode}'"
+                            ),
+                        );
+                    }
+                }
+                _ => self.err_val(&pcp, "E-FIELD-TYPE", "'ProcessorConfig' must be a mapping"),
+            }
+        }
+        m
+    }
+
+    pub(super) fn query_language(&mut self, o: &Map<String, Value>, ptr: &str) {
+        if let Some(q) = self.get_str(o, ptr, "QueryLanguage") {
+            match q.as_str() {
+                "JSONPath" => {}
+                "JSONata" => self.err_val(
+                    &format!("{ptr}/QueryLanguage"),
+                    "E-UNSUPPORTED",
+                    "QueryLanguage 'JSONata' is not supported yet (only JSONPath)",
+                ),
+                other => self.err_val(
+                    &format!("{ptr}/QueryLanguage"),
+                    "E-FIELD-TYPE",
+                    format!("QueryLanguage must be 'JSONPath' or 'JSONata', got '{other}'"),
+                ),
+            }
+        }
+    }
+
+    pub(super) fn state_def(&mut self, name: &str, v: &Value, ptr: &str) -> Opt<State> {
+        if name.chars().count() > 80 {
+            self.err(
+                ptr,
+                "E-NAME-LONG",
+                "state names must be at most 80 characters",
+            );
+        }
+        let Value::Object(o) = v else {
+            self.err_val(ptr, "E-FIELD-TYPE", "a state must be a mapping");
+            return None;
+        };
+        let ty = match o.get("Type") {
+            None => {
+                self.err(ptr, "E-STATE-TYPE", "missing required field 'Type'");
+                return None;
+            }
+            Some(Value::String(t)) => t.clone(),
+            Some(other) => {
+                self.err_val(
+                    &format!("{ptr}/Type"),
+                    "E-STATE-TYPE",
+                    format!("'Type' must be a string, got {other}"),
+                );
+                return None;
+            }
+        };
+        let Some((_, fields)) = FIELDS.iter().find(|(t, _)| *t == ty) else {
+            let msg = match suggest(&ty, FIELDS.iter().map(|(t, _)| *t)) {
+                Some(s) => format!("unknown state Type '{ty}' (did you mean '{s}'?)"),
+                None => format!(
+                    "unknown state Type '{ty}' (Pass, Task, Choice, Wait, Succeed, Fail, Parallel or Map)"
+                ),
+            };
+            self.err_val(&format!("{ptr}/Type"), "E-STATE-TYPE", msg);
+            return None;
+        };
+        let mut allowed: Vec<&str> = COMMON.to_vec();
+        allowed.extend_from_slice(fields);
+        if ty == "Map" {
+            for k in UNSUPPORTED_MAP {
+                if o.contains_key(*k) {
+                    self.err(
+                        &format!("{ptr}/{k}"),
+                        "E-UNSUPPORTED",
+                        format!("'{k}' (distributed Map) is not supported"),
+                    );
+                }
+            }
+            allowed.extend_from_slice(UNSUPPORTED_MAP);
+        }
+        self.check_fields(o, ptr, &allowed, &format!("a {ty} state"));
+        self.query_language(o, ptr);
+
+        let comment = self.get_str(o, ptr, "Comment");
+        let input_path = if fields.contains(&"InputPath") {
+            self.io_path(o, ptr, "InputPath", false)
+        } else {
+            Some(Path::parse("$").unwrap())
+        };
+        let output_path = if fields.contains(&"OutputPath") {
+            self.io_path(o, ptr, "OutputPath", false)
+        } else {
+            Some(Path::parse("$").unwrap())
+        };
+
+        // Next / End exclusivity for the states that transition.
+        let (mut next, mut end) = (None, false);
+        if fields.contains(&"Next") {
+            next = self.get_str(o, ptr, "Next");
+            end = match o.get("End") {
+                None => false,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => {
+                    self.err_val(
+                        &format!("{ptr}/End"),
+                        "E-FIELD-TYPE",
+                        format!("'End' must be a boolean, got {other}"),
+                    );
+                    false
+                }
+            };
+            if o.contains_key("Next") && end {
+                self.err(
+                    &format!("{ptr}/End"),
+                    "E-END-NEXT",
+                    "a state cannot have both 'Next' and 'End: true'",
+                );
+            } else if !o.contains_key("Next") && !end {
+                self.err(
+                    ptr,
+                    "E-END-NEXT",
+                    "a state must have either 'Next' or 'End: true'",
+                );
+            }
+        }
+
+        let kind = match ty.as_str() {
+            "Pass" => StateKind::Pass(PassState {
+                result: o.get("Result").cloned(),
+                parameters: self.template(o, ptr, "Parameters"),
+                result_path: self.io_path(o, ptr, "ResultPath", true),
+            }),
+            "Task" => StateKind::Task(Box::new(self.task(o, ptr)?)),
+            "Choice" => StateKind::Choice(self.choice(o, ptr)),
+            "Wait" => StateKind::Wait(self.wait(o, ptr)?),
+            "Succeed" => StateKind::Succeed,
+            "Fail" => StateKind::Fail(self.fail(o, ptr)),
+            "Parallel" => StateKind::Parallel(Box::new(self.parallel(o, ptr))),
+            "Map" => StateKind::Map(Box::new(self.map(o, ptr))),
+            _ => unreachable!(),
+        };
+        Some(State {
+            name: name.to_string(),
+            pointer: ptr.to_string(),
+            comment,
+            input_path,
+            output_path,
+            next,
+            end,
+            kind,
+        })
+    }
+
+    pub(super) fn duration(
+        &mut self,
+        o: &Map<String, Value>,
+        ptr: &str,
+        key: &str,
+    ) -> Opt<NumberSpec> {
+        let pkey = format!("{key}Path");
+        if o.contains_key(key) && o.contains_key(&pkey) {
+            self.err(
+                &format!("{ptr}/{pkey}"),
+                "E-TIMEOUT",
+                format!("'{key}' and '{pkey}' are mutually exclusive"),
+            );
+        }
+        if let Some(n) = self.get_uint(o, ptr, key, 1) {
+            if n > 99_999_999 {
+                self.err_val(
+                    &format!("{ptr}/{key}"),
+                    "E-TIMEOUT",
+                    format!("'{key}' must be at most 99999999"),
+                );
+            }
+            return Some(NumberSpec::Value(n as f64));
+        }
+        self.get_path(o, ptr, &pkey, true, false)
+            .flatten()
+            .map(NumberSpec::Path)
+    }
+
+    pub(super) fn task(&mut self, o: &Map<String, Value>, ptr: &str) -> Opt<TaskState> {
+        let resource = match self.get_str(o, ptr, "Resource") {
+            Some(r) if r.is_empty() || r == "plugin:" => {
+                self.err_val(
+                    &format!("{ptr}/Resource"),
+                    "E-RESOURCE",
+                    "'Resource' must not be empty",
+                );
+                Resource::Other(r)
+            }
+            Some(r) => Resource::parse(&r),
+            None => {
+                if !o.contains_key("Resource") {
+                    self.err(
+                        ptr,
+                        "E-RESOURCE",
+                        "a Task needs a 'Resource' (plugin:<name>, a .wasm path or an ARN)",
+                    );
+                }
+                Resource::Other(String::new())
+            }
+        };
+        if o.get("Sha256").is_some_and(Value::is_number) {
+            // An all-digit hash reads as a YAML number.
+            self.err_val(
+                &format!("{ptr}/Sha256"),
+                "E-SHA256",
+                "'Sha256' must be a string: quote the hash",
+            );
+        }
+        let sha256 = if o.get("Sha256").is_some_and(Value::is_number) {
+            None
+        } else {
+            self.get_str(o, ptr, "Sha256")
+        };
+        if let Some(h) = &sha256
+            && (h.len() != 64 || !h.bytes().all(|c| c.is_ascii_hexdigit()))
+        {
+            self.err_val(
+                &format!("{ptr}/Sha256"),
+                "E-SHA256",
+                "'Sha256' must be 64 hexadecimal characters",
+            );
+        }
+        let mut capabilities = Vec::new();
+        match o.get("Capabilities") {
+            None => {}
+            Some(Value::Array(a)) => {
+                for (i, c) in a.iter().enumerate() {
+                    let cp = format!("{ptr}/Capabilities/{i}");
+                    match c {
+                        Value::String(s) if valid_capability(s) => capabilities.push(s.clone()),
+                        Value::String(s) => self.err_val(
+                            &cp,
+                            "E-CAPABILITY",
+                            format!("capability '{s}' must look like 'service:Action' or 'service:Action on pattern'"),
+                        ),
+                        other => self.err_val(&cp, "E-CAPABILITY", format!("capabilities must be strings, got {other}")),
+                    }
+                }
+            }
+            Some(_) => self.err_val(
+                &format!("{ptr}/Capabilities"),
+                "E-CAPABILITY",
+                "'Capabilities' must be a list of strings",
+            ),
+        }
+        let timeout = self.duration(o, ptr, "TimeoutSeconds");
+        let heartbeat = self.duration(o, ptr, "HeartbeatSeconds");
+        if let (Some(NumberSpec::Value(t)), Some(NumberSpec::Value(h))) = (&timeout, &heartbeat)
+            && h >= t
+        {
+            self.err_val(
+                &format!("{ptr}/HeartbeatSeconds"),
+                "E-TIMEOUT",
+                "'HeartbeatSeconds' must be smaller than 'TimeoutSeconds'",
+            );
+        }
+        Some(TaskState {
+            resource,
+            sha256,
+            capabilities,
+            parameters: self.template(o, ptr, "Parameters"),
+            result_selector: self.template(o, ptr, "ResultSelector"),
+            result_path: self.io_path(o, ptr, "ResultPath", true),
+            retry: self.retriers(o, ptr),
+            catch: self.catchers(o, ptr),
+            timeout,
+            heartbeat,
+        })
+    }
+
+    pub(super) fn wait(&mut self, o: &Map<String, Value>, ptr: &str) -> Opt<WaitState> {
+        let present: Vec<&str> = ["Seconds", "Timestamp", "SecondsPath", "TimestampPath"]
+            .into_iter()
+            .filter(|k| o.contains_key(*k))
+            .collect();
+        if present.len() != 1 {
+            self.err(
+                ptr,
+                "E-WAIT",
+                "a Wait state needs exactly one of Seconds, Timestamp, SecondsPath, TimestampPath",
+            );
+            return None;
+        }
+        let wait = match present[0] {
+            "Seconds" => WaitSpec::Seconds(self.get_uint(o, ptr, "Seconds", 0)?),
+            "Timestamp" => {
+                let t = self.get_str(o, ptr, "Timestamp")?;
+                if crate::timestamp::Timestamp::parse(&t).is_none() {
+                    self.err_val(
+                        &format!("{ptr}/Timestamp"),
+                        "E-WAIT",
+                        format!("'Timestamp' must be an RFC 3339 timestamp, got '{t}'"),
+                    );
+                    return None;
+                }
+                WaitSpec::Timestamp(t)
+            }
+            "SecondsPath" => {
+                WaitSpec::SecondsPath(self.get_path(o, ptr, "SecondsPath", true, false)??)
+            }
+            _ => WaitSpec::TimestampPath(self.get_path(o, ptr, "TimestampPath", true, false)??),
+        };
+        Some(WaitState { wait })
+    }
+
+    pub(super) fn string_spec(
+        &mut self,
+        o: &Map<String, Value>,
+        ptr: &str,
+        key: &str,
+    ) -> Opt<StringSpec> {
+        let pkey = format!("{key}Path");
+        if o.contains_key(key) && o.contains_key(&pkey) {
+            self.err(
+                &format!("{ptr}/{pkey}"),
+                "E-FIELD-TYPE",
+                format!("'{key}' and '{pkey}' are mutually exclusive"),
+            );
+        }
+        if let Some(s) = self.get_str(o, ptr, key) {
+            return Some(StringSpec::Value(s));
+        }
+        let s = self.get_str(o, ptr, &pkey)?;
+        let kp = format!("{ptr}/{pkey}");
+        if intrinsics::is_intrinsic(&s) {
+            match intrinsics::parse(&s) {
+                Ok(e) => Some(StringSpec::Intrinsic(e)),
+                Err(e) => {
+                    self.err_val(&kp, "E-INTRINSIC-SYNTAX", format!("{pkey}: {e}"));
+                    None
+                }
+            }
+        } else {
+            match Path::parse_reference(&s) {
+                Ok(p) => Some(StringSpec::Path(p)),
+                Err(e) => {
+                    self.err_val(&kp, "E-PATH-SYNTAX", format!("{pkey}: {e}"));
+                    None
+                }
+            }
+        }
+    }
+
+    pub(super) fn fail(&mut self, o: &Map<String, Value>, ptr: &str) -> FailState {
+        FailState {
+            error: self.string_spec(o, ptr, "Error"),
+            cause: self.string_spec(o, ptr, "Cause"),
+        }
+    }
+
+    pub(super) fn parallel(&mut self, o: &Map<String, Value>, ptr: &str) -> ParallelState {
+        let mut branches = Vec::new();
+        match o.get("Branches") {
+            Some(Value::Array(a)) if !a.is_empty() => {
+                for (i, b) in a.iter().enumerate() {
+                    branches.push(Arc::new(self.machine(
+                        b,
+                        &format!("{ptr}/Branches/{i}"),
+                        MachineKind::Branch,
+                    )));
+                }
+            }
+            Some(_) => self.err_val(
+                &format!("{ptr}/Branches"),
+                "E-PARALLEL",
+                "'Branches' must be a non-empty list of state machines",
+            ),
+            None => self.err(ptr, "E-PARALLEL", "a Parallel state needs 'Branches'"),
+        }
+        ParallelState {
+            branches,
+            parameters: self.template(o, ptr, "Parameters"),
+            result_selector: self.template(o, ptr, "ResultSelector"),
+            result_path: self.io_path(o, ptr, "ResultPath", true),
+            retry: self.retriers(o, ptr),
+            catch: self.catchers(o, ptr),
+        }
+    }
+
+    pub(super) fn map(&mut self, o: &Map<String, Value>, ptr: &str) -> MapState {
+        let processor_key = match (o.contains_key("ItemProcessor"), o.contains_key("Iterator")) {
+            (true, true) => {
+                self.err(
+                    &format!("{ptr}/Iterator"),
+                    "E-MAP",
+                    "'ItemProcessor' and the legacy 'Iterator' are mutually exclusive",
+                );
+                "ItemProcessor"
+            }
+            (true, false) => "ItemProcessor",
+            (false, true) => "Iterator",
+            (false, false) => {
+                self.err(
+                    ptr,
+                    "E-MAP",
+                    "a Map state needs 'ItemProcessor' (or the legacy 'Iterator')",
+                );
+                "ItemProcessor"
+            }
+        };
+        let processor = match o.get(processor_key) {
+            Some(v) => self.machine(v, &format!("{ptr}/{processor_key}"), MachineKind::Processor),
+            None => StateMachine::new(String::new(), vec![], String::new()),
+        };
+        let mode = o
+            .get(processor_key)
+            .and_then(|p| p.pointer("/ProcessorConfig/Mode"))
+            .and_then(Value::as_str)
+            .unwrap_or("INLINE")
+            .to_string();
+        if o.contains_key("ItemSelector") && o.contains_key("Parameters") {
+            self.err(
+                &format!("{ptr}/Parameters"),
+                "E-MAP",
+                "'ItemSelector' and the legacy 'Parameters' are mutually exclusive",
+            );
+        }
+        let item_selector = if o.contains_key("ItemSelector") {
+            self.template(o, ptr, "ItemSelector")
+        } else {
+            self.template(o, ptr, "Parameters")
+        };
+        let items_path = match self.get_path(o, ptr, "ItemsPath", true, false) {
+            Some(Some(p)) => p,
+            _ => Path::parse("$").unwrap(),
+        };
+        let number_or_path = |s: &mut Self, key: &str, percent: bool| -> Opt<NumberSpec> {
+            let pkey = format!("{key}Path");
+            if o.contains_key(key) && o.contains_key(&pkey) {
+                s.err(
+                    &format!("{ptr}/{pkey}"),
+                    "E-MAP",
+                    format!("'{key}' and '{pkey}' are mutually exclusive"),
+                );
+            }
+            if o.contains_key(key) {
+                let n = if percent {
+                    let n = s.get_number(o, ptr, key)?;
+                    if !(0.0..=100.0).contains(&n) {
+                        s.err_val(
+                            &format!("{ptr}/{key}"),
+                            "E-MAP",
+                            format!("'{key}' must be between 0 and 100"),
+                        );
+                    }
+                    n
+                } else {
+                    s.get_uint(o, ptr, key, 0)? as f64
+                };
+                return Some(NumberSpec::Value(n));
+            }
+            s.get_path(o, ptr, &pkey, true, false)
+                .flatten()
+                .map(NumberSpec::Path)
+        };
+        let max_concurrency = number_or_path(self, "MaxConcurrency", false);
+        let tolerated_failure_percentage = number_or_path(self, "ToleratedFailurePercentage", true);
+        let tolerated_failure_count = number_or_path(self, "ToleratedFailureCount", false);
+        MapState {
+            processor: Arc::new(processor),
+            mode,
+            items_path,
+            item_selector,
+            max_concurrency,
+            tolerated_failure_percentage,
+            tolerated_failure_count,
+            result_selector: self.template(o, ptr, "ResultSelector"),
+            result_path: self.io_path(o, ptr, "ResultPath", true),
+            retry: self.retriers(o, ptr),
+            catch: self.catchers(o, ptr),
+        }
+    }
+}
