@@ -3,9 +3,11 @@
 //! that was killed and resumed, or that is still running. The figures are recomputed
 //! from the client's ledger, never taken from what the runbook itself concluded.
 
+mod timeline;
+
 use runbook_journal::{ExecutionRow, HistoryRow, Journal};
 use runbook_report::{
-    Bucket, Check, Event, FaultInfo, GameDay, LagSample, Measured, Phase, Series, Targets,
+    Bucket, Check, FaultInfo, GameDay, LagSample, Measured, Phase, Series, Targets,
 };
 use serde_json::Value;
 
@@ -16,7 +18,7 @@ use crate::RunError;
 fn phase_of(state: &str) -> &str {
     match state {
         "Preflight" | "RoutedWritable" | "ReplicaProbe" | "ReplicaAvailable" | "StartTraffic"
-        | "SteadyState" => "steady-state",
+        | "SteadyState" | "CatchUp" => "steady-state",
         "Inject" | "InjectRunnerCrash" => "inject",
         "Failover" => "failover",
         "AwaitRecovery" => "recovery",
@@ -26,7 +28,7 @@ fn phase_of(state: &str) -> &str {
         "RollbackUndo" | "RollbackUndoThen" | "RollbackUndoFirst" | "StopTrafficAfterFailure" => {
             "rollback"
         }
-        "AwaitLag" | "InjectThen" => "inject",
+        "AwaitLag" | "InjectThen" | "Hold" => "inject",
         "Lever" | "StopConditions" => "guardrails",
         "UndoThen" => "undo",
         other => other,
@@ -72,6 +74,10 @@ pub fn gameday_report(journal: &Journal, id: &str) -> Result<Option<GameDay>, Ru
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_u64).collect())
         .unwrap_or_default();
+    // Observed RPO (runbook_report::observed_rpo_seconds): only when the acknowledged
+    // writes were read back; 0 when none was lost.
+    let rpo_seconds = verification
+        .map(|_| runbook_report::observed_rpo_seconds(&timeline::acked_writes(&ledger, &lost_ids)));
     let measured = Measured {
         rto_seconds: m.rto_seconds,
         lost_writes: lost_ids.len() as u64,
@@ -83,7 +89,7 @@ pub fn gameday_report(journal: &Journal, id: &str) -> Result<Option<GameDay>, Ru
             .and_then(|v| v.get("unknown_present"))
             .and_then(Value::as_u64)
             .unwrap_or(0),
-        rpo_seconds: None,
+        rpo_seconds,
         lag_at_fault_seconds: m.lag_at_fault_seconds,
         latency_p50_ms: m.latency_p50_ms,
         latency_p99_ms: m.latency_p99_ms,
@@ -91,63 +97,18 @@ pub fn gameday_report(journal: &Journal, id: &str) -> Result<Option<GameDay>, Ru
 
     let history = journal.history(&row.id)?;
     let phases = phases(&history, &children);
-    let mut timeline = timeline(&history);
-    for f in &faults {
-        timeline.push(Event {
-            at_ms: f.injected_ms,
-            kind: "fault".into(),
-            text: format!(
-                "{} {} injected ({})",
-                f.id,
-                f.kind,
-                f.record["target"].as_str().unwrap_or("")
-            ),
-        });
-        if let Some(u) = f.undone_ms {
-            timeline.push(Event {
-                at_ms: u,
-                kind: "fault".into(),
-                text: format!("{} {} undone", f.id, f.kind),
-            });
-        }
-    }
-    if let Some(o) = &m.outage {
-        timeline.push(Event {
-            at_ms: o.from_ms,
-            kind: "client".into(),
-            text: format!(
-                "last acknowledged write before the outage ({} failed, {} unknown){}",
-                o.failed,
-                o.unknown,
-                o.first_error
-                    .as_deref()
-                    .map(|e| format!("; first error: {e}"))
-                    .unwrap_or_default()
-            ),
-        });
-        if o.recovered {
-            timeline.push(Event {
-                at_ms: o.to_ms,
-                kind: "client".into(),
-                text: "first acknowledged write after the outage".into(),
-            });
-        }
-    }
-    for c in &children {
-        timeline.push(Event {
-            at_ms: c.started_ms,
-            kind: "child".into(),
-            text: format!("{} started ({})", c.name, c.id),
-        });
-        if let Some(e) = c.ended_ms {
-            timeline.push(Event {
-                at_ms: e,
-                kind: "child".into(),
-                text: format!("{} {}", c.name, c.status),
-            });
-        }
-    }
-    timeline.sort_by_key(|e| e.at_ms);
+    let child_histories = children
+        .iter()
+        .map(|c| Ok((c.clone(), journal.history(&c.id)?)))
+        .collect::<Result<Vec<_>, RunError>>()?;
+    let timeline = timeline::timeline(&timeline::Sources {
+        history: &history,
+        faults: &faults,
+        main_fault,
+        ledger: &ledger,
+        measurement: &m,
+        children: &child_histories,
+    });
 
     let entries: Vec<(i64, Option<i64>, &str)> = ledger
         .iter()
@@ -264,35 +225,6 @@ fn phases(history: &[HistoryRow], children: &[ExecutionRow]) -> Vec<Phase> {
     out
 }
 
-fn timeline(history: &[HistoryRow]) -> Vec<Event> {
-    history
-        .iter()
-        .filter_map(|h| {
-            let state = h.state.as_deref()?;
-            let text = match h.kind.as_str() {
-                "TaskStateEntered" => format!("{state} entered"),
-                "TaskFailed" => format!(
-                    "{state} failed: {} {}",
-                    h.details["error"].as_str().unwrap_or(""),
-                    h.details["cause"]
-                        .as_str()
-                        .unwrap_or("")
-                        .chars()
-                        .take(200)
-                        .collect::<String>()
-                ),
-                "ExecutionFailed" | "ExecutionSucceeded" | "ExecutionAborted" => h.kind.clone(),
-                _ => return None,
-            };
-            Some(Event {
-                at_ms: h.at_ms,
-                kind: "state".into(),
-                text,
-            })
-        })
-        .collect()
-}
-
 fn checks(
     row: &ExecutionRow,
     children: &[ExecutionRow],
@@ -321,12 +253,34 @@ fn checks(
             detail: "not verified (the run stopped before VerifySession)".into(),
         },
     });
+    let fault = row.input.get("Fault").and_then(Value::as_str);
     for c in children {
+        // A cut replication link leaves the primary serving: promoting would split the
+        // brain, so the failover must decide there is nothing to do.
+        if c.name == "failover" && fault == Some("partition") {
+            let promoted = c
+                .output
+                .as_ref()
+                .and_then(|o| o.get("Promoted"))
+                .and_then(Value::as_bool);
+            out.push(Check {
+                name: "no promotion while the primary serves".into(),
+                passed: promoted == Some(false),
+                detail: format!(
+                    "the failover {}",
+                    match promoted {
+                        Some(true) => "promoted the replica",
+                        Some(false) => "promoted nothing",
+                        None => "did not say whether it promoted",
+                    }
+                ),
+            });
+        }
         out.push(Check {
             name: format!("{} execution", c.name),
             passed: c.status == "SUCCEEDED"
                 || (c.name == "failover"
-                    && row.input.get("Fault").and_then(Value::as_str) == Some("slow-link")
+                    && fault == Some("slow-link")
                     && c.error.as_deref() == Some("FailoverRefused")),
             detail: format!(
                 "{} {}{}",

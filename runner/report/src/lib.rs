@@ -12,6 +12,8 @@ mod json;
 mod junit;
 mod markdown;
 mod model;
+mod rpo;
+mod timeline;
 mod trend;
 
 use std::io;
@@ -24,8 +26,10 @@ pub use json::{SCHEMA_ID, parse_json, render_json};
 pub use junit::render_junit;
 pub use markdown::render_markdown;
 pub use model::{
-    Bucket, Check, Event, FaultInfo, GameDay, LagSample, Measured, Phase, Series, Targets, Verdict,
+    Bucket, Check, FaultInfo, GameDay, LagSample, Measured, Phase, Series, Targets, Verdict,
 };
+pub use rpo::{AckedWrite, observed_rpo_seconds};
+pub use timeline::{Event, milestone};
 pub use trend::{TrendPoint, render_trend_html};
 
 /// Errors of this crate, each with a stable code.

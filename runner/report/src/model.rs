@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::timeline::Event;
+
 /// Everything a game-day report shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GameDay {
@@ -101,14 +103,6 @@ pub struct Phase {
     /// The child execution that ran this phase (a failover runbook), if any.
     #[serde(default)]
     pub execution_id: Option<String>,
-}
-
-/// One line of the timeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub at_ms: i64,
-    pub kind: String,
-    pub text: String,
 }
 
 /// Time series for the charts.
@@ -331,6 +325,17 @@ pub(crate) fn fmt_utc(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
+/// RFC 3339 UTC with milliseconds: `2025-12-06T23:50:00.123Z`; the raw number if out of range.
+pub(crate) fn fmt_rfc3339(ms: i64) -> String {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&fmt).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
 /// Offset from the start of the game day: `T+12.3 s`.
 pub(crate) fn fmt_rel(ms: i64, start_ms: i64) -> String {
     format!("T+{:.1} s", (ms - start_ms) as f64 / 1000.0)
@@ -502,6 +507,8 @@ mod tests {
         assert_eq!(fmt_secs(12.34), "12.3 s");
         assert_eq!(fmt_utc(1_765_065_000_123), "2025-12-06 23:50:00.123Z");
         assert_eq!(fmt_rel(12_345, 0), "T+12.3 s");
+        assert_eq!(fmt_rfc3339(1_765_065_000_123), "2025-12-06T23:50:00.123Z");
+        assert_eq!(fmt_rfc3339(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(
             serde_json::to_string(&Verdict::Inconclusive).unwrap(),
             "\"INCONCLUSIVE\""

@@ -100,6 +100,10 @@ fn report_renders_in_chromium() {
         "fault marker label missing"
     );
     assert!(writes.contains("recovered"));
+    // Every other milestone of the timeline has its labelled marker.
+    for label in [" client error", " detected", " promote", " failback done"] {
+        assert!(writes.contains(label), "marker {label:?} missing");
+    }
     let lag = element(&dom, "svg", "chart-lag");
     assert!(
         lag.matches("<polyline").count() >= 2,

@@ -24,6 +24,37 @@ fn json_round_trips_with_schema_and_verdict() {
         "the report read back differs from the one written"
     );
 
+    // The timeline: each event at an RFC 3339 UTC instant with milliseconds, by name.
+    let timeline = v["timeline"].as_array().unwrap();
+    assert_eq!(timeline.len(), g.timeline.len());
+    for (e, want) in timeline.iter().zip(&g.timeline) {
+        let at = e["at"].as_str().unwrap();
+        let parsed =
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|err| panic!("{at}: {err}"));
+        assert!(
+            at.ends_with('Z') && at.len() == "2025-12-06T22:00:00.000Z".len(),
+            "{at}"
+        );
+        assert_eq!(
+            (parsed.unix_timestamp_nanos() / 1_000_000) as i64,
+            want.at_ms
+        );
+        assert_eq!(e["event"], want.event.as_str());
+    }
+    assert!(timeline.iter().any(|e| e["event"] == "fault_injected"));
+
+    // A report written before events had names (no `at`, no `event`) still reads.
+    let mut old: serde_json::Value = v.clone();
+    for e in old["timeline"].as_array_mut().unwrap() {
+        let e = e.as_object_mut().unwrap();
+        e.remove("at");
+        e.remove("event");
+    }
+    let back = parse_json(&old.to_string()).unwrap();
+    assert_eq!(back.timeline.len(), g.timeline.len());
+    assert!(back.timeline.iter().all(|e| e.event.is_empty()));
+
     let wrong = text.replace(SCHEMA_ID, "runbook.gameday.report/v0");
     assert_eq!(
         parse_json(&wrong).unwrap_err().code(),

@@ -42,6 +42,23 @@ struct Frame {
     x_max: f64,
     fault_s: Option<f64>,
     recovered_s: Option<f64>,
+    /// The other timeline milestones: where, short label, colour.
+    milestones: Vec<(f64, &'static str, RGBColor)>,
+}
+
+/// Marker colour of each milestone (fault and recovery have their own markers).
+fn milestone_color(event: &str) -> Option<RGBColor> {
+    use crate::milestone as ms;
+    Some(match event {
+        ms::FIRST_CLIENT_ERROR => RGBColor(230, 90, 40),
+        ms::DETECTION => RGBColor(190, 120, 0),
+        ms::DECISION => RGBColor(130, 80, 223),
+        ms::FENCE => RGBColor(120, 80, 40),
+        ms::PROMOTE => RGBColor(0, 140, 140),
+        ms::WEIGHTS_MOVED => RGBColor(60, 60, 170),
+        ms::FAILBACK_DONE => RGBColor(30, 110, 50),
+        _ => return None,
+    })
 }
 
 impl Frame {
@@ -52,6 +69,14 @@ impl Frame {
             x_max: secs(g.end_ms()).max(1.0) * 1.01,
             fault_s: g.fault.injected_at_ms.map(secs),
             recovered_s: g.recovered_at_ms().map(secs),
+            milestones: crate::milestone::ALL
+                .iter()
+                .filter_map(|m| {
+                    let color = milestone_color(m.event)?;
+                    let e = g.timeline.iter().find(|e| e.event == m.event)?;
+                    Some((secs(e.at_ms), m.label, color))
+                })
+                .collect(),
         }
     }
     fn s(&self, ms: i64) -> f64 {
@@ -105,15 +130,61 @@ fn builder<'a, 'b>(
     b
 }
 
-/// Vertical marker lines at fault injection and recovery, labelled at the top.
+/// Plot-area width in pixels (the chart less its y labels and margins).
+const PLOT_WIDTH: f64 = (WIDTH - LEFT - 28) as f64;
+
+/// Vertical marker lines at fault injection and recovery, labelled at the top, and
+/// thinner ones at the other milestones, labelled in rows below so close ones stay
+/// readable. `plot_height` is the plot area's height in pixels.
 fn markers<DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
     frame: &Frame,
     y_top: f64,
+    plot_height: f64,
 ) -> Result<(), Err>
 where
     DB::ErrorType: 'static,
 {
+    let px_x = frame.x_max / PLOT_WIDTH;
+    let px_y = y_top / plot_height;
+    // Greedy rows: a label goes in the first row whose last label ended left of it.
+    let mut row_ends: Vec<f64> = Vec::new();
+    let mut sorted = frame.milestones.clone();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (x, label, color) in sorted {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(x, 0.0), (x, y_top)],
+                3,
+                3,
+                color.stroke_width(1),
+            ))
+            .map_err(|e| e.to_string())?;
+        let width = (label.len() as f64 * 7.0 + 8.0) * px_x;
+        let row = match row_ends.iter().position(|end| *end < x) {
+            Some(r) => r,
+            None => {
+                row_ends.push(f64::MIN);
+                row_ends.len() - 1
+            }
+        };
+        row_ends[row] = x + width;
+        let y = y_top - (22.0 + 15.0 * row as f64) * px_y;
+        if y <= 0.0 {
+            continue; // more rows than the chart has room for: the line stays
+        }
+        let style = (FONT, 13)
+            .into_font()
+            .color(&color)
+            .pos(Pos::new(HPos::Left, VPos::Top));
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!(" {label}"),
+                (x, y),
+                style,
+            )))
+            .map_err(|e| e.to_string())?;
+    }
     // The fault label ends at its line and the recovery label starts at its own, so
     // the two stay readable when a short outage puts the lines close together.
     for (x, color, text, h) in [
@@ -208,7 +279,7 @@ pub(crate) fn writes_chart(g: &GameDay) -> String {
                         Rectangle::new([(x, y - 6), (x + 14, y + 6)], color.filled())
                     });
             }
-            markers(&mut chart, &frame, y_max)?;
+            markers(&mut chart, &frame, y_max, 288.0)?;
             chart
                 .configure_series_labels()
                 .position(SeriesLabelPosition::UpperRight)
@@ -251,7 +322,7 @@ pub(crate) fn lag_chart(g: &GameDay) -> String {
         for seg in segments.into_iter().filter(|s| !s.is_empty()) {
             chart.draw_series(LineSeries::new(seg, LAG.stroke_width(2)))?;
         }
-        markers(&mut chart, &frame, y_max)?;
+        markers(&mut chart, &frame, y_max, 188.0)?;
         Ok(())
     })
 }
@@ -305,7 +376,9 @@ pub(crate) fn phases_chart(g: &GameDay) -> String {
             r.set_margin(5, 5, 0, 0);
             r
         }))?;
-        for (x, color) in [(frame.fault_s, FAULT), (frame.recovered_s, RECOVERED)] {
+        let main = [(frame.fault_s, FAULT, 2), (frame.recovered_s, RECOVERED, 2)];
+        let others = frame.milestones.iter().map(|m| (Some(m.0), m.2, 1));
+        for (x, color, width) in main.into_iter().chain(others) {
             let Some(x) = x else { continue };
             chart.draw_series(DashedLineSeries::new(
                 [
@@ -314,7 +387,7 @@ pub(crate) fn phases_chart(g: &GameDay) -> String {
                 ],
                 6,
                 4,
-                color.stroke_width(2),
+                color.stroke_width(width),
             ))?;
         }
         Ok(())

@@ -268,9 +268,14 @@ fn timeline(s: &mut String, g: &GameDay) {
     let mut events: Vec<_> = g.timeline.iter().collect();
     events.sort_by_key(|e| e.at_ms);
     for e in events {
+        // Milestones lead with their name, as the charts' markers label them.
+        let name = e
+            .milestone()
+            .map(|m| format!("<b>{}</b> — ", esc(m.label)))
+            .unwrap_or_default();
         let _ = write!(
             s,
-            "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{name}{}</td></tr>",
             fmt_rel(e.at_ms, g.started_ms),
             fmt_utc(e.at_ms),
             esc(&e.kind),
@@ -317,7 +322,7 @@ pub fn render_html(g: &GameDay) -> String {
         s.push_str("<p class=\"empty\">No client traffic was recorded.</p>");
     } else {
         s.push_str(&charts::writes_chart(g));
-        s.push_str("<p class=\"legend\">Writes per second by the moment the client learned the outcome: acknowledged (green), failed (red), unknown outcome (amber). The shaded band runs from fault injection to the first acknowledged write after it.</p>");
+        s.push_str("<p class=\"legend\">Writes per second by the moment the client learned the outcome: acknowledged (green), failed (red), unknown outcome (amber). The shaded band runs from fault injection to the first acknowledged write after it; thin dashed lines mark the timeline's other milestones (first client error, detection, decision, fence, promote, weights moved, failback done).</p>");
     }
     s.push_str("</section>\n<section id=\"lag\"><h2>Replica lag</h2>");
     if g.series.lag.iter().all(|l| l.lag_seconds.is_none()) {

@@ -71,11 +71,7 @@ pub fn game_day(sim: &Sim) -> GameDay {
         status: "SUCCEEDED".into(),
         execution_id: exec.map(String::from),
     };
-    let ev = |at: i64, kind: &str, text: &str| Event {
-        at_ms: at,
-        kind: kind.into(),
-        text: text.into(),
-    };
+    let ev = |at: i64, event: &str, kind: &str, text: &str| Event::new(at, event, kind, text);
     GameDay {
         execution_id: "gd-2026-12-06-a1b2c3".into(),
         runbook: "gameday <region-loss>".into(),
@@ -121,34 +117,45 @@ pub fn game_day(sim: &Sim) -> GameDay {
             },
         ],
         timeline: vec![
-            ev(T0, "phase", "steady state: 2 regions streaming, lag 0.05 s"),
+            ev(
+                T0,
+                "state_entered",
+                "phase",
+                "steady state: 2 regions streaming, lag 0.05 s",
+            ),
             ev(
                 fault,
+                "fault_injected",
                 "fault",
                 "injected region-loss on eu-west-1 (pg-primary stopped)",
             ),
             ev(
                 fault + 3_000,
-                "watch",
+                "detection",
+                "failover",
                 "primary unreachable from 3 of 3 probes",
             ),
             ev(
                 fault + 4_100,
+                "promote",
                 "failover",
                 "promoting replica in eu-central-1",
             ),
             ev(
                 recovered,
-                "traffic",
+                "first_successful_write",
+                "client",
                 "first acknowledged write after the fault",
             ),
             ev(
                 fault + 700,
+                "first_client_error",
                 "client",
                 "connection reset: <img src=\"http://evil.example/x.png\"> & co",
             ),
             ev(
                 failback,
+                "failback_done",
                 "failback",
                 "pg_rewind done; old primary follows the new one",
             ),
