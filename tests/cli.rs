@@ -2,11 +2,10 @@
 //! `--json`), validation before anything runs, the sandbox's errors as seen by an
 //! operator, and resume after the runner is SIGKILLed.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use runbook_test_support::runbook::{RunbookHome, bin, fixture, stderr};
+use runbook_test_support::runbook::{RunbookHome, fixture, stderr};
 use runbook_test_support::wait;
 use serde_json::json;
 
@@ -234,7 +233,7 @@ fn redrive_reruns_from_the_failed_state() {
 #[test]
 fn inspect_graph_schema() {
     let env = RunbookHome::new();
-    let wasm = PathBuf::from(runbook_plugins_builtin_path("ungranted"));
+    let wasm = runbook_plugins_builtin::fixture_path("ungranted").unwrap();
     let out = env.run(&["plugin", "inspect", wasm.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
@@ -255,19 +254,6 @@ fn inspect_graph_schema() {
         schema.get("$schema").is_some() || schema.get("type").is_some(),
         "{schema}"
     );
-}
-
-fn runbook_plugins_builtin_path(name: &str) -> String {
-    let out = Command::new(bin())
-        .args(["plugin", "list"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some(name))
-        .and_then(|l| l.split_whitespace().last())
-        .unwrap_or_else(|| panic!("{name} in plugin list: {text}"))
-        .to_string()
 }
 
 #[test]
@@ -300,5 +286,67 @@ fn printing_into_a_closed_pipe_ends_quietly() {
         Some(libc::SIGPIPE),
         "{:?}: {err}",
         out.status
+    );
+}
+
+/// A scratch home as a user has it: no plugin path, so the test fixtures are not found.
+fn user_home() -> RunbookHome {
+    RunbookHome::new().with_env([("RUNBOOK_PLUGIN_PATH", None::<&str>)])
+}
+
+const FIXTURES: [&str; 6] = ["echo", "spin", "membomb", "trap", "ungranted", "logger"];
+
+#[test]
+fn users_see_real_plugins_only_and_tests_still_find_the_fixtures() {
+    let env = user_home();
+    let list = env.text(&["plugin", "list"]);
+    let names: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        names.contains(&"lag-guard") && names.contains(&"database"),
+        "{list}"
+    );
+    for f in FIXTURES {
+        assert!(!names.contains(&f), "fixture {f} listed to users: {list}");
+    }
+
+    // A runbook naming a fixture is invalid for a user, and the error lists only real
+    // plugins.
+    let three = fixture("three-tasks.yaml");
+    let out = env.run(&["validate", three.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("plugin 'echo' not found"), "{err}");
+    for f in FIXTURES {
+        assert!(
+            !err.contains(&format!(" {f},")) && !err.contains(&format!(" {f})")),
+            "fixture {f} offered to users: {err}"
+        );
+    }
+
+    // Tests put the fixtures' directory on the plugin path.
+    let out = RunbookHome::new().run(&["validate", three.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn hello_runs_on_a_real_plugin() {
+    let env = user_home();
+    let hello = runbook_test_support::runbook::runbook("hello.yaml");
+    let v = env.run_book(&hello, &["--param", "PauseSeconds=0"], "SUCCEEDED");
+    assert_eq!(
+        v["output"]["message"], "hello, operator: the policy would promote",
+        "{v:#}"
+    );
+    let v = env.run_book(
+        &hello,
+        &["--param", "PauseSeconds=0", "--param", "LagSeconds=600"],
+        "SUCCEEDED",
+    );
+    assert_eq!(
+        v["output"]["message"], "hello, operator: the policy would refuse",
+        "{v:#}"
     );
 }

@@ -69,18 +69,30 @@ fn main() {
     }
 
     let release = wasm_target_dir.join("wasm32-wasip2").join("release");
+    // Test fixtures (plugins/fixtures/*) are not embedded: they are copied to a
+    // directory of their own that tests put on the plugin path, so users never see them.
+    let fixture_dir = wasm_target_dir.join("fixtures");
+    fs::create_dir_all(&fixture_dir).unwrap();
     let mut names: Vec<(String, PathBuf)> = Vec::new();
-    for member in plugin_members(&plugins) {
+    let mut fixtures: Vec<(String, PathBuf)> = Vec::new();
+    for (member, dir) in plugin_members(&plugins) {
         let file = release.join(format!("{}.wasm", member.replace('-', "_")));
         if !file.exists() {
             panic!("plugin {member} built but {} is missing", file.display());
         }
-        names.push((member, file));
+        if dir.starts_with("fixtures/") {
+            let copy = fixture_dir.join(format!("{member}.wasm"));
+            fs::copy(&file, &copy).unwrap();
+            fixtures.push((member, copy));
+        } else {
+            names.push((member, file));
+        }
     }
     names.sort();
+    fixtures.sort();
 
     let mut src = String::from(
-        "/// Every plugin under plugins/, built for wasm32-wasip2: (name, bytes, path).\n",
+        "/// Every plugin under plugins/ (fixtures aside), built for wasm32-wasip2: (name, bytes, path).\n",
     );
     src.push_str("pub static PLUGINS: &[(&str, &[u8], &str)] = &[\n");
     for (name, file) in &names {
@@ -94,11 +106,25 @@ fn main() {
         "/// Directory holding the built `.wasm` files.\npub const PLUGIN_DIR: &str = {:?};\n",
         release.display().to_string()
     ));
+    src.push_str("/// Test fixtures under plugins/fixtures/: (name, path of the built file).\n");
+    src.push_str("pub static FIXTURES: &[(&str, &str)] = &[\n");
+    for (name, file) in &fixtures {
+        src.push_str(&format!(
+            "    ({name:?}, {:?}),\n",
+            file.display().to_string()
+        ));
+    }
+    src.push_str("];\n");
+    src.push_str(&format!(
+        "/// Directory holding only the fixtures' `.wasm` files (a plugin path for tests).\npub const FIXTURE_DIR: &str = {:?};\n",
+        fixture_dir.display().to_string()
+    ));
     fs::write(out_dir.join("plugins.rs"), src).unwrap();
 }
 
-/// Workspace members of plugins/ that build a component (everything but the SDK).
-fn plugin_members(plugins: &Path) -> Vec<String> {
+/// Workspace members of plugins/ that build a component (crate-type cdylib; the SDK
+/// and shared libraries are not): (package name, member directory).
+fn plugin_members(plugins: &Path) -> Vec<(String, String)> {
     let manifest = fs::read_to_string(plugins.join("Cargo.toml")).unwrap();
     let start = manifest
         .find("members")
@@ -107,16 +133,20 @@ fn plugin_members(plugins: &Path) -> Vec<String> {
     let list = &list[list.find('[').unwrap() + 1..list.find(']').unwrap()];
     list.split(',')
         .map(|s| s.trim().trim_matches('"').to_string())
-        .filter(|s| !s.is_empty() && s != "sdk")
-        .map(|dir| {
+        .filter(|s| !s.is_empty())
+        .filter_map(|dir| {
             let cargo = fs::read_to_string(plugins.join(&dir).join("Cargo.toml")).unwrap();
-            cargo
+            if !cargo.contains("cdylib") {
+                return None;
+            }
+            let name = cargo
                 .lines()
                 .find_map(|l| {
                     l.strip_prefix("name = ")
                         .map(|n| n.trim_matches('"').to_string())
                 })
-                .unwrap_or(dir)
+                .unwrap_or_else(|| dir.clone());
+            Some((name, dir))
         })
         .collect()
 }

@@ -5,9 +5,7 @@
 use runbook_plugin_sdk::{StepError, export_step, info, warn};
 use serde_json::{Value, json};
 
-mod decide {
-    include!("../../policy-common/decide.rs");
-}
+use runbook_policy_common as decide;
 
 fn run(input: Value) -> Result<Value, StepError> {
     let f = decide::Facts::from(&input)?;

@@ -1,10 +1,11 @@
-// Shared by the policy plugins (included, so each stays one self-contained component).
-// Input: `{Primary: {Status, Reachable}, Replica: {Status, IsReplica, Exists}, Lag:
-// {LagSeconds}, Force, MaxLagSeconds, RequireLag}`.
+//! What every failover policy shares (`lag-guard`, `always`): the facts a policy decides
+//! on, parsed from its input, and the preconditions of any promotion.
+//!
+//! Input: `{Primary: {Status, Reachable}, Replica: {Status, IsReplica, Exists}, Lag:
+//! {LagSeconds}, Force, MaxLagSeconds, RequireLag}`.
 use runbook_plugin_sdk::StepError;
 use serde_json::Value;
 
-#[allow(dead_code)] // each policy reads what it needs
 pub struct Facts {
     pub primary_healthy: bool,
     pub replica_status: String,

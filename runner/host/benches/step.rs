@@ -27,7 +27,11 @@ fn step_overhead(c: &mut Criterion) {
         .unwrap();
     let host = Host::new(HostConfig::default()).unwrap();
     let echo = host
-        .load("echo", runbook_plugins_builtin::get("echo").unwrap(), None)
+        .load(
+            "echo",
+            runbook_plugins_builtin::fixture("echo").unwrap(),
+            None,
+        )
         .unwrap();
     let provider: Arc<dyn Provider> = Arc::new(NoProvider);
     let observer = Arc::new(TracingObserver);
@@ -57,7 +61,7 @@ fn warm_start(c: &mut Criterion) {
         cache_dir: Some(dir.path().to_path_buf()),
         ..HostConfig::default()
     };
-    let bytes = runbook_plugins_builtin::get("echo").unwrap();
+    let bytes = runbook_plugins_builtin::fixture("echo").unwrap();
     // Fill the cache once.
     Host::new(cfg.clone())
         .unwrap()

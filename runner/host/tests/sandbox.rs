@@ -51,8 +51,9 @@ fn host() -> Host {
 }
 
 fn plugin(host: &Host, name: &str) -> Arc<runbook_host::Plugin> {
-    let bytes =
-        runbook_plugins_builtin::get(name).unwrap_or_else(|| panic!("built-in plugin {name}"));
+    let bytes = runbook_plugins_builtin::fixture(name)
+        .or_else(|| runbook_plugins_builtin::get(name))
+        .unwrap_or_else(|| panic!("no plugin or fixture named {name}"));
     host.load(name, bytes, None).unwrap()
 }
 
@@ -280,7 +281,7 @@ async fn logs_and_output_are_captured_and_sanitized() {
 #[tokio::test]
 async fn sha256_pin_is_enforced() {
     let h = host();
-    let bytes = runbook_plugins_builtin::get("echo").unwrap();
+    let bytes = runbook_plugins_builtin::fixture("echo").unwrap();
     let err = h.load("echo", bytes, Some(&"0".repeat(64))).unwrap_err();
     assert!(matches!(err, HostError::Sha256Mismatch { .. }), "{err}");
 }
@@ -293,7 +294,7 @@ async fn compile_cache_is_reused_and_foreign_files_are_ignored() {
         max_instances: 4,
         max_memory_bytes: 64 << 20,
     };
-    let bytes = runbook_plugins_builtin::get("echo").unwrap();
+    let bytes = runbook_plugins_builtin::fixture("echo").unwrap();
     let first = Host::new(cfg.clone())
         .unwrap()
         .load("echo", bytes, None)

@@ -31,8 +31,9 @@ pub fn fixture(name: &str) -> PathBuf {
     repo_path("tests/runbooks").join(name)
 }
 
-/// A scratch `RUNBOOK_HOME`: every command runs with it (and without the caller's
-/// plugin path), and whatever local daemon it started is brought down on drop.
+/// A scratch `RUNBOOK_HOME`: every command runs with it and with the test fixtures'
+/// directory as its only plugin path (`plugin:echo`, `plugin:trap`, ... are fixtures, not
+/// built-ins), and whatever local daemon it started is brought down on drop.
 pub struct RunbookHome {
     pub home: tempfile::TempDir,
     /// Variables set (`Some`) or removed (`None`) for every command.
@@ -73,7 +74,7 @@ impl RunbookHome {
         let mut c = Command::new(bin());
         c.args(args)
             .env("RUNBOOK_HOME", self.home.path())
-            .env_remove("RUNBOOK_PLUGIN_PATH");
+            .env("RUNBOOK_PLUGIN_PATH", runbook_plugins_builtin::FIXTURE_DIR);
         for (k, v) in &self.env {
             match v {
                 Some(v) => c.env(k, v),
