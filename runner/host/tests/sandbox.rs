@@ -350,3 +350,42 @@ fn every_wit_function_is_in_the_catalogue() {
     }
     assert_eq!(count, runbook_caps::CATALOG.len());
 }
+
+/// A plugin built for the small `policy` world (as componentize-py or jco would build
+/// it, keeping every import of its world) imports `log` only: no grant is needed, and
+/// the host runs it like any `step` plugin.
+#[tokio::test]
+async fn a_policy_world_plugin_runs_with_no_grants() {
+    let h = host();
+    let p = plugin(&h, "policy-world");
+    assert!(
+        p.imports
+            .iter()
+            .any(|i| i.starts_with("runbook:plugin/log")),
+        "{:?}",
+        p.imports
+    );
+    assert!(p.capability_imports().is_empty(), "{:?}", p.imports);
+    p.check_grants("Decide", &Grants::parse::<&str>(&[]).unwrap())
+        .unwrap();
+    let r = run(&h, "policy-world", json!({"x": 1}), &[], Limits::default()).await;
+    let out: Value = serde_json::from_str(&r.result.unwrap()).unwrap();
+    assert_eq!(out, json!({"x": 1}));
+    let logs = r.observer.logs.lock().unwrap();
+    assert!(
+        logs.iter()
+            .any(|(l, m)| *l == LogLevel::Info && m.contains("deciding")),
+        "{logs:?}"
+    );
+    drop(logs);
+    let r = run(
+        &h,
+        "policy-world",
+        json!({"Fail": true}),
+        &[],
+        Limits::default(),
+    )
+    .await;
+    let err = r.result.unwrap_err();
+    assert_eq!(err.error, "Policy.Refused");
+}
