@@ -17,16 +17,27 @@ pub fn evaluate_choice<'r>(
     input: &Value,
     ctx: &Ctx,
 ) -> Result<Option<&'r str>, AslError> {
+    Ok(first_match(rules, input, ctx)?.and_then(|r| r.next.as_deref()))
+}
+
+/// The first matching rule (its `Next` and `Assign` apply), or `None`.
+pub fn first_match<'r>(
+    rules: &'r [ChoiceRule],
+    input: &Value,
+    ctx: &Ctx,
+) -> Result<Option<&'r ChoiceRule>, AslError> {
     for r in rules {
         if evaluate_rule(r, input, ctx)? {
-            return Ok(r.next.as_deref());
+            return Ok(Some(r));
         }
     }
     Ok(None)
 }
 
 fn lookup<'v>(p: &Path, input: &'v Value, ctx: &'v Ctx) -> Option<Cow<'v, Value>> {
-    if p.is_context() {
+    if let Some(name) = p.variable() {
+        ctx.var(name).and_then(|v| p.select_ref(v))
+    } else if p.is_context() {
         ctx.select(p)
     } else {
         p.select_ref(input)

@@ -35,6 +35,23 @@ impl Template {
         let t = compile(v, "", &mut errs);
         if errs.is_empty() { Ok(t) } else { Err(errs) }
     }
+    /// Call `f(field, path)` for every path in the template, including intrinsic arguments.
+    pub fn visit_paths(&self, f: &mut dyn FnMut(&str, &Path)) {
+        fn expr(field: &str, e: &Expr, f: &mut dyn FnMut(&str, &Path)) {
+            match e {
+                Expr::Path(p) => f(field, p),
+                Expr::Call { args, .. } => args.iter().for_each(|a| expr(field, a, f)),
+                _ => {}
+            }
+        }
+        match self {
+            Template::Lit(_) => {}
+            Template::Path { field, path } => f(field, path),
+            Template::Intrinsic { field, expr: e } => expr(field, e, f),
+            Template::Object(m) => m.iter().for_each(|(_, t)| t.visit_paths(f)),
+            Template::Array(a) => a.iter().for_each(|t| t.visit_paths(f)),
+        }
+    }
     /// Whether evaluating needs the context object (so callers can skip building it).
     pub fn uses_context(&self) -> bool {
         match self {
@@ -130,6 +147,8 @@ pub struct Ctx<'a> {
     cell: OnceCell<Value>,
     build: Option<&'a dyn Fn() -> Value>,
     exec_input: Option<&'a Value>,
+    /// Workflow variables visible to the state: its own scope first, then enclosing ones.
+    vars: &'a [&'a Map<String, Value>],
 }
 
 impl<'a> Ctx<'a> {
@@ -141,6 +160,7 @@ impl<'a> Ctx<'a> {
             cell,
             build: None,
             exec_input: None,
+            vars: &[],
         }
     }
     /// A context object built on first use; `build` leaves `Execution.Input` out and
@@ -150,7 +170,16 @@ impl<'a> Ctx<'a> {
             cell: OnceCell::new(),
             build: Some(build),
             exec_input: Some(exec_input),
+            vars: &[],
         }
+    }
+    /// The same context with workflow variables (innermost scope first).
+    pub fn with_vars(self, vars: &'a [&'a Map<String, Value>]) -> Ctx<'a> {
+        Ctx { vars, ..self }
+    }
+    /// A workflow variable's value (`$name`), looked up from the innermost scope out.
+    pub fn var(&self, name: &str) -> Option<&'a Value> {
+        self.vars.iter().find_map(|m| m.get(name))
     }
     /// The whole context object.
     pub fn get(&self) -> &Value {
@@ -184,9 +213,12 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Select `path` from the input or (for `$$` paths) the context object.
+/// Select `path` from the input, the context object (`$$` paths) or a workflow variable
+/// (`$name` paths).
 pub fn select(path: &Path, input: &Value, ctx: &Ctx) -> Option<Value> {
-    if path.is_context() {
+    if let Some(name) = path.variable() {
+        ctx.var(name).and_then(|v| path.select(v))
+    } else if path.is_context() {
         ctx.select(path).map(Cow::into_owned)
     } else {
         path.select(input)
@@ -247,7 +279,12 @@ pub fn apply_parameters(
     match t {
         Template::Lit(v) => Ok(v.clone()),
         Template::Path { field, path } => select(path, input, ctx).ok_or_else(|| {
-            let place = if path.is_context() {
+            let place = if let Some(v) = path.variable() {
+                match ctx.var(v) {
+                    Some(_) => format!("variable '${v}'"),
+                    None => format!("variables (no variable '${v}' is assigned)"),
+                }
+            } else if path.is_context() {
                 "context object".to_string()
             } else {
                 format!("input '{}'", short(input))

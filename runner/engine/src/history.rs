@@ -3,7 +3,7 @@
 
 use crate::model::{Resource, StateKind};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -41,6 +41,10 @@ pub enum HistoryEvent {
         name: String,
         path: String,
         output: Value,
+        /// Variables this state assigned (its `Assign`, a matching Choice rule's or the
+        /// Catch's), as Step Functions' `assignedVariables`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assigned_variables: Option<Map<String, Value>>,
     },
     TaskStateEntered {
         name: String,
@@ -51,6 +55,10 @@ pub enum HistoryEvent {
         name: String,
         path: String,
         output: Value,
+        /// Variables this state assigned (its `Assign`, a matching Choice rule's or the
+        /// Catch's), as Step Functions' `assignedVariables`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assigned_variables: Option<Map<String, Value>>,
     },
     ChoiceStateEntered {
         name: String,
@@ -62,6 +70,10 @@ pub enum HistoryEvent {
         path: String,
         output: Value,
         next: String,
+        /// Variables this state assigned (its `Assign`, a matching Choice rule's or the
+        /// Catch's), as Step Functions' `assignedVariables`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assigned_variables: Option<Map<String, Value>>,
     },
     WaitStateEntered {
         name: String,
@@ -73,6 +85,10 @@ pub enum HistoryEvent {
         name: String,
         path: String,
         output: Value,
+        /// Variables this state assigned (its `Assign`, a matching Choice rule's or the
+        /// Catch's), as Step Functions' `assignedVariables`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assigned_variables: Option<Map<String, Value>>,
     },
     SucceedStateEntered {
         name: String,
@@ -115,6 +131,10 @@ pub enum HistoryEvent {
         name: String,
         path: String,
         output: Value,
+        /// Variables this state assigned (its `Assign`, a matching Choice rule's or the
+        /// Catch's), as Step Functions' `assignedVariables`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assigned_variables: Option<Map<String, Value>>,
     },
     MapStateEntered {
         name: String,
@@ -157,6 +177,10 @@ pub enum HistoryEvent {
         name: String,
         path: String,
         output: Value,
+        /// Variables this state assigned (its `Assign`, a matching Choice rule's or the
+        /// Catch's), as Step Functions' `assignedVariables`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assigned_variables: Option<Map<String, Value>>,
     },
 
     TaskScheduled {
@@ -246,15 +270,41 @@ impl HistoryEvent {
         name: &str,
         path: &str,
         output: Value,
+        assigned_variables: Option<Map<String, Value>>,
     ) -> Option<HistoryEvent> {
-        let (name, path) = (name.to_string(), path.to_string());
+        let (name, path, a) = (name.to_string(), path.to_string(), assigned_variables);
         Some(match kind {
-            StateKind::Pass(_) => HistoryEvent::PassStateExited { name, path, output },
-            StateKind::Task(_) => HistoryEvent::TaskStateExited { name, path, output },
-            StateKind::Wait(_) => HistoryEvent::WaitStateExited { name, path, output },
+            StateKind::Pass(_) => HistoryEvent::PassStateExited {
+                name,
+                path,
+                output,
+                assigned_variables: a,
+            },
+            StateKind::Task(_) => HistoryEvent::TaskStateExited {
+                name,
+                path,
+                output,
+                assigned_variables: a,
+            },
+            StateKind::Wait(_) => HistoryEvent::WaitStateExited {
+                name,
+                path,
+                output,
+                assigned_variables: a,
+            },
             StateKind::Succeed => HistoryEvent::SucceedStateExited { name, path, output },
-            StateKind::Parallel(_) => HistoryEvent::ParallelStateExited { name, path, output },
-            StateKind::Map(_) => HistoryEvent::MapStateExited { name, path, output },
+            StateKind::Parallel(_) => HistoryEvent::ParallelStateExited {
+                name,
+                path,
+                output,
+                assigned_variables: a,
+            },
+            StateKind::Map(_) => HistoryEvent::MapStateExited {
+                name,
+                path,
+                output,
+                assigned_variables: a,
+            },
             StateKind::Choice(_) | StateKind::Fail(_) => return None,
         })
     }

@@ -65,6 +65,20 @@ pub struct State {
     pub next: Option<String>,
     pub end: bool,
     pub kind: StateKind,
+    /// `Assign`: workflow variables set when the state succeeds (for a Choice state, when
+    /// its Default is taken; a matching rule's own `Assign` applies otherwise).
+    pub assign: Option<Assign>,
+}
+
+/// A compiled `Assign` block: variable name → value template (`name.$` keys take a path or
+/// an intrinsic function, evaluated against the state's result).
+#[derive(Debug, Clone)]
+pub struct Assign {
+    pub template: Template,
+    /// Names assigned, in source order (for validation and display).
+    pub names: Vec<String>,
+    /// JSON pointer of the `Assign` object.
+    pub pointer: String,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +223,8 @@ pub struct Catcher {
     pub next: String,
     /// Default `$`; `None` = `ResultPath: null`.
     pub result_path: Option<Path>,
+    /// Evaluated against the error output.
+    pub assign: Option<Assign>,
     pub pointer: String,
 }
 
@@ -223,6 +239,8 @@ pub struct ChoiceRule {
     pub kind: RuleKind,
     /// Required on top-level rules, absent on nested ones.
     pub next: Option<String>,
+    /// Top-level rules only: evaluated against the Choice state's effective input.
+    pub assign: Option<Assign>,
     pub pointer: String,
 }
 

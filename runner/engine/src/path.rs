@@ -18,13 +18,32 @@ enum Kind {
     Query(Box<serde_json_path::JsonPath>),
 }
 
-/// A compiled JSONPath, rooted at the state input (`$`) or the context object (`$$`).
+/// A compiled JSONPath, rooted at the state input (`$`), the context object (`$$`) or a
+/// workflow variable (`$name`).
 #[derive(Clone)]
 pub struct Path {
     text: String,
     context: bool,
+    /// `$name...`: the variable's name (the path below applies to its value).
+    var: Option<String>,
     kind: Kind,
 }
+
+/// Whether `name` is a valid variable name: Step Functions' rule is a Unicode identifier
+/// (an ID_Start character, then ID_Continue characters; `_` is allowed first) of at most
+/// [`MAX_VARIABLE_NAME_LEN`] characters. Approximated with alphanumeric / `_`.
+pub fn valid_variable_name(name: &str) -> bool {
+    let mut cs = name.chars();
+    matches!(cs.next(), Some(c) if c.is_alphabetic() || c == '_')
+        && cs.all(|c| c.is_alphanumeric() || c == '_')
+        && name.chars().count() <= MAX_VARIABLE_NAME_LEN
+}
+
+/// Step Functions' maximum length of a variable name.
+pub const MAX_VARIABLE_NAME_LEN: usize = 80;
+
+/// The variable Step Functions reserves (JSONata states only).
+pub const RESERVED_VARIABLE: &str = "states";
 
 impl fmt::Debug for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -48,10 +67,23 @@ impl Path {
         } else {
             return Err(format!("'{text}' is not a JSONPath (must start with '$')"));
         };
+        // `$name.rest`: a variable reference; the name ends at the first `.` or `[`.
+        let (var, rest) = match rest.chars().next() {
+            Some(c) if !context && (c.is_alphabetic() || c == '_') => {
+                let end = rest.find(['.', '[']).unwrap_or(rest.len());
+                let name = &rest[..end];
+                if !valid_variable_name(name) {
+                    return Err(format!("'{text}': invalid variable name '{name}'"));
+                }
+                (Some(name.to_string()), &rest[end..])
+            }
+            _ => (None, rest),
+        };
         if let Some(segs) = parse_ref(rest) {
             return Ok(Path {
                 text: text.into(),
                 context,
+                var,
                 kind: Kind::Ref(segs),
             });
         }
@@ -60,6 +92,7 @@ impl Path {
             Ok(p) => Ok(Path {
                 text: text.into(),
                 context,
+                var,
                 kind: Kind::Query(Box::new(p)),
             }),
             Err(e) => Err(format!("invalid JSONPath '{text}': {e}")),
@@ -94,9 +127,13 @@ impl Path {
             Kind::Query(_) => None,
         }
     }
+    /// The workflow variable this path starts at (`$name...`), if any.
+    pub fn variable(&self) -> Option<&str> {
+        self.var.as_deref()
+    }
     /// `$` itself.
     pub fn is_root(&self) -> bool {
-        matches!(&self.kind, Kind::Ref(s) if s.is_empty())
+        self.var.is_none() && matches!(&self.kind, Kind::Ref(s) if s.is_empty())
     }
 
     /// Evaluate against `root` (input or context object). `None` = the path selects nothing
@@ -284,6 +321,30 @@ mod tests {
         assert_eq!(f.select(&v), Some(json!([{"x": 2}])));
         assert!(Path::parse("$.a[").is_err());
         assert!(Path::parse("a.b").is_err());
+    }
+
+    #[test]
+    fn variable_paths() {
+        let p = Path::parse("$order.items[0]").unwrap();
+        assert_eq!(p.variable(), Some("order"));
+        assert!(p.is_reference() && !p.is_root() && !p.is_context());
+        assert_eq!(p.select(&json!({"items": [7]})), Some(json!(7)));
+        let p = Path::parse("$_x").unwrap();
+        assert_eq!(p.variable(), Some("_x"));
+        assert!(p.segments().unwrap().is_empty());
+        let q = Path::parse("$list[*].id").unwrap();
+        assert_eq!(q.variable(), Some("list"));
+        assert_eq!(
+            q.select(&json!([{"id": 1}, {"id": 2}])),
+            Some(json!([1, 2]))
+        );
+        assert_eq!(Path::parse("$.a").unwrap().variable(), None);
+        assert_eq!(Path::parse("$$.Execution").unwrap().variable(), None);
+        assert!(Path::parse(&format!("${}", "v".repeat(81))).is_err());
+        assert!(valid_variable_name("déjà_vu1"));
+        assert!(
+            !valid_variable_name("1x") && !valid_variable_name("a-b") && !valid_variable_name("")
+        );
     }
 
     #[test]

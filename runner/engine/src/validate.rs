@@ -4,14 +4,91 @@
 //! unless the machine was modified afterwards.
 
 use crate::error::Diagnostic;
-use crate::model::{StateKind, StateMachine};
+use crate::model::{Assign, StateKind, StateMachine};
 use crate::parse::{Runbook, suggest};
+use crate::yaml::escape_token;
 
 /// All graph-level problems of a runbook.
 pub fn validate(rb: &Runbook) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     machine(rb, &rb.machine, &mut out);
+    variable_scopes(rb, &rb.machine, &[], &mut out);
     out
+}
+
+/// Every `Assign` of a scope's own states (state, top-level Choice rules, catchers).
+fn assigns(m: &StateMachine) -> Vec<(&str, &Assign)> {
+    let mut v = Vec::new();
+    for s in &m.states {
+        v.extend(s.assign.iter().map(|a| (s.name.as_str(), a)));
+        if let StateKind::Choice(c) = &s.kind {
+            v.extend(
+                c.choices
+                    .iter()
+                    .filter_map(|r| r.assign.as_ref())
+                    .map(|a| (s.name.as_str(), a)),
+            );
+        }
+        if let Some(o) = s.kind.outcome() {
+            v.extend(
+                o.catch
+                    .iter()
+                    .filter_map(|c| c.assign.as_ref())
+                    .map(|a| (s.name.as_str(), a)),
+            );
+        }
+    }
+    v
+}
+
+/// Step Functions' scoping rule: a Map iteration or Parallel branch reads the variables of
+/// enclosing scopes but cannot assign them — a variable assigned in an inner scope cannot
+/// have the same name as one assigned in an outer scope.
+fn variable_scopes(
+    rb: &Runbook,
+    m: &StateMachine,
+    outer: &[(String, String)],
+    out: &mut Vec<Diagnostic>,
+) {
+    let own = assigns(m);
+    for (state, a) in &own {
+        for name in &a.names {
+            if let Some((_, by)) = outer.iter().find(|(n, _)| n == name) {
+                let key = [name.clone(), format!("{name}.$")]
+                    .into_iter()
+                    .map(|k| format!("{}/{}", a.pointer, escape_token(&k)))
+                    .find(|p| rb.source.value_pos(p).is_some())
+                    .unwrap_or_else(|| a.pointer.clone());
+                out.push(d(
+                    rb,
+                    &key,
+                    Some(state),
+                    "E-VAR-SCOPE",
+                    format!("variable '{name}' is assigned in an outer scope (state '{by}'); a Map iteration or Parallel branch can read it but not assign it"),
+                    false,
+                ));
+            }
+        }
+    }
+    let mut scope: Vec<(String, String)> = outer.to_vec();
+    for (state, a) in &own {
+        for n in &a.names {
+            if !scope.iter().any(|(x, _)| x == n) {
+                scope.push((n.clone(), state.to_string()));
+            }
+        }
+    }
+    for s in &m.states {
+        match &s.kind {
+            StateKind::Parallel(p) => {
+                for b in &p.branches {
+                    variable_scopes(rb, b, &scope, out);
+                }
+            }
+            StateKind::Map(mp) => variable_scopes(rb, &mp.processor, &scope, out),
+            _ => {}
+        }
+    }
 }
 
 fn d(

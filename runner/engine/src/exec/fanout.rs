@@ -119,6 +119,10 @@ impl Execution {
             };
             let is_map = f.is_map;
             let child = self.new_scope(machine.clone(), prefix, Some((sid, i)));
+            // Step Functions: a DISTRIBUTED Map's iterations cannot read outer variables.
+            if let (StateKind::Map(mp), Some(c)) = (&st.kind, self.scopes.get_mut(&child)) {
+                c.reads_parent = !mp.mode.eq_ignore_ascii_case("DISTRIBUTED");
+            }
             if let Phase::Fanout(f) = &mut self.cur_mut(sid).phase {
                 f.children[i] = Some(child);
             }
@@ -327,6 +331,7 @@ pub(super) fn item_input(
     sel: &Template,
     eff: &Value,
     ci: &CtxInfo,
+    vars: &[&Map<String, Value>],
     i: usize,
     item: &Value,
     rng: &mut Rng,
@@ -336,6 +341,6 @@ pub(super) fn item_input(
         ..*ci
     };
     let build = || ci.value();
-    let ctx = Ctx::lazy(&build, ci.exec_input);
+    let ctx = Ctx::lazy(&build, ci.exec_input).with_vars(vars);
     dataflow::apply_parameters(sel, eff, &ctx, rng)
 }

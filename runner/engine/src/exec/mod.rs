@@ -3,7 +3,6 @@
 //! [`Event`]s and the current time. No clock, no I/O, no OS randomness: the same
 //! `(event, now)` sequence from the same seed always yields the same state and actions.
 
-use crate::choice::evaluate_choice;
 use crate::dataflow::{self, Ctx, Template};
 use crate::error::{AslError, EngineError, names};
 use crate::history::HistoryEvent;
@@ -13,7 +12,7 @@ use crate::path::Path;
 use crate::rng::Rng;
 use crate::timestamp::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
@@ -167,6 +166,11 @@ struct Scope {
     parent: Option<(Sid, usize)>,
     visits: Vec<u32>,
     cur: Option<Cur>,
+    /// Workflow variables assigned in this scope, with their serialized sizes.
+    vars: Map<String, Value>,
+    var_sizes: BTreeMap<String, usize>,
+    /// Whether the enclosing scopes' variables are visible (not in a DISTRIBUTED Map).
+    reads_parent: bool,
 }
 
 struct Cur {
@@ -331,10 +335,10 @@ pub fn error_matches(error_equals: &[String], err: &AslError, from_branch: bool)
     })
 }
 
-fn num_from(spec: &NumberSpec, input: &Value, what: &str) -> Result<f64, AslError> {
+fn num_from(spec: &NumberSpec, input: &Value, ctx: &Ctx, what: &str) -> Result<f64, AslError> {
     match spec {
         NumberSpec::Value(v) => Ok(*v),
-        NumberSpec::Path(p) => match p.select(input) {
+        NumberSpec::Path(p) => match dataflow::select(p, input, ctx) {
             Some(Value::Number(n)) => n
                 .as_f64()
                 .ok_or_else(|| AslError::runtime(format!("{what}: invalid number"))),
@@ -350,8 +354,13 @@ fn num_from(spec: &NumberSpec, input: &Value, what: &str) -> Result<f64, AslErro
     }
 }
 
-fn positive_int_from(spec: &NumberSpec, input: &Value, what: &str) -> Result<f64, AslError> {
-    let n = num_from(spec, input, what)?;
+fn positive_int_from(
+    spec: &NumberSpec,
+    input: &Value,
+    ctx: &Ctx,
+    what: &str,
+) -> Result<f64, AslError> {
+    let n = num_from(spec, input, ctx, what)?;
     if n.fract() != 0.0 || n < 0.0 {
         return Err(AslError::runtime(format!(
             "{what} must be a non-negative integer, got {n}"
@@ -363,6 +372,8 @@ fn positive_int_from(spec: &NumberSpec, input: &Value, what: &str) -> Result<f64
 mod fanout;
 mod states;
 mod tasks;
+mod vars;
+pub use vars::{MAX_ASSIGN_BYTES, MAX_EXECUTION_VARIABLE_BYTES, MAX_VARIABLE_BYTES};
 #[cfg(test)]
 mod tests;
 
@@ -634,6 +645,9 @@ impl Execution {
                 parent,
                 visits: vec![0; n],
                 cur: None,
+                vars: Map::new(),
+                var_sizes: BTreeMap::new(),
+                reads_parent: true,
             },
         );
         sid

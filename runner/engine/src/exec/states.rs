@@ -1,7 +1,9 @@
 //! Entering states and running each state type's logic; leaving them.
 
 use super::*;
+use crate::choice::first_match;
 use fanout::FanoutSpec;
+use vars::{assign_values, var_chain};
 
 impl Execution {
     pub(super) fn enter(&mut self, sid: Sid, idx: usize, input: Value) {
@@ -53,7 +55,8 @@ impl Execution {
             item: None,
         };
         let build = || ci.value();
-        let ctx = Ctx::lazy(&build, ci.exec_input);
+        let chain = var_chain(&self.scopes, sid);
+        let ctx = Ctx::lazy(&build, ci.exec_input).with_vars(&chain);
         let raw = &cur.input;
         let rng = &mut self.rng;
         let effective = dataflow::apply_input_path(st.input_path.as_ref(), raw, &ctx);
@@ -66,13 +69,17 @@ impl Execution {
                         (None, Some(t)) => dataflow::apply_parameters(t, &eff, &ctx, rng)?,
                         (None, None) => eff,
                     };
+                    // Assign's `$` is the Pass state's result.
+                    let assigned = assign_values(st.assign.as_ref(), &result, &ctx, rng)?;
                     let out =
                         dataflow::apply_result_path(p.result_path.as_ref(), raw.clone(), result)?;
-                    dataflow::apply_output_path(st.output_path.as_ref(), out, &ctx)
+                    let out = dataflow::apply_output_path(st.output_path.as_ref(), out, &ctx)?;
+                    Ok((out, assigned))
                 })();
                 drop(ctx);
+                drop(chain);
                 match r {
-                    Ok(out) => self.leave(sid, out),
+                    Ok((out, assigned)) => self.leave(sid, out, assigned),
                     Err(e) => self.state_failed(sid, e, false),
                 }
             }
@@ -81,6 +88,7 @@ impl Execution {
                     dataflow::apply_output_path(st.output_path.as_ref(), eff, &ctx)
                 });
                 drop(ctx);
+                drop(chain);
                 match r {
                     Ok(out) => {
                         self.history(HistoryEvent::SucceedStateExited {
@@ -140,12 +148,15 @@ impl Execution {
             }
             StateKind::Choice(c) => {
                 let r = effective.and_then(|eff| {
-                    let next = evaluate_choice(&c.choices, &eff, &ctx)?
-                        .map(str::to_string)
-                        .or_else(|| c.default.clone());
+                    // A matching rule's Next and Assign; else Default and the state's Assign.
+                    let (next, assign) = match first_match(&c.choices, &eff, &ctx)? {
+                        Some(rule) => (rule.next.clone(), rule.assign.as_ref()),
+                        None => (c.default.clone(), st.assign.as_ref()),
+                    };
                     match next {
                         Some(n) => Ok((
                             n,
+                            assign_values(assign, &eff, &ctx, rng)?,
                             dataflow::apply_output_path(st.output_path.as_ref(), eff, &ctx)?,
                         )),
                         None => Err(AslError::new(
@@ -155,13 +166,20 @@ impl Execution {
                     }
                 });
                 drop(ctx);
+                drop(chain);
                 match r {
-                    Ok((next, out)) => {
+                    Ok((next, assigned, out)) => {
+                        if let Some(a) = &assigned
+                            && let Err(e) = self.commit_assign(sid, a)
+                        {
+                            return self.state_failed(sid, e, false);
+                        }
                         self.history(HistoryEvent::ChoiceStateExited {
                             name: st.name.clone(),
                             path: self.cur(sid).path.clone(),
                             output: out.clone(),
                             next: next.clone(),
+                            assigned_variables: assigned,
                         });
                         self.goto(sid, &next, out);
                     }
@@ -179,11 +197,12 @@ impl Execution {
                             let n = positive_int_from(
                                 &NumberSpec::Path(p.clone()),
                                 &eff,
+                                &ctx,
                                 "SecondsPath",
                             )?;
                             now.add(Duration::from_secs(n as u64))
                         }
-                        WaitSpec::TimestampPath(p) => match p.select(&eff) {
+                        WaitSpec::TimestampPath(p) => match dataflow::select(p, &eff, &ctx) {
                             Some(Value::String(s)) => Timestamp::parse(&s).ok_or_else(|| {
                                 AslError::runtime(format!(
                                     "TimestampPath: '{s}' is not an RFC 3339 timestamp"
@@ -205,6 +224,7 @@ impl Execution {
                     Ok((at, eff))
                 });
                 drop(ctx);
+                drop(chain);
                 match r {
                     Ok((at, eff)) if at <= now => self.wait_over(sid, eff),
                     Ok((at, eff)) => {
@@ -223,12 +243,12 @@ impl Execution {
                     let timeout = t
                         .timeout
                         .as_ref()
-                        .map(|s| positive_int_from(s, &eff, "TimeoutSecondsPath"))
+                        .map(|s| positive_int_from(s, &eff, &ctx, "TimeoutSecondsPath"))
                         .transpose()?;
                     let heartbeat = t
                         .heartbeat
                         .as_ref()
-                        .map(|s| positive_int_from(s, &eff, "HeartbeatSecondsPath"))
+                        .map(|s| positive_int_from(s, &eff, &ctx, "HeartbeatSecondsPath"))
                         .transpose()?;
                     let input = match &t.parameters {
                         Some(p) => dataflow::apply_parameters(p, &eff, &ctx, rng)?,
@@ -237,6 +257,7 @@ impl Execution {
                     Ok((input, timeout, heartbeat))
                 });
                 drop(ctx);
+                drop(chain);
                 match r {
                     Ok((input, timeout, heartbeat)) => {
                         self.run_task(sid, st, &t.resource, input, timeout, heartbeat)
@@ -250,6 +271,7 @@ impl Execution {
                     None => Ok(eff),
                 });
                 drop(ctx);
+                drop(chain);
                 match r {
                     Ok(input) => {
                         let inputs = vec![input; p.branches.len()];
@@ -279,17 +301,17 @@ impl Execution {
                     let maxc = m
                         .max_concurrency
                         .as_ref()
-                        .map(|s| positive_int_from(s, &eff, "MaxConcurrencyPath"))
+                        .map(|s| positive_int_from(s, &eff, &ctx, "MaxConcurrencyPath"))
                         .transpose()?;
                     let tc = m
                         .tolerated_failure_count
                         .as_ref()
-                        .map(|s| positive_int_from(s, &eff, "ToleratedFailureCountPath"))
+                        .map(|s| positive_int_from(s, &eff, &ctx, "ToleratedFailureCountPath"))
                         .transpose()?;
                     let tp = m
                         .tolerated_failure_percentage
                         .as_ref()
-                        .map(|s| num_from(s, &eff, "ToleratedFailurePercentagePath"))
+                        .map(|s| num_from(s, &eff, &ctx, "ToleratedFailurePercentagePath"))
                         .transpose()?;
                     if let Some(p) = tp
                         && !(0.0..=100.0).contains(&p)
@@ -303,7 +325,7 @@ impl Execution {
                         Some(sel) => {
                             let mut v = Vec::with_capacity(items.len());
                             for (i, item) in items.iter().enumerate() {
-                                v.push(fanout::item_input(sel, &eff, &ci, i, item, rng)?);
+                                v.push(fanout::item_input(sel, &eff, &ci, &chain, i, item, rng)?);
                             }
                             v
                         }
@@ -311,6 +333,7 @@ impl Execution {
                     Ok((inputs, maxc, tc, tp))
                 });
                 drop(ctx);
+                drop(chain);
                 match r {
                     Ok((inputs, maxc, tc, tp)) => self.fanout(
                         sid,
@@ -330,12 +353,23 @@ impl Execution {
     }
 
     /// Leave the current state with `output` (history Exited) and follow Next/End.
-    pub(super) fn leave(&mut self, sid: Sid, output: Value) {
+    /// `assigned` (the state's evaluated `Assign`) is stored first: its size checks can still
+    /// fail the state.
+    pub(super) fn leave(&mut self, sid: Sid, output: Value, assigned: Option<Map<String, Value>>) {
         let (m, idx) = self.state_of(sid);
         let st = &m.states[idx];
-        if let Some(h) =
-            HistoryEvent::exited(&st.kind, &st.name, &self.cur(sid).path, output.clone())
+        if let Some(a) = &assigned
+            && let Err(e) = self.commit_assign(sid, a)
         {
+            return self.state_failed(sid, e, false);
+        }
+        if let Some(h) = HistoryEvent::exited(
+            &st.kind,
+            &st.name,
+            &self.cur(sid).path,
+            output.clone(),
+            assigned,
+        ) {
             self.history(h);
         }
         if st.end {
@@ -376,12 +410,20 @@ impl Execution {
             item: None,
         };
         let build = || ci.value();
-        let ctx = Ctx::lazy(&build, ci.exec_input);
-        let r = dataflow::apply_output_path(st.output_path.as_ref(), effective, &ctx);
+        let chain = var_chain(&self.scopes, sid);
+        let ctx = Ctx::lazy(&build, ci.exec_input).with_vars(&chain);
+        // Assign's `$` is the Wait state's effective input.
+        let r = assign_values(st.assign.as_ref(), &effective, &ctx, &mut self.rng).and_then(|a| {
+            Ok((
+                dataflow::apply_output_path(st.output_path.as_ref(), effective, &ctx)?,
+                a,
+            ))
+        });
         drop(ctx);
+        drop(chain);
         self.cur_mut(sid).phase = Phase::Idle;
         match r {
-            Ok(out) => self.leave(sid, out),
+            Ok((out, assigned)) => self.leave(sid, out, assigned),
             Err(e) => self.state_failed(sid, e, false),
         }
     }
@@ -405,21 +447,30 @@ impl Execution {
             item: None,
         };
         let build = || ci.value();
-        let ctx = Ctx::lazy(&build, ci.exec_input);
+        let chain = var_chain(&self.scopes, sid);
+        let ctx = Ctx::lazy(&build, ci.exec_input).with_vars(&chain);
         let rng = &mut self.rng;
         let r = (|| {
             let selected = match selector {
                 Some(t) => dataflow::apply_result_selector(t, &result, &ctx, rng)?,
                 None => result,
             };
+            // Assign's `$` is the result after ResultSelector.
+            let assigned = assign_values(st.assign.as_ref(), &selected, &ctx, rng)?;
             let out = dataflow::apply_result_path(result_path, cur.input.clone(), selected)?;
-            Ok::<_, AslError>(out)
+            Ok::<_, AslError>((out, assigned))
         })();
-        let r = r.map(|out| dataflow::apply_output_path(st.output_path.as_ref(), out, &ctx));
+        let r = r.and_then(|(out, a)| {
+            Ok((
+                dataflow::apply_output_path(st.output_path.as_ref(), out, &ctx)?,
+                a,
+            ))
+        });
         drop(ctx);
+        drop(chain);
         match r {
-            Ok(Ok(out)) => self.leave(sid, out),
-            Ok(Err(e)) | Err(e) => self.state_failed(sid, e, false),
+            Ok((out, assigned)) => self.leave(sid, out, assigned),
+            Err(e) => self.state_failed(sid, e, false),
         }
     }
 }

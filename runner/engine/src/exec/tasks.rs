@@ -306,17 +306,33 @@ impl Execution {
             .find(|c| error_matches(&c.error_equals, &err, from_branch))
         {
             let raw = self.cur(sid).input.clone();
-            match dataflow::apply_result_path(c.result_path.as_ref(), raw, err.to_value()) {
-                Ok(out) => {
+            // The Catch's Assign reads the error output as `$`, like its ResultPath; its
+            // values are stored in the scope of the state that failed.
+            let r = self
+                .eval_assign(sid, c.assign.as_ref(), &err.to_value())
+                .and_then(|assigned| {
+                    if let Some(a) = &assigned {
+                        self.commit_assign(sid, a)?;
+                    }
+                    let out =
+                        dataflow::apply_result_path(c.result_path.as_ref(), raw, err.to_value())?;
+                    Ok((out, assigned))
+                });
+            match r {
+                Ok((out, assigned)) => {
                     self.history(HistoryEvent::Caught {
                         name: st.name.clone(),
                         path: self.cur(sid).path.clone(),
                         error: err.error.clone(),
                         next: c.next.clone(),
                     });
-                    if let Some(h) =
-                        HistoryEvent::exited(&st.kind, &st.name, &self.cur(sid).path, out.clone())
-                    {
+                    if let Some(h) = HistoryEvent::exited(
+                        &st.kind,
+                        &st.name,
+                        &self.cur(sid).path,
+                        out.clone(),
+                        assigned,
+                    ) {
                         self.history(h);
                     }
                     self.goto(sid, &c.next, out);

@@ -8,7 +8,7 @@ use crate::dataflow::Template;
 use crate::error::{Diagnostic, Diagnostics, EngineError, Pos};
 use crate::intrinsics;
 use crate::model::*;
-use crate::path::Path;
+use crate::path::{MAX_VARIABLE_NAME_LEN, Path, RESERVED_VARIABLE, valid_variable_name};
 use crate::yaml::{self, SourceMap, escape_token};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -222,6 +222,7 @@ const FIELDS: &[(&str, &[&str])] = &[
     (
         "Pass",
         &[
+            "Assign",
             "InputPath",
             "OutputPath",
             "Next",
@@ -234,6 +235,7 @@ const FIELDS: &[(&str, &[&str])] = &[
     (
         "Task",
         &[
+            "Assign",
             "Resource",
             "InputPath",
             "OutputPath",
@@ -253,10 +255,14 @@ const FIELDS: &[(&str, &[&str])] = &[
             "Capabilities",
         ],
     ),
-    ("Choice", &["InputPath", "OutputPath", "Choices", "Default"]),
+    (
+        "Choice",
+        &["InputPath", "OutputPath", "Choices", "Default", "Assign"],
+    ),
     (
         "Wait",
         &[
+            "Assign",
             "InputPath",
             "OutputPath",
             "Next",
@@ -272,6 +278,7 @@ const FIELDS: &[(&str, &[&str])] = &[
     (
         "Parallel",
         &[
+            "Assign",
             "InputPath",
             "OutputPath",
             "Next",
@@ -287,6 +294,7 @@ const FIELDS: &[(&str, &[&str])] = &[
     (
         "Map",
         &[
+            "Assign",
             "InputPath",
             "OutputPath",
             "Next",
@@ -310,7 +318,7 @@ const FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
 ];
-const LATER: &[&str] = &["Assign", "Arguments", "Output", "Items"];
+const LATER: &[&str] = &["Arguments", "Output", "Items"];
 const UNSUPPORTED_MAP: &[&str] = &["ItemReader", "ResultWriter", "ItemBatcher"];
 
 fn levenshtein(a: &str, b: &str) -> usize {
@@ -375,7 +383,7 @@ impl Ps<'_> {
                 self.err(
                     &kp,
                     "E-UNSUPPORTED",
-                    format!("'{k}' is not supported yet (JSONata/variables come later)"),
+                    format!("'{k}' is not supported yet (JSONata comes later)"),
                 );
                 continue;
             }
@@ -464,7 +472,18 @@ impl Ps<'_> {
                     Path::parse(s)
                 };
                 match r {
-                    Ok(p) => Some(Some(p)),
+                    Ok(p) if key == "ResultPath" && p.variable().is_some() => {
+                        self.err_val(
+                            &kp,
+                            "E-RESULTPATH-VAR",
+                            format!("ResultPath: '{s}' cannot be a variable; store results in variables with 'Assign'"),
+                        );
+                        None
+                    }
+                    Ok(p) => {
+                        self.check_var_path(&kp, key, &p);
+                        Some(Some(p))
+                    }
                     Err(e) => {
                         let code = if reference && Path::parse(s).is_ok() {
                             "E-REFPATH"
@@ -506,6 +525,65 @@ impl Ps<'_> {
         }
     }
 
+    /// `$states` is JSONata's; in a JSONPath state a `$states...` path is an error.
+    fn check_var_path(&mut self, kp: &str, key: &str, p: &Path) {
+        if p.variable() == Some(RESERVED_VARIABLE) {
+            self.err_val(
+                kp,
+                "E-VAR-STATES",
+                format!(
+                    "{key}: '{}' refers to the reserved variable '$states', which only JSONata states can use",
+                    p.as_str()
+                ),
+            );
+        }
+    }
+
+    /// `Assign`: an object whose keys are variable names (a `.$` suffix takes a path or an
+    /// intrinsic function).
+    fn assign(&mut self, obj: &Map<String, Value>, ptr: &str) -> Opt<Assign> {
+        let v = obj.get("Assign")?;
+        let kp = format!("{ptr}/Assign");
+        let Value::Object(m) = v else {
+            self.err_val(&kp, "E-FIELD-TYPE", "'Assign' must be an object");
+            return None;
+        };
+        let mut names: Vec<String> = Vec::new();
+        let mut ok = true;
+        for k in m.keys() {
+            let name = k.strip_suffix(".$").unwrap_or(k);
+            let np = format!("{kp}/{}", escape_token(k));
+            let bad = if name == RESERVED_VARIABLE {
+                Some(format!(
+                    "'{name}' is reserved by Step Functions and cannot be assigned"
+                ))
+            } else if !valid_variable_name(name) {
+                Some(format!(
+                    "invalid variable name '{name}': a variable name starts with a letter or '_', continues with letters, digits or '_', and has at most {MAX_VARIABLE_NAME_LEN} characters"
+                ))
+            } else if names.iter().any(|n| n == name) {
+                Some(format!(
+                    "variable '{name}' is assigned twice ('{name}' and '{name}.$')"
+                ))
+            } else {
+                None
+            };
+            match bad {
+                Some(msg) => {
+                    self.err(&np, "E-VAR-NAME", format!("Assign: {msg}"));
+                    ok = false;
+                }
+                None => names.push(name.to_string()),
+            }
+        }
+        let template = self.template(obj, ptr, "Assign")?;
+        ok.then_some(Assign {
+            template,
+            names,
+            pointer: kp,
+        })
+    }
+
     fn template(&mut self, obj: &Map<String, Value>, ptr: &str, key: &str) -> Opt<Template> {
         let v = obj.get(key)?;
         let kp = format!("{ptr}/{key}");
@@ -514,7 +592,22 @@ impl Ps<'_> {
             return None;
         }
         match Template::compile(v) {
-            Ok(t) => Some(t),
+            Ok(t) => {
+                let mut bad = Vec::new();
+                t.visit_paths(&mut |field, p| {
+                    if p.variable() == Some(RESERVED_VARIABLE) {
+                        bad.push((field.to_string(), p.as_str().to_string()));
+                    }
+                });
+                for (field, p) in bad {
+                    self.err_val(
+                        &kp,
+                        "E-VAR-STATES",
+                        format!("{key}: '{field}': '{p}' refers to the reserved variable '$states', which only JSONata states can use"),
+                    );
+                }
+                Some(t)
+            }
             Err(errs) => {
                 for (sub, msg) in errs {
                     let code = if msg.contains("must be a string") {

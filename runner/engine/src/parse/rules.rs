@@ -146,7 +146,7 @@ impl Ps<'_> {
             self.check_fields(
                 co,
                 &p,
-                &["ErrorEquals", "Next", "ResultPath", "Comment"],
+                &["ErrorEquals", "Next", "ResultPath", "Comment", "Assign"],
                 "a catcher",
             );
             let error_equals = self.error_equals(co, &p, "E-CATCH");
@@ -162,10 +162,12 @@ impl Ps<'_> {
                 self.err(&p, "E-CATCH", "a catcher needs 'Next'");
             }
             let result_path = self.io_path(co, &p, "ResultPath", true);
+            let assign = self.assign(co, &p);
             out.push(Catcher {
                 error_equals,
                 next: next.unwrap_or_default(),
                 result_path,
+                assign,
                 pointer: p,
             });
         }
@@ -219,6 +221,8 @@ impl Ps<'_> {
         for k in o.keys() {
             match k.as_str() {
                 "Next" | "Comment" | "Variable" => {}
+                // Top-level rules only, like Next (checked below).
+                "Assign" => {}
                 "And" | "Or" | "Not" => ops.push(k),
                 _ => {
                     let base = k.strip_suffix("Path").unwrap_or(k);
@@ -247,7 +251,9 @@ impl Ps<'_> {
                     .filter(|(_, o)| o.has_path_variant())
                     .map(|(n, _)| format!("{n}Path")),
             );
-            names.extend(["And", "Or", "Not", "Variable", "Next", "Comment"].map(String::from));
+            names.extend(
+                ["And", "Or", "Not", "Variable", "Next", "Comment", "Assign"].map(String::from),
+            );
             let msg = match suggest(k, names.iter().map(String::as_str)) {
                 Some(s) => format!("unknown choice operator '{k}' (did you mean '{s}'?)"),
                 None => format!("unknown choice operator '{k}'"),
@@ -411,9 +417,22 @@ impl Ps<'_> {
                 }
             }
         };
+        let assign = if top {
+            self.assign(o, ptr)
+        } else {
+            if o.contains_key("Assign") {
+                self.err(
+                    &format!("{ptr}/Assign"),
+                    "E-CHOICE-RULE",
+                    "'Assign' is only allowed on top-level choice rules",
+                );
+            }
+            None
+        };
         Some(ChoiceRule {
             kind,
             next,
+            assign,
             pointer: ptr.to_string(),
         })
     }

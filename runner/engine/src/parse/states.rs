@@ -244,6 +244,11 @@ impl Ps<'_> {
             next,
             end,
             kind,
+            assign: if fields.contains(&"Assign") {
+                self.assign(o, ptr)
+            } else {
+                None
+            },
         })
     }
 
