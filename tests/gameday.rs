@@ -58,6 +58,15 @@ fn independent_rto(w: &Writer, started: (Instant, i64), fault_ms: i64) -> Option
     None
 }
 
+/// The report's timeline: the first event named `name` (its `at_ms`).
+fn milestone(rep: &Value, name: &str) -> Option<i64> {
+    rep["timeline"]
+        .as_array()?
+        .iter()
+        .find(|e| e["event"] == name)
+        .and_then(|e| e["at_ms"].as_i64())
+}
+
 /// A freshly deployed environment and an independent client writing through its routed
 /// name (its start on both clocks, to place the fault on its ledger).
 async fn deployed_with_independent_client() -> (RunbookHome, String, (Instant, i64), Writer) {
@@ -126,6 +135,51 @@ async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
     let rto = rep["rto_seconds"].as_f64().expect("an RTO was measured");
     let fault_ms = rep["fault"]["injected_at_ms"].as_i64().expect("fault time");
     assert_eq!(rep["fault"]["kind"], "region-loss");
+    assert_eq!(rep["rpo_seconds"], 0.0, "verified, nothing lost: {rep:#}");
+
+    // One timeline, on one clock, from the parent, the children and the client ledger:
+    // every milestone of a region loss, in the order a failover makes them happen.
+    let order = [
+        "fault_injected",
+        "detection",
+        "decision",
+        "fence",
+        "promote",
+        "weights_moved",
+        "failback_done",
+    ];
+    let at: Vec<i64> = order
+        .iter()
+        .map(|m| milestone(&rep, m).unwrap_or_else(|| panic!("no {m} in {:#}", rep["timeline"])))
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] <= w[1]), "{order:?} at {at:?}");
+    assert_eq!(at[0], fault_ms);
+    let first_error = milestone(&rep, "first_client_error").expect("the client saw the loss");
+    let recovered = milestone(&rep, "first_successful_write").expect("the client recovered");
+    assert!(
+        fault_ms <= first_error && first_error < recovered,
+        "{:#}",
+        rep["timeline"]
+    );
+    assert!(
+        rep["timeline"][0]["at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') && t.contains('T')),
+        "{:#}",
+        rep["timeline"][0]
+    );
+    let secs = |m: &str| (milestone(&rep, m).unwrap() - fault_ms) as f64 / 1000.0;
+    println!(
+        "region-loss timeline (s after the fault): first client error {:.2}, detection {:.2}, decision {:.2}, fence {:.2}, promote {:.2}, weights {:.2}, first successful write {:.2}, failback done {:.2}",
+        secs("first_client_error"),
+        secs("detection"),
+        secs("decision"),
+        secs("fence"),
+        secs("promote"),
+        secs("weights_moved"),
+        secs("first_successful_write"),
+        secs("failback_done")
+    );
 
     // Parent and children are linked both ways; failover and failback really ran.
     let show = env.show(&id);
@@ -224,12 +278,27 @@ async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
     env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
 }
 
+/// One line of figures per game day: wall time, RTO and lost writes from the report.
+fn figures(fault: &str, wall: Duration, rep: &Value) {
+    println!(
+        "{fault}: wall {:.1} s, report RTO {:?} s, lost writes {}, RPO {:?} s, verdict {}",
+        wall.as_secs_f64(),
+        rep["rto_seconds"].as_f64(),
+        rep["lost_writes"],
+        rep["rpo_seconds"].as_f64(),
+        rep["verdict"]
+    );
+}
+
 /// Writer crash beside an independent client (their RTOs printed side by side), then a
-/// runner SIGKILLed mid-failover, then the RPO guard's refusal, on one environment.
+/// runner SIGKILLed mid-failover, then the RPO guard's refusal, then a cut replication
+/// link, on one environment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writer_crash_runner_crash_and_slow_link_game_days() {
+async fn writer_crash_runner_crash_slow_link_and_partition_game_days() {
     let (env, conn, started, writer) = deployed_with_independent_client().await;
+    let wall = Instant::now();
     let (code, out, err) = gameday(&env, &["Fault=writer-crash"]);
+    let wall = wall.elapsed();
     assert_eq!(
         (code, out["status"].as_str()),
         (0, Some("SUCCEEDED")),
@@ -253,10 +322,13 @@ async fn writer_crash_runner_crash_and_slow_link_game_days() {
         "writer-crash: report RTO {ours:?} s, independent client RTO {theirs:?} s, difference {:?} s",
         ours.zip(theirs).map(|(a, b)| (a - b).abs())
     );
+    figures("writer-crash", wall, &rep);
 
     // The failover's own runner is SIGKILLed as it enters Promote (region loss): the
     // game day resumes that same child execution, never a second one, and passes.
+    let wall = Instant::now();
     let (code, out, err) = gameday(&env, &["Fault=runner-crash"]);
+    let wall = wall.elapsed();
     assert_eq!(
         (code, out["status"].as_str()),
         (0, Some("SUCCEEDED")),
@@ -282,10 +354,14 @@ async fn writer_crash_runner_crash_and_slow_link_game_days() {
     let failover = env.show(children[0]["execution_id"].as_str().unwrap());
     assert_eq!(failover["status"], "SUCCEEDED", "{failover:#}");
     assert_eq!(failover["output"]["Promoted"], true, "{failover:#}");
+    let (_, rep) = report(&env, out["execution_id"].as_str().unwrap());
+    figures("runner-crash", wall, &rep);
 
     // A replica lagging beyond the guard when the primary's region is lost: the policy
     // refuses, nothing is promoted, nothing acknowledged is lost.
+    let wall = Instant::now();
     let (code, out, err) = gameday(&env, &["Fault=slow-link"]);
+    let wall = wall.elapsed();
     assert_eq!(
         (code, out["status"].as_str()),
         (0, Some("SUCCEEDED")),
@@ -303,6 +379,61 @@ async fn writer_crash_runner_crash_and_slow_link_game_days() {
         "slow-link: refused ({}), client RTO after the undo {:?} s",
         failover["cause"], rep["measured"]["rto_seconds"]
     );
+    figures("slow-link", wall, &rep);
+
+    // The cross-region link is cut: the replica stops receiving WAL, the primary keeps
+    // serving. Nothing to fail over (the policy decides so), the client never notices,
+    // and the game day ends only once the replica has caught up again.
+    let wall = Instant::now();
+    let (code, out, err) = gameday(&env, &["Fault=partition"]);
+    let wall = wall.elapsed();
+    assert_eq!(
+        (code, out["status"].as_str()),
+        (0, Some("SUCCEEDED")),
+        "{out:#}\n{}",
+        tail(&err, 80)
+    );
+    let id = out["execution_id"].as_str().unwrap();
+    let (rc, rep) = report(&env, id);
+    assert_eq!((rc, rep["verdict"].as_str()), (0, Some("pass")), "{rep:#}");
+    assert_eq!(rep["fault"]["kind"], "partition");
+    assert_eq!(rep["lost_writes"], 0, "{rep:#}");
+    let checks = rep["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "no promotion while the primary serves" && c["passed"] == true),
+        "{checks:#?}"
+    );
+    assert!(
+        milestone(&rep, "decision").is_some(),
+        "{:#}",
+        rep["timeline"]
+    );
+    assert!(
+        milestone(&rep, "promote").is_none(),
+        "{:#}",
+        rep["timeline"]
+    );
+    // The partition took effect in the client's own terms: the replica fell behind.
+    let max_lag = rep["series"]["lag"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["lag_seconds"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(max_lag >= 2.0, "the replica never fell behind: {max_lag} s");
+    println!(
+        "partition: max replica lag {max_lag:.1} s, failover decision {:?}, client errors {}",
+        rep["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["event"] == "decision")
+            .map(|e| e["text"].clone()),
+        rep["measured"]["failed_writes"]
+    );
+    figures("partition", wall, &rep);
     env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
 }
 

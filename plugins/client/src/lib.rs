@@ -56,6 +56,14 @@ enum Op {
         #[serde(rename = "MinLagSeconds")]
         min_lag_seconds: f64,
     },
+    /// The replica has caught up: its lag (in the client's terms) is at most
+    /// `MaxLagSeconds`.
+    AwaitCaughtUp {
+        #[serde(rename = "SessionId")]
+        session_id: String,
+        #[serde(rename = "MaxLagSeconds")]
+        max_lag_seconds: f64,
+    },
     StopTraffic {
         #[serde(rename = "SessionId")]
         session_id: String,
@@ -74,9 +82,10 @@ enum Op {
         rto_target_seconds: f64,
         #[serde(rename = "MaxLostWrites")]
         max_lost_writes: u64,
-        /// `recover` (the client must recover within the target) or `refuse` (the
+        /// `recover` (the client must recover within the target), `refuse` (the
         /// failover must be refused and nothing lost, e.g. the RPO guard on a lagging
-        /// replica).
+        /// replica) or `stay` (the primary kept serving: recover within the target, and
+        /// the failover must not promote, e.g. a cut replication link).
         #[serde(rename = "Expect", default = "expect")]
         expect: String,
         #[serde(rename = "Failover", default)]
@@ -169,6 +178,16 @@ fn run(op: Op) -> Result<Value, StepError> {
                 )),
             }
         }
+        Op::AwaitCaughtUp { session_id, max_lag_seconds } => {
+            let s = traffic::describe_session(&session_id).map_err(cap)?;
+            match s.replica_lag_seconds {
+                Some(l) if l <= max_lag_seconds => Ok(summary_json(&s)),
+                l => Err(StepError::new(
+                    "GameDay.LagAbove",
+                    format!("replica lag {l:?} s, waiting for at most {max_lag_seconds} s"),
+                )),
+            }
+        }
         Op::StopTraffic { session_id } => Ok(summary_json(&traffic::stop_session(&session_id).map_err(cap)?)),
         Op::Verify { session_id } => {
             let v = traffic::verify_session(&session_id).map_err(cap)?;
@@ -194,6 +213,9 @@ fn run(op: Op) -> Result<Value, StepError> {
                     missed.push("the failover was expected to be refused (RPO guard) but it promoted".to_string());
                 }
             } else {
+                if expect == "stay" && failover.pointer("/Output/Promoted").and_then(Value::as_bool) == Some(true) {
+                    missed.push("the failover promoted although the primary kept serving".to_string());
+                }
                 match rto {
                     Some(r) if r > rto_target_seconds => missed.push(format!("client-seen RTO {r:.2} s (target ≤ {rto_target_seconds} s)")),
                     _ => {}

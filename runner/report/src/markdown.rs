@@ -157,6 +157,20 @@ pub fn render_markdown(g: &GameDay) -> String {
             .collect();
         let _ = writeln!(s, "Phases: {}\n", phases.join(" → "));
     }
+    // The timeline's milestones in time order, as the HTML charts mark them.
+    let mut milestones: Vec<_> = g
+        .timeline
+        .iter()
+        .filter_map(|e| Some((e.at_ms, e.milestone()?.label)))
+        .collect();
+    milestones.sort_by_key(|m| m.0);
+    if !milestones.is_empty() {
+        let line: Vec<String> = milestones
+            .iter()
+            .map(|(at, label)| format!("{label} {}", fmt_rel(*at, g.started_ms)))
+            .collect();
+        let _ = writeln!(s, "Milestones: {}\n", line.join(" → "));
+    }
     if !g.errors.is_empty() {
         s.push_str("**Errors:**\n");
         for e in &g.errors {

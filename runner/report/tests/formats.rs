@@ -157,6 +157,12 @@ fn markdown_summarises_and_escapes() {
     assert!(md.contains("| topology restored | ❌ |"));
     assert!(!md.contains("<script>"), "raw HTML leaked: {md}");
     assert!(md.contains("Phases: steady-state (T+0.0 s 24.5 s, SUCCEEDED) → inject"));
+    assert!(
+        md.contains(
+            "Milestones: fault T+25.0 s → client error T+25.7 s → detected T+28.0 s → promote T+29.1 s → recovered T+37.4 s → failback done T+60.0 s"
+        ),
+        "{md}"
+    );
     // Every table row has the same number of cells as its header.
     for line in md.lines().filter(|l| l.starts_with('|')) {
         let cells = line.replace("\\|", "").matches('|').count();
