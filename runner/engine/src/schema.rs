@@ -45,6 +45,7 @@ pub fn json_schema() -> Value {
         "ResultPath": {"$ref": "#/$defs/nullablePath"},
         "Retry": {"type": "array", "items": {"$ref": "#/$defs/retrier"}},
         "Catch": {"type": "array", "items": {"$ref": "#/$defs/catcher"}},
+        "Assign": {"$ref": "#/$defs/assign"},
     });
     let seconds = json!({"type": "integer", "minimum": 1, "maximum": 99999999});
     let ops: Vec<&str> = crate::model::Op::ALL.iter().map(|(n, _)| *n).collect();
@@ -55,6 +56,7 @@ pub fn json_schema() -> Value {
         "And": {"type": "array", "items": {"$ref": "#/$defs/choiceRule"}, "minItems": 1},
         "Or": {"type": "array", "items": {"$ref": "#/$defs/choiceRule"}, "minItems": 1},
         "Not": {"$ref": "#/$defs/choiceRule"},
+        "Assign": {"$ref": "#/$defs/assign"},
     });
     for (name, op) in crate::model::Op::ALL {
         let ty = if name.starts_with("String") || name.starts_with("Timestamp") {
@@ -80,6 +82,11 @@ pub fn json_schema() -> Value {
             "path": path,
             "nullablePath": nullable_path,
             "payload": {"type": "object", "description": "Keys ending in .$ take a path or an intrinsic function."},
+            "assign": {
+                "type": "object",
+                "description": "Workflow variables set when the state succeeds, read as $name from the next state on. Keys ending in .$ take a path or an intrinsic function; 'states' is reserved.",
+                "propertyNames": {"not": {"enum": ["states", "states.$"]}},
+            },
             "topLevel": {
                 "type": "object",
                 "properties": {
@@ -150,7 +157,7 @@ pub fn json_schema() -> Value {
                     {"$ref": "#/$defs/parallel"}, {"$ref": "#/$defs/map"},
                 ],
             },
-            "pass": state("Pass", merge(&io_t, json!({"Result": {}, "ResultPath": {"$ref": "#/$defs/nullablePath"}, "Parameters": {"$ref": "#/$defs/payload"}})), json!(["Type"])),
+            "pass": state("Pass", merge(&io_t, json!({"Result": {}, "ResultPath": {"$ref": "#/$defs/nullablePath"}, "Parameters": {"$ref": "#/$defs/payload"}, "Assign": {"$ref": "#/$defs/assign"}})), json!(["Type"])),
             "task": state("Task", merge(&merge(&io_t, result.clone()), json!({
                 "Resource": {"type": "string", "description": "plugin:<name>, a path to a .wasm file, or an ARN"},
                 "Sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
@@ -162,11 +169,13 @@ pub fn json_schema() -> Value {
             "choice": state("Choice", merge(&io, json!({
                 "Choices": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/choiceRule"}},
                 "Default": {"type": "string"},
+                "Assign": {"$ref": "#/$defs/assign"},
             })), json!(["Type", "Choices"])),
             "choiceRule": {"type": "object", "properties": rule_props, "additionalProperties": false},
             "wait": state("Wait", merge(&io_t, json!({
                 "Seconds": {"type": "integer", "minimum": 0}, "Timestamp": {"type": "string", "format": "date-time"},
                 "SecondsPath": {"$ref": "#/$defs/path"}, "TimestampPath": {"$ref": "#/$defs/path"},
+                "Assign": {"$ref": "#/$defs/assign"},
             })), json!(["Type"])),
             "succeed": state("Succeed", io.clone(), json!(["Type"])),
             "fail": state("Fail", json!({"Error": {"type": "string"}, "Cause": {"type": "string"}, "ErrorPath": {"type": "string"}, "CausePath": {"type": "string"}}), json!(["Type"])),
@@ -205,6 +214,7 @@ pub fn json_schema() -> Value {
                     "Next": {"type": "string"},
                     "ResultPath": {"$ref": "#/$defs/nullablePath"},
                     "Comment": {"type": "string"},
+                    "Assign": {"$ref": "#/$defs/assign"},
                 },
                 "required": ["ErrorEquals", "Next"],
                 "additionalProperties": false,

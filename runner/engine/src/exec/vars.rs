@@ -46,9 +46,10 @@ pub(super) fn assign_values(
     }
 }
 
+/// `what` ends with the verb: "... is", "... total".
 fn too_big(what: String, n: usize, limit: usize, unit: &str) -> AslError {
     AslError::runtime(format!(
-        "{what} is {n} bytes, over the limit of {limit} bytes ({unit})"
+        "{what} {n} bytes, over the limit of {limit} bytes ({unit})"
     ))
 }
 
@@ -97,7 +98,7 @@ impl Execution {
         for ((name, _), n) in values.iter().zip(&sizes) {
             if *n > MAX_VARIABLE_BYTES {
                 return Err(too_big(
-                    format!("The value assigned to variable '{name}' in state '{state}'"),
+                    format!("The value assigned to variable '{name}' in state '{state}' is"),
                     *n,
                     MAX_VARIABLE_BYTES,
                     "256 KiB per variable",
@@ -107,7 +108,7 @@ impl Execution {
         let sum: usize = sizes.iter().sum();
         if sum > MAX_ASSIGN_BYTES {
             return Err(too_big(
-                format!("The Assign of state '{state}'"),
+                format!("The values assigned by state '{state}' total"),
                 sum,
                 MAX_ASSIGN_BYTES,
                 "256 KiB per Assign",
@@ -124,7 +125,7 @@ impl Execution {
             + sum;
         if total > MAX_EXECUTION_VARIABLE_BYTES {
             return Err(too_big(
-                format!("After state '{state}', the execution's variables"),
+                format!("After state '{state}', the execution's variables would total"),
                 total,
                 MAX_EXECUTION_VARIABLE_BYTES,
                 "10 MiB per execution",
