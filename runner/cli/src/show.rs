@@ -287,6 +287,7 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
                 "provider": row.provider, "input": row.input, "output": row.output, "error": row.error,
                 "cause": row.cause, "started": fmt_ms(row.started_ms), "ended": row.ended_ms.map(fmt_ms),
                 "redrive_count": row.redrive_count, "history": history, "calls": calls, "logs": logs,
+                "variables": variables(&history).into_iter().map(|(k, v, _)| (k, v)).collect::<serde_json::Map<_, _>>(),
             }))?
         );
         return Ok(());
@@ -376,6 +377,21 @@ pub fn execution_text(journal: &Journal, id: &str) -> anyhow::Result<String> {
             (to - from) as f64 / 1000.0
         );
     }
+    let vars = variables(&history);
+    if !vars.is_empty() {
+        outln!(out, "\nvariables");
+        for (name, v, state) in &vars {
+            let mut text = v.to_string();
+            if text.len() > 100 {
+                let mut end = 100;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text = format!("{}...", &text[..end]);
+            }
+            outln!(out, "  ${name:<24} {text}  (set by {state})");
+        }
+    }
     outln!(out, "\nhistory");
     for h in &history {
         outln!(
@@ -422,6 +438,25 @@ pub fn execution_text(journal: &Journal, id: &str) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// The top-level workflow variables as the execution left them: the last value of each from
+/// the history's `assigned_variables` (a Map iteration's or Parallel branch's own variables
+/// end with it), with the state that set it.
+fn variables(history: &[runbook_journal::HistoryRow]) -> Vec<(String, Value, String)> {
+    let mut vars: std::collections::BTreeMap<String, (Value, String)> = Default::default();
+    for h in history {
+        let (Some(Value::Object(a)), Some(state)) = (h.details.get("assigned_variables"), &h.state)
+        else {
+            continue;
+        };
+        if !state.contains('/') {
+            for (k, v) in a {
+                vars.insert(k.clone(), (v.clone(), state.clone()));
+            }
+        }
+    }
+    vars.into_iter().map(|(k, (v, s))| (k, v, s)).collect()
+}
+
 pub fn inspection(file: &Path, info: &runbook_host::Inspection) {
     println!(
         "{}  ({} bytes, sha256 {})",
@@ -449,5 +484,61 @@ pub fn inspection(file: &Path, info: &runbook_host::Inspection) {
         for f in &e.functions {
             println!("    {f}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runbook_journal::ExecutionRow;
+
+    #[test]
+    fn show_prints_the_top_level_variables_from_history() {
+        let text = "StartAt: Init\nStates:\n  Init: {Type: Pass, Assign: {count: 1, note: hi}, Next: Again}\n  Again: {Type: Pass, Assign: {count.$: 'States.MathAdd($count, 1)'}, Next: M}\n  M:\n    Type: Map\n    ItemsPath: $.xs\n    ItemProcessor:\n      StartAt: I\n      States:\n        I: {Type: Pass, Assign: {inner: 1}, End: true}\n    End: true\n";
+        let rb = runbook_engine::parse_runbook("v.yaml", text).unwrap();
+        let r = runbook_engine::sim::run(rb.machine.clone(), json!({"xs": [1]}), &mut |_| {
+            unreachable!("no tasks")
+        });
+        let j = Journal::open_in_memory().unwrap();
+        j.create_execution(&ExecutionRow {
+            id: "e1".into(),
+            name: "n".into(),
+            runbook_path: "v.yaml".into(),
+            runbook_text: text.into(),
+            input: json!({}),
+            provider: None,
+            status: "SUCCEEDED".into(),
+            started_ms: 0,
+            ended_ms: Some(1),
+            output: None,
+            error: None,
+            cause: None,
+            seed: 0,
+            redrive_count: 0,
+            runner_pid: None,
+            parent_id: None,
+            environment: None,
+        })
+        .unwrap();
+        // As the executor journals history: the event's JSON, keyed by its path.
+        let rows: Vec<_> = r
+            .history
+            .iter()
+            .map(|h| {
+                let d = serde_json::to_value(h).unwrap();
+                let state = d.get("path").and_then(Value::as_str).map(String::from);
+                (1, h.type_name(), state, d)
+            })
+            .collect();
+        j.append_history("e1", &rows).unwrap();
+        let out = execution_text(&j, "e1").unwrap();
+        assert!(
+            out.contains("\nvariables\n  $count                    2  (set by Again)\n  $note                     \"hi\"  (set by Init)\n\nhistory"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("$inner"),
+            "a Map iteration's variables end with it: {out}"
+        );
     }
 }
