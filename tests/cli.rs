@@ -350,3 +350,214 @@ fn hello_runs_on_a_real_plugin() {
         "{v:#}"
     );
 }
+
+fn builtin(name: &str) -> String {
+    runbook_plugins_builtin::path(name)
+        .unwrap_or_else(|| panic!("built-in {name}"))
+        .display()
+        .to_string()
+}
+
+fn fixture_wasm(name: &str) -> String {
+    runbook_plugins_builtin::fixture_path(name)
+        .unwrap_or_else(|| panic!("fixture {name}"))
+        .display()
+        .to_string()
+}
+
+fn facts(primary: &str, lag: f64) -> String {
+    json!({
+        "Primary": {"Status": primary, "Reachable": primary == "available"},
+        "Replica": {"Status": "available", "IsReplica": true, "Exists": true},
+        "Lag": {"LagSeconds": lag},
+        "MaxLagSeconds": 60,
+    })
+    .to_string()
+}
+
+#[test]
+fn plugin_test_runs_a_policy_on_given_facts_with_run_exit_codes() {
+    let env = user_home();
+    let lag_guard = builtin("lag-guard");
+    let decide = |facts: &str| {
+        let (code, v) = env.json(&["plugin", "test", &lag_guard, "--input", facts, "--json"]);
+        (code, v["output"]["Decision"].clone(), v)
+    };
+    let (code, d, v) = decide(&facts("failed", 5.0));
+    assert_eq!((code, d.as_str()), (0, Some("promote")), "{v:#}");
+    assert!(
+        v["logs"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("decision: promote")),
+        "{v:#}"
+    );
+    let (code, d, v) = decide(&facts("failed", 600.0));
+    assert_eq!((code, d.as_str()), (0, Some("refuse")), "{v:#}");
+    let (code, d, v) = decide(&facts("available", 0.0));
+    assert_eq!((code, d.as_str()), (0, Some("none")), "{v:#}");
+
+    // The plugin fails: exit 1 with its ASL error; plain output says so on stderr.
+    let out = env.run(&["plugin", "test", &lag_guard, "--input", "{}"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("InvalidParameterValue"),
+        "{}",
+        stderr(&out)
+    );
+    // Input from a file.
+    let input = env.path().join("in.json");
+    std::fs::write(&input, facts("failed", 1.0)).unwrap();
+    let out = env.run(&[
+        "plugin",
+        "test",
+        &lag_guard,
+        "--input",
+        &format!("@{}", input.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["Decision"], "promote");
+
+    // Bad usage: exit 2.
+    for args in [
+        vec!["plugin", "test", "/nonexistent.wasm"],
+        vec!["plugin", "test", &lag_guard, "--input", "not json"],
+        vec![
+            "plugin", "test", &lag_guard, "--replay", "nope", "--state", "X",
+        ],
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn plugin_test_answers_capability_calls_from_a_fixture_and_names_a_call_it_cannot_answer() {
+    let env = user_home();
+    // `ungranted` calls rds:DescribeDBInstances in us-east-1 and returns the count, or
+    // the code of the error it got.
+    let wasm = fixture_wasm("ungranted");
+    let write = |name: &str, v: serde_json::Value| {
+        let p = env.path().join(name);
+        std::fs::write(&p, v.to_string()).unwrap();
+        p.display().to_string()
+    };
+    let ok = write(
+        "ok.json",
+        json!([{"service": "rds", "action": "DescribeDBInstances",
+                "request": {"region": "us-east-1"}, "response": []}]),
+    );
+    let (code, v) = env.json(&["plugin", "test", &wasm, "--fixture", &ok, "--json"]);
+    assert_eq!((code, &v["output"]), (0, &json!({"instances": 0})), "{v:#}");
+    assert_eq!(v["calls"][0]["action"], "DescribeDBInstances", "{v:#}");
+
+    let throttled = write(
+        "throttled.json",
+        json!([{"service": "rds", "action": "DescribeDBInstances",
+                "error": {"code": "Throttling", "message": "Rate exceeded"}}]),
+    );
+    let (code, v) = env.json(&["plugin", "test", &wasm, "--fixture", &throttled, "--json"]);
+    assert_eq!(
+        (code, &v["output"]),
+        (0, &json!({"swallowed": "Throttling"})),
+        "{v:#}"
+    );
+
+    // An answer for another region does not match: the call is named, exit 1, even
+    // though the plugin swallowed the error.
+    let elsewhere = write(
+        "elsewhere.json",
+        json!([{"service": "rds", "action": "DescribeDBInstances",
+                "request": {"region": "eu-west-1"}, "response": []}]),
+    );
+    let out = env.run(&["plugin", "test", &wasm, "--fixture", &elsewhere]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no answer for rds:DescribeDBInstances") && err.contains("us-east-1"),
+        "{err}"
+    );
+    assert!(
+        err.contains("never asked for: rds:DescribeDBInstances"),
+        "{err}"
+    );
+
+    // Without the grant, the plugin is refused before it runs: bad usage.
+    let out = env.run(&["plugin", "test", &wasm, "--grant", "ec2:DescribeVpcs"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("E-PLUGIN-UNGRANTED") || stderr(&out).contains("grants nothing"));
+}
+
+#[test]
+fn plugin_test_replays_a_past_execution() {
+    let env = user_home();
+    // hello.yaml asks lag-guard about a failed primary whose replica lags 600 s.
+    let hello = runbook_test_support::runbook::runbook("hello.yaml");
+    let v = env.run_book(
+        &hello,
+        &["--param", "PauseSeconds=0", "--param", "LagSeconds=600"],
+        "SUCCEEDED",
+    );
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    let replay = |wasm: &str| {
+        env.json(&[
+            "plugin",
+            "test",
+            wasm,
+            "--replay",
+            &id[..8],
+            "--state",
+            "Ask",
+            "--json",
+        ])
+    };
+    // The same policy on the same facts decides the same; the journal's result is shown.
+    let (code, v) = replay(&builtin("lag-guard"));
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["output"]["Decision"], "refuse", "{v:#}");
+    assert_eq!(v["output"], v["recorded"]["output"], "{v:#}");
+    // Another policy on the same facts: availability first.
+    let (code, v) = replay(&builtin("always"));
+    assert_eq!(
+        (code, v["output"]["Decision"].as_str()),
+        (0, Some("promote")),
+        "{v:#}"
+    );
+    assert_eq!(v["recorded"]["output"]["Decision"], "refuse");
+
+    // A state that made a capability call (on the local provider): the journal has its
+    // outcome but not its result, so replaying it alone names the call; a fixture
+    // supplies the result.
+    let with_fixtures = RunbookHome::new();
+    let book = with_fixtures.path().join("look.yaml");
+    std::fs::write(
+        &book,
+        "StartAt: Look\nStates:\n  Look:\n    Type: Task\n    Resource: plugin:ungranted\n    \
+         Capabilities: [rds:DescribeDBInstances]\n    End: true\n",
+    )
+    .unwrap();
+    let v = with_fixtures.run_book(&book, &["--provider", "local"], "SUCCEEDED");
+    let id = v["execution_id"].as_str().unwrap().to_string();
+    let wasm = fixture_wasm("ungranted");
+    let args = ["plugin", "test", &wasm, "--replay", &id, "--state", "Look"];
+    let out = with_fixtures.run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("no answer for rds:DescribeDBInstances")
+            && err.contains("journals keep no call results"),
+        "{err}"
+    );
+    let fixture = with_fixtures.path().join("answers.json");
+    std::fs::write(
+        &fixture,
+        json!([{"service": "rds", "action": "DescribeDBInstances", "response": []}]).to_string(),
+    )
+    .unwrap();
+    let mut args = args.to_vec();
+    let fixture = fixture.display().to_string();
+    args.extend(["--fixture", &fixture, "--json"]);
+    let (code, v) = with_fixtures.json(&args);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["output"], v["recorded"]["output"], "{v:#}");
+}

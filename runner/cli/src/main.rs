@@ -3,6 +3,7 @@
 //! 2 invalid runbook, bad usage or internal error.
 
 mod gameday;
+mod plugin;
 mod progress;
 mod providers;
 mod serve;
@@ -272,6 +273,12 @@ enum PluginCommand {
     },
     /// List the built-in plugins.
     List,
+    /// Run a plugin outside any runbook: a given input, capability answers from a
+    /// fixture file or replayed from a past execution's journal. Exit 0 when it returns
+    /// a result, 1 when it fails, 2 for bad usage.
+    Test(plugin::TestArgs),
+    /// Scaffold an out-of-tree plugin project (a failover policy to start from).
+    New(plugin::NewArgs),
 }
 
 fn main() -> ExitCode {
@@ -570,6 +577,12 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plugin {
+            command: PluginCommand::Test(args),
+        } => plugin::test(&runner(&cli)?, args),
+        Command::Plugin {
+            command: PluginCommand::New(args),
+        } => plugin::new(args),
         Command::Plugin {
             command: PluginCommand::List,
         } => {
