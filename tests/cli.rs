@@ -2,7 +2,7 @@
 //! `--json`), validation before anything runs, the sandbox's errors as seen by an
 //! operator, and resume after the runner is SIGKILLed.
 
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use runbook_test_support::runbook::{RunbookHome, fixture, stderr};
@@ -560,4 +560,102 @@ fn plugin_test_replays_a_past_execution() {
     let (code, v) = with_fixtures.json(&args);
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["output"], v["recorded"]["output"], "{v:#}");
+}
+
+/// `plugin new` writes a project that builds out of tree (offline, from the local cargo
+/// registry cache, which holds wit-bindgen since plugins/ uses it) and whose component
+/// `plugin test` runs: a policy world plugin importing `log` only.
+#[test]
+fn plugin_new_scaffolds_a_rust_policy_that_builds_and_passes_plugin_test() {
+    let env = user_home();
+    let project = env.path().join("my-policy");
+    let out = env.run(&[
+        "plugin",
+        "new",
+        "my-policy",
+        "--lang",
+        "rust",
+        "--dir",
+        project.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let cargo_toml = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+    assert!(
+        !cargo_toml.contains("path"),
+        "no path into the repository: {cargo_toml}"
+    );
+    // A second time into the same directory is refused.
+    let again = env.run(&[
+        "plugin",
+        "new",
+        "my-policy",
+        "--dir",
+        project.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+
+    // Dependencies stay compiled between runs next to the plugins' own build.
+    let target = std::path::Path::new(runbook_plugins_builtin::PLUGIN_DIR)
+        .ancestors()
+        .nth(3)
+        .unwrap()
+        .join("plugin-new-test");
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build
+        .current_dir(&project)
+        .args([
+            "build",
+            "--offline",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ])
+        .env("CARGO_TARGET_DIR", &target);
+    // The test's own cargo settings must not leak into the guest build.
+    for (k, _) in std::env::vars() {
+        if (k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR")
+            || k == "RUSTFLAGS"
+            || k == "RUSTC_WRAPPER"
+        {
+            build.env_remove(k);
+        }
+    }
+    let out = build.output().expect("running cargo");
+    assert!(
+        out.status.success(),
+        "cargo build of the scaffold failed: {}",
+        stderr(&out)
+    );
+    let wasm = target.join("wasm32-wasip2/release/my_policy.wasm");
+    let wasm = wasm.to_str().unwrap();
+
+    let (code, v) = env.json(&["plugin", "inspect", wasm, "--json"]);
+    assert_eq!(code, 0);
+    let ours: Vec<&str> = v["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .filter(|n| n.starts_with("runbook:"))
+        .collect();
+    assert_eq!(ours, vec!["runbook:plugin/log@0.1.0"], "{v:#}");
+
+    let input = format!("@{}", project.join("examples/primary-down.json").display());
+    let (code, v) = env.json(&["plugin", "test", wasm, "--input", &input, "--json"]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["output"]["Decision"], "promote", "{v:#}");
+    assert_eq!(v["output"]["Policy"], "my-policy", "{v:#}");
+    let (code, v) = env.json(&[
+        "plugin",
+        "test",
+        wasm,
+        "--input",
+        &facts("failed", 600.0),
+        "--json",
+    ]);
+    assert_eq!(
+        (code, v["output"]["Decision"].as_str()),
+        (0, Some("refuse")),
+        "{v:#}"
+    );
 }
