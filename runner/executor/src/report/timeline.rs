@@ -167,9 +167,9 @@ fn task_done<'h>(history: &'h [HistoryRow], names: &[&str]) -> Option<(&'h Histo
         .or_else(|| {
             history
                 .iter()
+                .rev()
                 .filter(of)
-                .filter(|h| matches!(h.kind.as_str(), "TaskFailed" | "TaskTimedOut"))
-                .last()
+                .find(|h| matches!(h.kind.as_str(), "TaskFailed" | "TaskTimedOut"))
                 .map(|h| (h, false))
         })
 }
