@@ -344,7 +344,10 @@ impl Ps<'_> {
                 let operand = if is_path {
                     match val {
                         Value::String(s) => match Path::parse_reference(s) {
-                            Ok(p) => Operand::Path(p),
+                            Ok(p) => {
+                                self.check_var_path(&kp, &opk, &p);
+                                Operand::Path(p)
+                            }
                             Err(e) => {
                                 self.err_val(&kp, "E-PATH-SYNTAX", format!("{opk}: {e}"));
                                 return None;

@@ -437,7 +437,10 @@ impl Ps<'_> {
             }
         } else {
             match Path::parse_reference(&s) {
-                Ok(p) => Some(StringSpec::Path(p)),
+                Ok(p) => {
+                    self.check_var_path(&kp, &pkey, &p);
+                    Some(StringSpec::Path(p))
+                }
                 Err(e) => {
                     self.err_val(&kp, "E-PATH-SYNTAX", format!("{pkey}: {e}"));
                     None
