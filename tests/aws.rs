@@ -358,6 +358,39 @@ async fn deploy_failover_failback_teardown_on_moto() {
         .unwrap();
     assert_eq!(secret.name(), Some("postgres-credentials-dev"));
 
+    // A game day on moto: its steady-state hypothesis starts with the data plane (a
+    // write through the routed name), and moto runs no database, so it fails there —
+    // clearly, before anything is injected — and the report is still written, verdict
+    // aborted with the reason. (Faults on moto: runner/provider-aws/tests/faults.rs.)
+    let (gd, out) = env.run_fails("gameday.yaml", &["--param", "Fault=isolate-primary"]);
+    assert_eq!(out["error"], "GameDay.SteadyStateFailed", "{out:#}");
+    assert!(
+        out["cause"]
+            .as_str()
+            .unwrap()
+            .contains("postgres.db-dev.internal"),
+        "the cause names the routed name it could not write through: {out:#}"
+    );
+    let show = env.show(&gd);
+    assert!(
+        show["faults"].as_array().unwrap().is_empty(),
+        "nothing injected: {show:#}"
+    );
+    let rep = env.home.run(&["report", &gd, "--format", "json"]);
+    assert_eq!(
+        rep.status.code(),
+        Some(1),
+        "a report that is not a PASS exits 1"
+    );
+    let rep = stdout_json(&rep, "report --format json");
+    assert_eq!(rep["verdict"], "aborted", "{rep:#}");
+    assert!(
+        rep.to_string().contains("SteadyStateFailed"),
+        "the report says why: {rep:#}"
+    );
+    let db = instance(&rds_e, "primary-postgres-dev").await;
+    assert_eq!(db.db_instance_status(), Some("available"), "untouched");
+
     // Failover. moto keeps the primary `available` (and never evaluates alarms), so the
     // policy would see a healthy primary: Force=true promotes anyway. No database runs on
     // moto: VerifyWrites=false skips the canary write through the routed name. The

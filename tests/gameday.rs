@@ -269,6 +269,14 @@ async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
     );
     let show = env.show(out["execution_id"].as_str().unwrap());
     assert!(show["faults"].as_array().unwrap().is_empty(), "{show:#}");
+    // Its report is still written: aborted, with the reason.
+    let (rc, rep) = report(&env, out["execution_id"].as_str().unwrap());
+    assert_eq!(
+        (rc, rep["verdict"].as_str()),
+        (1, Some("aborted")),
+        "{rep:#}"
+    );
+    assert!(rep.to_string().contains("LeverEngaged"), "{rep:#}");
     assert!(
         show["traffic_sessions"].as_array().unwrap().is_empty(),
         "{show:#}"

@@ -106,7 +106,9 @@ pub fn report(
     out: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
     let Some(g) = runbook_executor::report::gameday_report(runner.journal(), id)? else {
-        anyhow::bail!("execution {id} ran no traffic session: it is not a game day");
+        anyhow::bail!(
+            "execution {id} is not a game day (its runbook neither injects faults nor drives a client)"
+        );
     };
     match out {
         Some(dir) => {

@@ -39,25 +39,39 @@ fn num(input: &Value, key: &str) -> Option<f64> {
     input.get(key).and_then(Value::as_f64)
 }
 
-/// The report of game day `id`; `None` when the execution ran no traffic session
-/// (it is not a game day).
+/// The report of game day `id`; `None` when the execution is not a game day (it may
+/// neither inject faults nor drive a client).
 pub fn gameday_report(journal: &Journal, id: &str) -> Result<Option<GameDay>, RunError> {
     let row = journal.resolve(id)?;
     let sessions = journal.sessions_of(std::slice::from_ref(&row.id))?;
-    let Some(session) = sessions.first() else {
+    let session = sessions.first();
+    // A game day that stopped before its traffic started (its steady-state hypothesis
+    // failed, the lever was engaged) still gets its report: aborted, with the reason.
+    // What makes an execution a game day is its grants: it may inject faults or drive
+    // a client.
+    let is_gameday = session.is_some()
+        || row.runbook_text.contains("fault:InjectFault")
+        || row.runbook_text.contains("traffic:StartSession");
+    if !is_gameday {
         return Ok(None);
-    };
+    }
     let children = journal.children(&row.id)?;
     let mut tree = vec![row.id.clone()];
     tree.extend(children.iter().map(|c| c.id.clone()));
     let faults = journal.faults_of(&tree)?;
     let main_fault = faults.iter().find(|f| f.kind != "runner-crash");
-    let ledger: Vec<runbook_traffic::Entry> = journal
-        .ledger(&session.id)?
-        .iter()
-        .map(crate::traffic::to_entry)
-        .collect();
-    let lag = journal.lag_samples(&session.id)?;
+    let ledger: Vec<runbook_traffic::Entry> = match session {
+        Some(s) => journal
+            .ledger(&s.id)?
+            .iter()
+            .map(crate::traffic::to_entry)
+            .collect(),
+        None => Vec::new(),
+    };
+    let lag = match session {
+        Some(s) => journal.lag_samples(&s.id)?,
+        None => Vec::new(),
+    };
     let fault_at = main_fault.map(|f| f.injected_ms);
     let lag_samples: Vec<runbook_traffic::LagSample> = lag
         .iter()
@@ -68,7 +82,7 @@ pub fn gameday_report(journal: &Journal, id: &str) -> Result<Option<GameDay>, Ru
         .collect();
     let m = runbook_traffic::measure(&ledger, &lag_samples, fault_at);
 
-    let verification = session.verification.as_ref();
+    let verification = session.and_then(|s| s.verification.as_ref());
     let lost_ids: Vec<u64> = verification
         .and_then(|v| v.get("acked_missing"))
         .and_then(Value::as_array)

@@ -226,6 +226,14 @@ impl GameDay {
     /// Fail when a target was missed, a check failed or the execution itself failed;
     /// Inconclusive when the run did not get to measure; Pass otherwise.
     pub fn verdict(&self) -> Verdict {
+        // Stopped before it touched anything (steady state not met, lever engaged): the
+        // system was not put to the test, so this is neither a pass nor a fail.
+        if self.fault.injected_at_ms.is_none()
+            && self.measured.total_writes() == 0
+            && self.status != "SUCCEEDED"
+        {
+            return Verdict::Inconclusive;
+        }
         if self.checks.iter().any(|c| !c.passed) || !self.missed_targets().is_empty() {
             return Verdict::Fail;
         }
@@ -393,6 +401,21 @@ mod tests {
         assert!(g.missed_targets().is_empty());
         assert_eq!(g.verdict(), Verdict::Pass);
         assert_eq!(g.recovered_at_ms(), Some(13_200));
+    }
+
+    #[test]
+    fn stopped_before_the_fault_is_aborted_not_failed() {
+        let mut g = passing();
+        g.fault.injected_at_ms = None;
+        g.measured = Measured::default();
+        g.status = "FAILED".into();
+        g.checks = vec![Check {
+            name: "every acknowledged write read back".into(),
+            passed: false,
+            detail: "not verified".into(),
+        }];
+        assert_eq!(g.verdict(), Verdict::Inconclusive);
+        assert!(g.reasons().iter().any(|r| r == "no fault was injected"));
     }
 
     #[test]
