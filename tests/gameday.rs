@@ -520,3 +520,58 @@ async fn a_game_day_killed_mid_failover_resumes_and_reports() {
     );
     env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
 }
+
+/// The client's waiting steps read the safety lever first: engaged mid-run, they stop
+/// the game day (`GameDay.LeverEngaged`, caught into its rollback) instead of waiting
+/// on. Run through `runbook plugin test` with the lever's answer from a fixture.
+#[test]
+fn an_engaged_lever_stops_every_waiting_step_of_the_client() {
+    let env = RunbookHome::new();
+    let plugin = runbook_plugins_builtin::path("client").expect("the client plugin");
+    let lever = |engaged: bool| {
+        let f = env.path().join(format!("lever-{engaged}.json"));
+        let v = serde_json::json!([{"service": "fault", "action": "GetLever",
+            "response": {"engaged": engaged, "reason": "stop the game day", "since": null, "actor": "sre"}}]);
+        std::fs::write(&f, v.to_string()).unwrap();
+        f
+    };
+    let (on, off) = (lever(true), lever(false));
+    let waits = [
+        r#"{"Op":"SteadyState","SessionId":"s","MinAcked":10}"#,
+        r#"{"Op":"AwaitRecovery","SessionId":"s","Since":"2026-12-07T00:00:00Z","Streak":5}"#,
+        r#"{"Op":"AwaitLag","SessionId":"s","MinLagSeconds":2}"#,
+        r#"{"Op":"AwaitCaughtUp","SessionId":"s","MaxLagSeconds":1}"#,
+    ];
+    for input in waits {
+        let run = |fixture: &std::path::Path| {
+            env.json(&[
+                "plugin",
+                "test",
+                plugin.to_str().unwrap(),
+                "--input",
+                input,
+                "--fixture",
+                fixture.to_str().unwrap(),
+                "--json",
+            ])
+        };
+        let (code, out) = run(&on);
+        assert_eq!(
+            (code, out["error"].as_str()),
+            (1, Some("GameDay.LeverEngaged")),
+            "{input}: {out:#}"
+        );
+        assert!(
+            out["cause"].as_str().unwrap().contains("stop the game day"),
+            "{out:#}"
+        );
+        // Released: the step goes on to ask the client's session (which this fixture
+        // does not answer).
+        let (_, out) = run(&off);
+        assert_ne!(out["error"], "GameDay.LeverEngaged", "{input}: {out:#}");
+        assert!(
+            out.to_string().contains("DescribeSession"),
+            "{input}: {out:#}"
+        );
+    }
+}

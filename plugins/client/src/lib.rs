@@ -5,7 +5,7 @@
 //!
 //! Waiting ops fail with a retryable error (`GameDay.NotSteady`,
 //! `GameDay.NotRecovered`) and the Task's Retry backs off.
-use runbook_plugin_sdk::cap::{postgres, traffic};
+use runbook_plugin_sdk::cap::{fault, postgres, traffic};
 use runbook_plugin_sdk::{StepError, export_step, info, warn};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -125,7 +125,29 @@ fn secs(t: &str) -> Result<f64, StepError> {
         .ok_or_else(|| StepError::new("States.Runtime", format!("not an RFC 3339 time: {t}")))
 }
 
+/// Waiting ops look at the safety lever first: engaged mid-run, the game day stops
+/// waiting and rolls back at its next state (AWS FIS stops an experiment the same way).
+fn lever_released() -> Result<(), StepError> {
+    let lever = fault::get_lever().map_err(cap)?;
+    if lever.engaged {
+        return Err(StepError::new(
+            "GameDay.LeverEngaged",
+            format!(
+                "the safety lever was engaged during the game day ({}): rolling back",
+                lever.reason.unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn run(op: Op) -> Result<Value, StepError> {
+    if matches!(
+        op,
+        Op::SteadyState { .. } | Op::AwaitRecovery { .. } | Op::AwaitLag { .. } | Op::AwaitCaughtUp { .. }
+    ) {
+        lever_released()?;
+    }
     match op {
         Op::StartTraffic { target, replica, writes_per_second, reads_per_second, connections, max_seconds, token } => {
             let s = traffic::start_session(&traffic::SessionSpec {
