@@ -568,6 +568,8 @@ pub struct NewArgs {
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Lang {
     Rust,
+    /// componentize-py (`pip install componentize-py==0.25.1`).
+    Python,
 }
 
 /// The WIT this runner links, written into every new project: the project never points
@@ -731,6 +733,87 @@ mod tests {
 }
 "#;
 
+const PY_APP: &str = r#""""{name}: a failover policy for runbook in Python (the built-in lag-guard's rules, to
+start from). Built for the `policy` world, which imports `log` only: componentize-py keeps
+every import of its world, and a policy needs no capability grant.
+
+Build: componentize-py -d wit -w policy componentize app -o {crate}.wasm
+Test:  runbook plugin test {crate}.wasm --input @examples/primary-down.json
+"""
+import json
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports import log
+
+
+def truthy(v):
+    return v is True or (isinstance(v, str) and v.lower() == "true")
+
+
+def decide(facts):
+    p, r = facts.get("Primary"), facts.get("Replica")
+    if not isinstance(p, dict) or not isinstance(r, dict):
+        # An ASL error name: a runbook's Retry/Catch can match it.
+        raise Err(wit_world.StepError(
+            error="InvalidParameterValue",
+            cause="policy input needs Primary and Replica objects"))
+    primary_healthy = p.get("Status") == "available" and truthy(p.get("Reachable"))
+    lag = (facts.get("Lag") or {}).get("LagSeconds")
+    max_lag = facts.get("MaxLagSeconds", 60)
+    force = truthy(facts.get("Force"))
+    if not r.get("Exists"):
+        decision, reason = "refuse", "there is no replica to promote"
+    elif not r.get("IsReplica"):
+        decision, reason = "none", "the replica is already standalone"
+    elif r.get("Status") != "available":
+        decision, reason = "refuse", f"the replica is {r.get('Status', 'unknown')}, not available"
+    elif force:
+        decision, reason = "promote", "forced by the operator"
+    elif primary_healthy:
+        decision, reason = "none", "the primary is healthy"
+    elif lag is not None and lag > max_lag:
+        decision, reason = "refuse", f"replica lag {lag:.1f} s exceeds {max_lag:.1f} s; run with Force=true to accept"
+    elif lag is not None:
+        decision, reason = "promote", f"the primary is unhealthy and the replica lag {lag:.1f} s is within {max_lag:.1f} s"
+    elif truthy(facts.get("RequireLag")):
+        decision, reason = "refuse", "no replica lag measurement: cannot bound data loss"
+    else:
+        decision, reason = "promote", "the primary is unhealthy (no lag measurement)"
+    return {"Policy": "{name}", "Decision": decision, "Reason": reason,
+            "LagSeconds": lag, "MaxLagSeconds": max_lag,
+            "PrimaryHealthy": primary_healthy, "Forced": force}
+
+
+class WitWorld(wit_world.WitWorld):
+    def run(self, input: str) -> str:
+        out = decide(json.loads(input))
+        level = log.Level.WARN if out["Decision"] == "refuse" else log.Level.INFO
+        log.log(level, f"decision: {out['Decision']}: {out['Reason']}")
+        return json.dumps(out)
+"#;
+
+const PY_README: &str = r#"# {name}
+
+A runbook failover policy in Python, built as a WebAssembly component for the
+`runbook:plugin/policy` world (`wit/`, written out by `runbook plugin new`) with
+componentize-py.
+
+    pip install componentize-py==0.25.1      # once
+    componentize-py -d wit -w policy componentize app -o {crate}.wasm
+    runbook plugin test {crate}.wasm --input @examples/primary-down.json
+    runbook plugin test {crate}.wasm --replay EXECUTION_ID --state Decide
+
+The component embeds CPython (about 18 MB): its first load compiles it (seconds, a few
+hundred MB of memory), later loads come from the runner's compile cache.
+`componentize-py -d wit -w policy bindings gen` writes the typed bindings (`wit_world`)
+for your editor. Use it in `failover.yaml` in place of the built-in policy:
+
+    Resource: /path/to/{crate}.wasm
+
+See the runner's docs/plugins.md for the contract.
+"#;
+
 const EXAMPLE_INPUT: &str = r#"{
   "Primary": { "Status": "failed", "Reachable": false },
   "Replica": { "Status": "available", "IsReplica": true, "Exists": true },
@@ -802,6 +885,25 @@ pub fn new(a: &NewArgs) -> anyhow::Result<ExitCode> {
             );
             f
         }
+        Lang::Python => {
+            let mut f = vec![
+                (PathBuf::from("app.py"), fill(PY_APP)),
+                (
+                    PathBuf::from("examples/primary-down.json"),
+                    EXAMPLE_INPUT.to_string(),
+                ),
+                (PathBuf::from("README.md"), fill(PY_README)),
+                (
+                    PathBuf::from(".gitignore"),
+                    "*.wasm\n__pycache__/\n".to_string(),
+                ),
+            ];
+            f.extend(
+                WIT.iter()
+                    .map(|(n, t)| (Path::new("wit").join(n), t.to_string())),
+            );
+            f
+        }
     };
     for (rel, text) in &files {
         let path = dir.join(rel);
@@ -813,9 +915,16 @@ pub fn new(a: &NewArgs) -> anyhow::Result<ExitCode> {
     }
     println!("created {} ({} files)", dir.display(), files.len());
     println!("  cd {}", dir.display());
-    println!("  cargo build --target wasm32-wasip2 --release");
-    println!(
-        "  runbook plugin test target/wasm32-wasip2/release/{krate}.wasm --input @examples/primary-down.json"
-    );
+    let wasm = match a.lang {
+        Lang::Rust => {
+            println!("  cargo build --target wasm32-wasip2 --release");
+            format!("target/wasm32-wasip2/release/{krate}.wasm")
+        }
+        Lang::Python => {
+            println!("  componentize-py -d wit -w policy componentize app -o {krate}.wasm");
+            format!("{krate}.wasm")
+        }
+    };
+    println!("  runbook plugin test {wasm} --input @examples/primary-down.json");
     Ok(ExitCode::SUCCESS)
 }
