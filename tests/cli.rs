@@ -661,6 +661,27 @@ fn plugin_new_scaffolds_a_rust_policy_that_builds_and_passes_plugin_test() {
 }
 
 #[test]
+fn plugin_new_js_writes_a_policy_world_project_with_the_wit() {
+    let env = user_home();
+    let project = scaffold(&env, "js-policy", "js");
+    let js = std::fs::read_to_string(project.join("policy.js")).unwrap();
+    assert!(
+        js.contains("from 'runbook:plugin/log@0.1.0'") && js.contains("export function run("),
+        "{js}"
+    );
+    let pkg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.join("package.json")).unwrap())
+            .unwrap();
+    assert!(
+        pkg["scripts"]["build"]
+            .as_str()
+            .is_some_and(|b| b.contains("--world policy") && b.contains("js_policy.wasm")),
+        "{pkg:#}"
+    );
+    assert!(project.join("wit/world.wit").is_file());
+}
+
+#[test]
 fn plugin_new_python_writes_a_policy_world_project_with_the_wit() {
     let env = user_home();
     let project = env.path().join("py-policy");
@@ -693,39 +714,8 @@ fn plugin_new_python_writes_a_policy_world_project_with_the_wit() {
     );
 }
 
-/// The same failover facts through the Rust `lag-guard` and a scaffolded Python policy:
-/// the same decisions. Needs componentize-py (`pip install componentize-py==0.25.1`);
-/// the Python component's first load takes seconds and ~450 MB, hence ignored by default.
-#[test]
-#[ignore = "needs componentize-py 0.25.1 on PATH (pip install componentize-py==0.25.1)"]
-fn a_python_policy_decides_like_lag_guard() {
-    let env = user_home();
-    let project = env.path().join("py-guard");
-    env.text(&[
-        "plugin",
-        "new",
-        "py-guard",
-        "--lang",
-        "python",
-        "--dir",
-        project.to_str().unwrap(),
-    ]);
-    let out = Command::new("componentize-py")
-        .current_dir(&project)
-        .args([
-            "-d",
-            "wit",
-            "-w",
-            "policy",
-            "componentize",
-            "app",
-            "-o",
-            "py_guard.wasm",
-        ])
-        .output()
-        .expect("componentize-py on PATH");
-    assert!(out.status.success(), "componentize-py: {}", stderr(&out));
-    let py = project.join("py_guard.wasm").display().to_string();
+/// The same failover facts through the Rust `lag-guard` and `wasm`: the same decisions.
+fn decides_like_lag_guard(env: &RunbookHome, wasm: &str) {
     let rust = builtin("lag-guard");
     let forced = {
         let mut f: serde_json::Value = serde_json::from_str(&facts("available", 600.0)).unwrap();
@@ -744,9 +734,75 @@ fn a_python_policy_decides_like_lag_guard() {
             v["output"]["Decision"].as_str().unwrap().to_string()
         };
         assert_eq!(
-            (decide(&rust), decide(&py)),
+            (decide(&rust), decide(wasm)),
             (want.to_string(), want.to_string()),
-            "{facts}"
+            "{wasm}: {facts}"
         );
     }
+    // Missing facts: the policy's own ASL error, exit 1.
+    let out = env.run(&["plugin", "test", wasm, "--input", "{}"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("InvalidParameterValue"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn scaffold(env: &RunbookHome, name: &str, lang: &str) -> std::path::PathBuf {
+    let project = env.path().join(name);
+    env.text(&[
+        "plugin",
+        "new",
+        name,
+        "--lang",
+        lang,
+        "--dir",
+        project.to_str().unwrap(),
+    ]);
+    project
+}
+
+fn build_in(dir: &std::path::Path, program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {}", stderr(&out));
+}
+
+/// A scaffolded Python policy. Needs componentize-py (`pip install
+/// componentize-py==0.25.1`); the component's first load takes seconds and ~450 MB.
+#[test]
+#[ignore = "needs componentize-py 0.25.1 on PATH (pip install componentize-py==0.25.1)"]
+fn a_python_policy_decides_like_lag_guard() {
+    let env = user_home();
+    let project = scaffold(&env, "py-guard", "python");
+    build_in(
+        &project,
+        "componentize-py",
+        &[
+            "-d",
+            "wit",
+            "-w",
+            "policy",
+            "componentize",
+            "app",
+            "-o",
+            "py_guard.wasm",
+        ],
+    );
+    decides_like_lag_guard(&env, project.join("py_guard.wasm").to_str().unwrap());
+}
+
+/// A scaffolded JavaScript policy. Needs npm and the npm registry (componentize-qjs).
+#[test]
+#[ignore = "needs npm and the npm registry (componentize-qjs 0.4.5)"]
+fn a_javascript_policy_decides_like_lag_guard() {
+    let env = user_home();
+    let project = scaffold(&env, "js-guard", "js");
+    build_in(&project, "npm", &["install", "--no-audit", "--no-fund"]);
+    build_in(&project, "npm", &["run", "build"]);
+    decides_like_lag_guard(&env, project.join("js_guard.wasm").to_str().unwrap());
 }

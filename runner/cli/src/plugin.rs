@@ -570,6 +570,8 @@ pub enum Lang {
     Rust,
     /// componentize-py (`pip install componentize-py==0.25.1`).
     Python,
+    /// componentize-qjs (QuickJS; from npm, a devDependency of the project).
+    Js,
 }
 
 /// The WIT this runner links, written into every new project: the project never points
@@ -814,6 +816,104 @@ for your editor. Use it in `failover.yaml` in place of the built-in policy:
 See the runner's docs/plugins.md for the contract.
 "#;
 
+const JS_POLICY: &str = r#"// {name}: a failover policy for runbook in JavaScript (the built-in lag-guard's rules,
+// to start from). Built for the `policy` world, which imports `log` only: JS component
+// tools keep every import of their world, and a policy needs no capability grant.
+//
+// Build: npm install && npm run build      (componentize-qjs: QuickJS, ~1.6 MB)
+// Test:  runbook plugin test {crate}.wasm --input @examples/primary-down.json
+import { log } from 'runbook:plugin/log@0.1.0';
+
+const truthy = (v) => v === true || (typeof v === 'string' && v.toLowerCase() === 'true');
+const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+// The decision, as a pure function of the facts.
+export function decide(facts) {
+  const p = facts.Primary;
+  const r = facts.Replica;
+  if (!isObject(p) || !isObject(r)) {
+    // Thrown {error, cause} is the step-error: an ASL error name Retry/Catch can match.
+    throw { error: 'InvalidParameterValue', cause: 'policy input needs Primary and Replica objects' };
+  }
+  const primaryHealthy = p.Status === 'available' && truthy(p.Reachable);
+  const lag = isObject(facts.Lag) && typeof facts.Lag.LagSeconds === 'number' ? facts.Lag.LagSeconds : null;
+  const maxLag = typeof facts.MaxLagSeconds === 'number' ? facts.MaxLagSeconds : 60;
+  const force = truthy(facts.Force);
+  let decision;
+  let reason;
+  if (!r.Exists) {
+    [decision, reason] = ['refuse', 'there is no replica to promote'];
+  } else if (!r.IsReplica) {
+    [decision, reason] = ['none', 'the replica is already standalone'];
+  } else if (r.Status !== 'available') {
+    [decision, reason] = ['refuse', `the replica is ${r.Status ?? 'unknown'}, not available`];
+  } else if (force) {
+    [decision, reason] = ['promote', 'forced by the operator'];
+  } else if (primaryHealthy) {
+    [decision, reason] = ['none', 'the primary is healthy'];
+  } else if (lag !== null && lag > maxLag) {
+    [decision, reason] = ['refuse', `replica lag ${lag.toFixed(1)} s exceeds ${maxLag.toFixed(1)} s; run with Force=true to accept`];
+  } else if (lag !== null) {
+    [decision, reason] = ['promote', `the primary is unhealthy and the replica lag ${lag.toFixed(1)} s is within ${maxLag.toFixed(1)} s`];
+  } else if (truthy(facts.RequireLag)) {
+    [decision, reason] = ['refuse', 'no replica lag measurement: cannot bound data loss'];
+  } else {
+    [decision, reason] = ['promote', 'the primary is unhealthy (no lag measurement)'];
+  }
+  return {
+    Policy: '{name}',
+    Decision: decision,
+    Reason: reason,
+    LagSeconds: lag,
+    MaxLagSeconds: maxLag,
+    PrimaryHealthy: primaryHealthy,
+    Forced: force,
+  };
+}
+
+// The world's export: JSON in, JSON out.
+export function run(input) {
+  const out = decide(JSON.parse(input));
+  log(out.Decision === 'refuse' ? 'warn' : 'info', `decision: ${out.Decision}: ${out.Reason}`);
+  return JSON.stringify(out);
+}
+"#;
+
+const JS_PACKAGE: &str = r#"{
+  "name": "{name}",
+  "version": "0.1.0",
+  "private": true,
+  "type": "module",
+  "scripts": {
+    "build": "componentize-qjs --wit wit --world policy --sync --js policy.js -o {crate}.wasm"
+  },
+  "devDependencies": {
+    "componentize-qjs": "0.4.5"
+  }
+}
+"#;
+
+const JS_README: &str = r#"# {name}
+
+A runbook failover policy in JavaScript, built as a WebAssembly component for the
+`runbook:plugin/policy` world (`wit/`, written out by `runbook plugin new`) with
+componentize-qjs (QuickJS: a ~1.6 MB component that loads in a few seconds the first
+time, milliseconds from the runner's compile cache).
+
+    npm install                              # once: componentize-qjs from npm
+    npm run build                            # -> {crate}.wasm
+    runbook plugin test {crate}.wasm --input @examples/primary-down.json
+    runbook plugin test {crate}.wasm --replay EXECUTION_ID --state Decide
+
+Imports are `import { log } from 'runbook:plugin/log@0.1.0'`; the world's `run` is an
+exported function; throwing `{ error, cause }` returns a step error. Use it in
+`failover.yaml` in place of the built-in policy:
+
+    Resource: /path/to/{crate}.wasm
+
+See the runner's docs/plugins.md for the contract.
+"#;
+
 const EXAMPLE_INPUT: &str = r#"{
   "Primary": { "Status": "failed", "Reachable": false },
   "Replica": { "Status": "available", "IsReplica": true, "Exists": true },
@@ -904,6 +1004,26 @@ pub fn new(a: &NewArgs) -> anyhow::Result<ExitCode> {
             );
             f
         }
+        Lang::Js => {
+            let mut f = vec![
+                (PathBuf::from("policy.js"), fill(JS_POLICY)),
+                (PathBuf::from("package.json"), fill(JS_PACKAGE)),
+                (
+                    PathBuf::from("examples/primary-down.json"),
+                    EXAMPLE_INPUT.to_string(),
+                ),
+                (PathBuf::from("README.md"), fill(JS_README)),
+                (
+                    PathBuf::from(".gitignore"),
+                    "*.wasm\nnode_modules/\n".to_string(),
+                ),
+            ];
+            f.extend(
+                WIT.iter()
+                    .map(|(n, t)| (Path::new("wit").join(n), t.to_string())),
+            );
+            f
+        }
     };
     for (rel, text) in &files {
         let path = dir.join(rel);
@@ -922,6 +1042,10 @@ pub fn new(a: &NewArgs) -> anyhow::Result<ExitCode> {
         }
         Lang::Python => {
             println!("  componentize-py -d wit -w policy componentize app -o {krate}.wasm");
+            format!("{krate}.wasm")
+        }
+        Lang::Js => {
+            println!("  npm install && npm run build");
             format!("{krate}.wasm")
         }
     };
