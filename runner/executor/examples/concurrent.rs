@@ -53,10 +53,11 @@ fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(1000);
     let dir = tempfile::tempdir()?;
-    let runner = Arc::new(Runner::open(
-        RunnerConfig::new(dir.path()),
-        Arc::new(NoProviders),
-    )?);
+    // `echo` is a test fixture (not embedded in the runner): its build-tree directory
+    // goes on the plugin path.
+    let mut cfg = RunnerConfig::new(dir.path());
+    cfg.plugin_path = vec![runbook_plugins_builtin::FIXTURE_DIR.into()];
+    let runner = Arc::new(Runner::open(cfg, Arc::new(NoProviders))?);
     let path = dir.path().join("small.yaml");
     std::fs::write(&path, RUNBOOK)?;
     let prepared = Arc::new(runner.prepare(&path)?);
