@@ -48,6 +48,18 @@ if ! command -v promtool >/dev/null 2>&1; then
 fi
 log "promtool: $(promtool --version 2>&1 | head -n1 || echo missing)"
 
+# etcd from Debian packages (etcd-server; etcd-client for etcdctl): runner/test-support's
+# harness starts real 3-member clusters on loopback for the fleet-mode tests. Only the
+# binaries are used; where systemd runs, the package's own service is left as Debian sets it.
+if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
+  log "installing etcd-server and etcd-client from Debian packages"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends etcd-server etcd-client >/dev/null
+fi
+log "etcd: $(etcd --version 2>/dev/null | head -n1 || echo missing)"
+
 # moto (an AWS emulator) for the aws provider's tests, in the project's virtualenv.
 MOTO_VERSION=5.2.5   # the newest on PyPI when pinned; also in runner/test-support/src/moto.rs
 VENV="$HOME/.cache/runbook/venv"

@@ -23,6 +23,7 @@
 pub mod caps;
 pub mod chromium;
 pub mod client;
+pub mod etcd;
 pub mod http;
 pub mod local;
 pub mod moto;
