@@ -1,0 +1,533 @@
+//! A small etcd v3 client over etcd's JSON gRPC gateway (`POST /v3/...`, keys and
+//! values base64, int64 fields as JSON strings). It covers what fleet mode needs:
+//! range, txn, lease grant / keepalive / revoke.
+//!
+//! Why the gateway and not gRPC: the `etcd-client` crate generates its code with
+//! `tonic-prost-build` in build.rs, which needs `protoc` at build time and adds
+//! tonic + prost to the build; the gateway ships in every etcd ≥ 3.3 and needs only
+//! hyper, which the workspace already builds.
+//!
+//! Failover: a call tries the member that answered last, then the others. A member that
+//! refuses connections is skipped at once (nothing was sent); one that times out or
+//! breaks the connection after the request was sent makes the outcome ambiguous, and at
+//! most two such attempts are made per call, which is what Patroni's rule budgets
+//! (keepalive + 2 × request timeout < TTL). Repeating a call is safe because every call
+//! this crate makes is a read, a lease operation, or a compare-guarded transaction.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+use crate::error::{FleetError, Result};
+
+/// etcd's default `--max-request-bytes` (1.5 MiB). A request larger than this is
+/// refused by the server; callers split documents below it.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// How many attempts of one call may end ambiguously (see the module docs).
+const AMBIGUOUS_ATTEMPTS: usize = 2;
+
+/// gRPC status codes etcd's gateway returns that mean "this member could not serve it
+/// now" (no leader, timed out, shutting down): another member may.
+const GRPC_DEADLINE_EXCEEDED: i64 = 4;
+const GRPC_NOT_FOUND: i64 = 5;
+const GRPC_UNAVAILABLE: i64 = 14;
+
+/// A key-value pair as etcd returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kv {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    /// Revision of the transaction that created the key (0: the key does not exist).
+    pub create_revision: i64,
+    pub mod_revision: i64,
+    /// Number of writes since creation (1 after the first put).
+    pub version: i64,
+    /// The lease the key is bound to (0: none).
+    pub lease: i64,
+}
+
+/// One comparison of a transaction (etcd's `Compare`, equality only: all fleet mode needs).
+#[derive(Debug, Clone)]
+pub enum Compare {
+    /// The key's create revision equals this (0: the key does not exist).
+    CreateRevision(String, i64),
+    /// The key's mod revision equals this.
+    ModRevision(String, i64),
+    /// The key's value equals this (a missing key never matches).
+    Value(String, Vec<u8>),
+}
+
+/// One operation of a transaction branch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Put {
+        key: String,
+        value: Vec<u8>,
+        /// 0: no lease.
+        lease: i64,
+    },
+    Get(String),
+    Delete(String),
+}
+
+/// The result of one operation of the branch that ran.
+#[derive(Debug, Clone)]
+pub enum OpResult {
+    Put,
+    Get(Option<Kv>),
+    Delete { deleted: i64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct TxnResponse {
+    /// Whether all comparisons held (the success branch ran).
+    pub succeeded: bool,
+    /// The store's revision after the transaction (the revision of its writes, if any).
+    pub revision: i64,
+    pub results: Vec<OpResult>,
+}
+
+/// A granted lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub id: i64,
+    /// The TTL etcd granted, in seconds (etcd may raise a too-small request to its minimum).
+    pub ttl_secs: i64,
+}
+
+/// The etcd client. Cheap to share behind an `Arc`; safe for concurrent calls.
+pub struct EtcdClient {
+    endpoints: Vec<String>,
+    http: Client<HttpConnector, Full<Bytes>>,
+    request_timeout: Duration,
+    /// The member that answered last: tried first.
+    preferred: AtomicUsize,
+}
+
+impl std::fmt::Debug for EtcdClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdClient")
+            .field("endpoints", &self.endpoints)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+impl EtcdClient {
+    /// A client for `endpoints` (`http://host:port`, as etcd's `--advertise-client-urls`),
+    /// each attempt bounded by `request_timeout`.
+    pub fn new<S: AsRef<str>>(endpoints: &[S], request_timeout: Duration) -> Result<EtcdClient> {
+        if endpoints.is_empty() {
+            return Err(FleetError::Endpoint(String::new(), "no endpoint".into()));
+        }
+        let mut eps = Vec::with_capacity(endpoints.len());
+        for e in endpoints {
+            let e = e.as_ref().trim().trim_end_matches('/');
+            if !e.starts_with("http://") {
+                // TLS (https) is left for the journal backend: hyper-rustls is in the graph.
+                return Err(FleetError::Endpoint(
+                    e.to_string(),
+                    "only http:// endpoints are supported so far".into(),
+                ));
+            }
+            e.parse::<hyper::Uri>()
+                .map_err(|err| FleetError::Endpoint(e.to_string(), err.to_string()))?;
+            eps.push(e.to_string());
+        }
+        let mut connector = HttpConnector::new();
+        // A dead member must not eat the whole request budget in connect.
+        connector.set_connect_timeout(Some(request_timeout));
+        connector.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(EtcdClient {
+            endpoints: eps,
+            http,
+            request_timeout,
+            preferred: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// POST `body` to `path` with failover; the decoded JSON answer.
+    async fn call(&self, path: &str, body: &Value) -> Result<Value> {
+        let body = Bytes::from(serde_json::to_vec(body).expect("JSON serialises"));
+        let n = self.endpoints.len();
+        let start = self.preferred.load(Ordering::Relaxed) % n;
+        let mut ambiguous = 0;
+        let mut last = String::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            match self.attempt(i, path, body.clone()).await {
+                Ok(v) => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Err(Attempt::NotSent(e)) => last = format!("{}: {e}", self.endpoints[i]),
+                Err(Attempt::Ambiguous(e)) => {
+                    last = format!("{}: {e}", self.endpoints[i]);
+                    ambiguous += 1;
+                    if ambiguous >= AMBIGUOUS_ATTEMPTS {
+                        break;
+                    }
+                }
+                Err(Attempt::Refused(e)) => return Err(e),
+            }
+        }
+        tracing::debug!(path, error = %last, "etcd call failed on every endpoint tried");
+        if ambiguous > 0 {
+            Err(FleetError::Ambiguous(last))
+        } else {
+            Err(FleetError::Unavailable(last))
+        }
+    }
+
+    async fn attempt(&self, i: usize, path: &str, body: Bytes) -> Result<Value, Attempt> {
+        let uri = format!("{}{path}", self.endpoints[i]);
+        let req = Request::post(uri)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(|e| {
+                Attempt::Refused(FleetError::Endpoint(
+                    self.endpoints[i].clone(),
+                    e.to_string(),
+                ))
+            })?;
+        let exchange = async {
+            let resp = self.http.request(req).await.map_err(|e| {
+                if e.is_connect() {
+                    Attempt::NotSent(e.to_string())
+                } else {
+                    Attempt::Ambiguous(e.to_string())
+                }
+            })?;
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| Attempt::Ambiguous(e.to_string()))?
+                .to_bytes();
+            Ok::<_, Attempt>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(self.request_timeout, exchange)
+            .await
+            .map_err(|_| {
+                Attempt::Ambiguous(format!("no answer within {:?}", self.request_timeout))
+            })??;
+        // Streaming RPCs (keepalive) answer newline-delimited JSON: the first line is ours.
+        let first = bytes
+            .split(|&b| b == b'\n')
+            .find(|l| !l.is_empty())
+            .unwrap_or(&[]);
+        let v: Value = serde_json::from_slice(first).map_err(|e| {
+            Attempt::Refused(FleetError::Decode(format!(
+                "{path}: HTTP {status}: {e}: {}",
+                String::from_utf8_lossy(&bytes)
+            )))
+        })?;
+        // Errors come as {"error", "message", "code"}, top-level or inside a stream's "error".
+        let err = v.get("error").filter(|e| !e.is_null());
+        if let Some(e) = err {
+            let (code, message) = match e {
+                Value::Object(o) => (
+                    o.get("grpc_code")
+                        .or(o.get("http_code"))
+                        .map(num)
+                        .unwrap_or(0),
+                    o.get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                ),
+                other => (
+                    v.get("code").map(num).unwrap_or(0),
+                    other.as_str().unwrap_or("").to_string(),
+                ),
+            };
+            return Err(match code {
+                GRPC_DEADLINE_EXCEEDED => Attempt::Ambiguous(message),
+                GRPC_UNAVAILABLE => Attempt::Ambiguous(message),
+                _ => Attempt::Refused(FleetError::Etcd { code, message }),
+            });
+        }
+        if !status.is_success() {
+            return Err(Attempt::Refused(FleetError::Etcd {
+                code: 0,
+                message: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)),
+            }));
+        }
+        Ok(v)
+    }
+
+    /// The key, if it exists (a linearizable read).
+    pub async fn get(&self, key: &str) -> Result<Option<Kv>> {
+        let v = self
+            .call("/v3/kv/range", &json!({ "key": b64(key.as_bytes()) }))
+            .await?;
+        Ok(kvs(&v)?.into_iter().next())
+    }
+
+    /// Every key under `prefix` (a linearizable read), in key order.
+    pub async fn get_prefix(&self, prefix: &str) -> Result<Vec<Kv>> {
+        let v = self
+            .call(
+                "/v3/kv/range",
+                &json!({ "key": b64(prefix.as_bytes()), "range_end": b64(&prefix_end(prefix.as_bytes())) }),
+            )
+            .await?;
+        kvs(&v)
+    }
+
+    /// An atomic transaction: if every comparison holds, `success` runs, else `failure`.
+    pub async fn txn(
+        &self,
+        compare: &[Compare],
+        success: &[Op],
+        failure: &[Op],
+    ) -> Result<TxnResponse> {
+        let body = json!({
+            "compare": compare.iter().map(compare_json).collect::<Vec<_>>(),
+            "success": success.iter().map(op_json).collect::<Vec<_>>(),
+            "failure": failure.iter().map(op_json).collect::<Vec<_>>(),
+        });
+        let v = self.call("/v3/kv/txn", &body).await?;
+        let succeeded = v.get("succeeded").and_then(Value::as_bool).unwrap_or(false);
+        let ops = if succeeded { success } else { failure };
+        let responses = v
+            .get("responses")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if responses.len() != ops.len() {
+            return Err(FleetError::Decode(format!(
+                "txn: {} responses for {} operations: {v}",
+                responses.len(),
+                ops.len()
+            )));
+        }
+        let mut results = Vec::with_capacity(ops.len());
+        for (op, r) in ops.iter().zip(&responses) {
+            results.push(match op {
+                Op::Put { .. } => OpResult::Put,
+                Op::Get(_) => {
+                    let range = r.get("response_range").cloned().unwrap_or(Value::Null);
+                    OpResult::Get(kvs(&range)?.into_iter().next())
+                }
+                Op::Delete(_) => OpResult::Delete {
+                    deleted: r
+                        .get("response_delete_range")
+                        .and_then(|d| d.get("deleted"))
+                        .map(num)
+                        .unwrap_or(0),
+                },
+            });
+        }
+        Ok(TxnResponse {
+            succeeded,
+            revision: revision(&v),
+            results,
+        })
+    }
+
+    /// Grant a lease of `ttl` (whole seconds, rounded up).
+    pub async fn lease_grant(&self, ttl: Duration) -> Result<Lease> {
+        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let v = self
+            .call("/v3/lease/grant", &json!({ "TTL": secs.to_string() }))
+            .await?;
+        let id = v.get("ID").map(num).unwrap_or(0);
+        if id == 0 {
+            return Err(FleetError::Decode(format!("lease grant without ID: {v}")));
+        }
+        Ok(Lease {
+            id,
+            ttl_secs: v.get("TTL").map(num).unwrap_or(0),
+        })
+    }
+
+    /// Renew a lease: the TTL it has again, in seconds. A lease that expired (or was
+    /// revoked) cannot be renewed: [`FleetError::LeaseExpired`].
+    pub async fn lease_keepalive(&self, id: i64) -> Result<i64> {
+        let v = self
+            .call("/v3/lease/keepalive", &json!({ "ID": id.to_string() }))
+            .await?;
+        let result = v.get("result").unwrap_or(&v);
+        let ttl = result.get("TTL").map(num).unwrap_or(0);
+        if ttl <= 0 {
+            return Err(FleetError::LeaseExpired(id));
+        }
+        Ok(ttl)
+    }
+
+    /// Revoke a lease, deleting every key bound to it. Revoking a lease that is already
+    /// gone succeeds (so a retried revoke is harmless).
+    pub async fn lease_revoke(&self, id: i64) -> Result<()> {
+        match self
+            .call("/v3/lease/revoke", &json!({ "ID": id.to_string() }))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(FleetError::Etcd {
+                code: GRPC_NOT_FOUND,
+                ..
+            }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+enum Attempt {
+    /// Nothing reached the member (connection refused / connect timeout).
+    NotSent(String),
+    /// Sent, no usable answer: it may have been applied.
+    Ambiguous(String),
+    /// The member answered with an error (or garbage): final.
+    Refused(FleetError),
+}
+
+fn b64(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
+fn unb64(v: Option<&Value>) -> Result<Vec<u8>> {
+    match v.and_then(Value::as_str) {
+        None => Ok(Vec::new()),
+        Some(s) => B64
+            .decode(s)
+            .map_err(|e| FleetError::Decode(format!("base64: {e}"))),
+    }
+}
+
+/// An int64 as protobuf's JSON mapping writes it (a string), or a plain number; absent = 0.
+fn num(v: &Value) -> i64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn revision(v: &Value) -> i64 {
+    v.get("header")
+        .and_then(|h| h.get("revision"))
+        .map(num)
+        .unwrap_or(0)
+}
+
+fn kvs(range: &Value) -> Result<Vec<Kv>> {
+    let Some(list) = range.get("kvs").and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    list.iter()
+        .map(|kv| {
+            Ok(Kv {
+                key: unb64(kv.get("key"))?,
+                value: unb64(kv.get("value"))?,
+                create_revision: kv.get("create_revision").map(num).unwrap_or(0),
+                mod_revision: kv.get("mod_revision").map(num).unwrap_or(0),
+                version: kv.get("version").map(num).unwrap_or(0),
+                lease: kv.get("lease").map(num).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// The range end that selects every key starting with `prefix` (etcd's convention:
+/// the prefix with its last byte below 0xff incremented).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff (or empty): every key from the prefix on.
+    vec![0]
+}
+
+fn compare_json(c: &Compare) -> Value {
+    match c {
+        Compare::CreateRevision(key, rev) => json!({
+            "key": b64(key.as_bytes()), "target": "CREATE", "result": "EQUAL",
+            "create_revision": rev.to_string(),
+        }),
+        Compare::ModRevision(key, rev) => json!({
+            "key": b64(key.as_bytes()), "target": "MOD", "result": "EQUAL",
+            "mod_revision": rev.to_string(),
+        }),
+        Compare::Value(key, value) => json!({
+            "key": b64(key.as_bytes()), "target": "VALUE", "result": "EQUAL",
+            "value": b64(value),
+        }),
+    }
+}
+
+fn op_json(op: &Op) -> Value {
+    match op {
+        Op::Put { key, value, lease } => {
+            let mut put = json!({ "key": b64(key.as_bytes()), "value": b64(value) });
+            if *lease != 0 {
+                put["lease"] = Value::String(lease.to_string());
+            }
+            json!({ "request_put": put })
+        }
+        Op::Get(key) => json!({ "request_range": { "key": b64(key.as_bytes()) } }),
+        Op::Delete(key) => json!({ "request_delete_range": { "key": b64(key.as_bytes()) } }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_follows_etcd() {
+        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff"), vec![0]);
+    }
+
+    #[test]
+    fn int64_fields_decode_from_strings_and_numbers() {
+        assert_eq!(num(&json!("7587")), 7587);
+        assert_eq!(num(&json!(42)), 42);
+        assert_eq!(num(&Value::Null), 0);
+    }
+
+    #[test]
+    fn endpoints_are_validated() {
+        let t = Duration::from_secs(1);
+        assert_eq!(
+            EtcdClient::new::<&str>(&[], t).unwrap_err().code(),
+            "fleet.endpoint"
+        );
+        assert_eq!(
+            EtcdClient::new(&["https://127.0.0.1:2379"], t)
+                .unwrap_err()
+                .code(),
+            "fleet.endpoint"
+        );
+        let c = EtcdClient::new(&["http://127.0.0.1:2379/"], t).expect("valid");
+        assert_eq!(c.endpoints(), ["http://127.0.0.1:2379"]);
+    }
+}

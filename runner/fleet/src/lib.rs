@@ -1,0 +1,21 @@
+//! Fleet mode's foundation on etcd v3 (issue 15): runners in several regions agree on
+//! one actor per environment through etcd, never through anything of our own.
+//!
+//! - [`client`]: an etcd v3 client over etcd's JSON gRPC gateway (range, txn, leases),
+//!   failing over between members.
+//! - [`lease`]: Patroni's timing rule as a checked [`Timing`], and a [`LeaseKeeper`]
+//!   that renews a lease and tells its holder until when it may act.
+//! - [`fence`]: [`Fleet::acquire`] makes a runner the owner of an environment; the owner
+//!   key's create revision is the [`FencingToken`] every fenced write compares.
+//!
+//! docs/fleet.md has the design for the rest (journal backend, takeover, schedules).
+
+pub mod client;
+pub mod error;
+pub mod fence;
+pub mod lease;
+
+pub use client::{EtcdClient, Kv, Lease};
+pub use error::{FleetError, Result};
+pub use fence::{Created, FencingToken, Fleet};
+pub use lease::{LeaseKeeper, LeaseState, Timing, TimingConfig};
