@@ -25,6 +25,7 @@ pub mod exec;
 pub mod graph;
 pub mod history;
 pub mod intrinsics;
+pub mod jsonata;
 pub mod model;
 pub mod parse;
 pub mod path;
