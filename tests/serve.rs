@@ -300,9 +300,9 @@ fn ready(s: &ServeProc) -> Option<f64> {
     s.metric("runbook_readiness_ready{environment=\"dev\"}")
 }
 
+/// The status page, where readiness lists its reasons.
 fn readiness_reasons(s: &ServeProc) -> String {
-    let page = http::get(s.addr, "/").map(|r| r.body).unwrap_or_default();
-    page
+    http::get(s.addr, "/").map(|r| r.body).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -455,7 +455,8 @@ pub fn test(runner: &Runner, a: &TestArgs) -> anyhow::Result<ExitCode> {
         Ok(g) => g,
         Err((i, e)) => return usage(format_args!("grant '{}': {e}", grants_text[i])),
     };
-    if !(a.timeout_seconds > 0.0) {
+    // NaN is refused too (not finite).
+    if !a.timeout_seconds.is_finite() || a.timeout_seconds <= 0.0 {
         return usage("--timeout-seconds must be positive");
     }
 

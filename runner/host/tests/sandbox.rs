@@ -371,13 +371,14 @@ async fn a_policy_world_plugin_runs_with_no_grants() {
     let r = run(&h, "policy-world", json!({"x": 1}), &[], Limits::default()).await;
     let out: Value = serde_json::from_str(&r.result.unwrap()).unwrap();
     assert_eq!(out, json!({"x": 1}));
-    let logs = r.observer.logs.lock().unwrap();
-    assert!(
-        logs.iter()
-            .any(|(l, m)| *l == LogLevel::Info && m.contains("deciding")),
-        "{logs:?}"
-    );
-    drop(logs);
+    {
+        let logs = r.observer.logs.lock().unwrap();
+        assert!(
+            logs.iter()
+                .any(|(l, m)| *l == LogLevel::Info && m.contains("deciding")),
+            "{logs:?}"
+        );
+    }
     let r = run(
         &h,
         "policy-world",

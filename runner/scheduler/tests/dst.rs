@@ -250,7 +250,7 @@ fn london_fall_back_runs_once_at_first_occurrence() {
             runbook_scheduler::apply(&mut st, &d);
         }
         st.running = 0;
-        now = now + SignedDuration::from_secs(60);
+        now += SignedDuration::from_secs(60);
     }
     assert_eq!(fired, ["2026-10-25T00:30:00Z"]);
 }

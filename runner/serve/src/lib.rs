@@ -77,6 +77,9 @@ pub trait Dashboards: Send + Sync {
     fn html(&self, name: &str) -> Option<String>;
 }
 
+/// Renders what `runbook show ID` prints (the CLI owns that text).
+pub type ShowText = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// What the CLI hands to serve.
 pub struct Deps {
     pub runner: Runner,
@@ -84,7 +87,7 @@ pub struct Deps {
     pub worker: WorkerCommand,
     pub dashboards: Option<Arc<dyn Dashboards>>,
     /// The page shown at `/executions/ID` (`runbook show`'s text) — the CLI renders it.
-    pub show: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub show: ShowText,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -127,7 +130,7 @@ pub struct Serve {
     pub(crate) runner: Runner,
     pub(crate) worker: WorkerCommand,
     pub(crate) dashboards: Option<Arc<dyn Dashboards>>,
-    pub(crate) show: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub(crate) show: ShowText,
     pub(crate) shared: Mutex<Shared>,
     /// Serialises everything that creates executions or settles them, so the watcher,
     /// the schedules and HTTP triggers never race for one environment inside serve.
