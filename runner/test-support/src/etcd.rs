@@ -388,12 +388,17 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// A put that must succeed: retried until it does (a killed or paused member may
+    /// have been the leader, and the survivors need an election first), 30 s at most.
     fn put(endpoints: &str, key: &str, value: &str) {
-        let out = Cluster::etcdctl_at(endpoints, &["put", key, value]).expect("etcdctl");
-        assert!(
-            out.status.success() && stdout(&out) == "OK",
-            "put {key}: {out:?}"
-        );
+        let mut last = None;
+        let ok = crate::wait::poll(Duration::from_secs(30), Duration::from_millis(200), || {
+            let out = Cluster::etcdctl_at(endpoints, &["put", key, value]).expect("etcdctl");
+            let ok = out.status.success() && stdout(&out) == "OK";
+            last = Some(out);
+            ok
+        });
+        assert!(ok, "put {key}: {last:?}");
     }
 
     fn get(endpoints: &str, key: &str) -> String {
