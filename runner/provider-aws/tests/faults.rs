@@ -5,56 +5,15 @@
 
 use std::collections::BTreeSet;
 
-use aws_config::Region;
 use aws_sdk_ec2::types as ec2t;
 use runbook_caps::types::postgres::Target;
 use runbook_caps::{CapError, ErrorKind, Provider};
-use runbook_provider_aws::{AwsOptions, AwsProvider};
-use runbook_test_support::moto::Moto;
 use serde_json::{Value, json};
 
-const E: &str = "us-east-1";
-const W: &str = "eu-west-1";
-
-struct Env {
-    _moto: Moto,
-    p: AwsProvider,
-}
-
-fn env() -> Env {
-    let moto = Moto::start();
-    let p = AwsProvider::new(AwsOptions {
-        region: Some(E.into()),
-        endpoint_url: Some(moto.url()),
-        static_credentials: Some(("testing".into(), "testing".into())),
-        max_attempts: Some(2),
-        ..Default::default()
-    });
-    Env { _moto: moto, p }
-}
+mod common;
+use common::{E, Env, W, env};
 
 impl Env {
-    /// A call as the host makes it: `fault` functions take no region parameter.
-    async fn call(
-        &self,
-        service: &str,
-        action: &str,
-        region: Option<&str>,
-        args: Value,
-    ) -> Result<Value, CapError> {
-        self.p
-            .call(runbook_test_support::caps::call(
-                service, action, region, args,
-            ))
-            .await
-    }
-
-    async fn ok(&self, service: &str, action: &str, region: Option<&str>, args: Value) -> Value {
-        self.call(service, action, region, args)
-            .await
-            .unwrap_or_else(|e| panic!("{service}:{action}: {e:?}"))
-    }
-
     async fn inject(&self, kind: &str, target: &str) -> Result<Value, CapError> {
         self.call(
             "fault",
@@ -77,15 +36,6 @@ impl Env {
             json!({"id": "fault-test", "fault": f}),
         )
         .await
-    }
-
-    async fn sdk(&self, region: &str) -> aws_config::SdkConfig {
-        self.p
-            .sdk_config()
-            .await
-            .to_builder()
-            .region(Region::new(region.to_string()))
-            .build()
     }
 
     async fn rds(&self) -> aws_sdk_rds::Client {

@@ -5,79 +5,13 @@
 //! lacks a call or a behaviour the test says so (comment + an assertion on what moto
 //! does), and the README lists the gap.
 
-use aws_config::Region;
-use runbook_caps::{CapCall, CapError, ErrorKind, Provider};
+use runbook_caps::{CapCall, ErrorKind, Provider};
 use runbook_provider_aws::{AwsOptions, AwsProvider};
 use runbook_test_support::moto::Moto;
 use serde_json::{Value, json};
 
-const E: &str = "us-east-1";
-const W: &str = "eu-west-1";
-
-struct Env {
-    _moto: Moto,
-    p: AwsProvider,
-}
-
-/// On moto as corrected by `moto_fixes.py` (runbook-test-support).
-fn env() -> Env {
-    env_on(Moto::start())
-}
-
-fn env_on(moto: Moto) -> Env {
-    let p = AwsProvider::new(AwsOptions {
-        region: Some(E.into()),
-        endpoint_url: Some(moto.url()),
-        static_credentials: Some(("testing".into(), "testing".into())),
-        max_attempts: Some(2),
-        ..Default::default()
-    });
-    Env { _moto: moto, p }
-}
-
-impl Env {
-    async fn call(
-        &self,
-        service: &str,
-        action: &str,
-        region: Option<&str>,
-        args: Value,
-    ) -> Result<Value, CapError> {
-        self.p
-            .call(runbook_test_support::caps::call(
-                service, action, region, args,
-            ))
-            .await
-    }
-
-    async fn ok(&self, service: &str, action: &str, region: Option<&str>, args: Value) -> Value {
-        self.call(service, action, region, args)
-            .await
-            .unwrap_or_else(|e| panic!("{service}:{action}: {e:?}"))
-    }
-
-    async fn err(
-        &self,
-        service: &str,
-        action: &str,
-        region: Option<&str>,
-        args: Value,
-    ) -> CapError {
-        match self.call(service, action, region, args).await {
-            Ok(v) => panic!("{service}:{action} succeeded: {v}"),
-            Err(e) => e,
-        }
-    }
-
-    async fn sdk(&self, region: &str) -> aws_config::SdkConfig {
-        self.p
-            .sdk_config()
-            .await
-            .to_builder()
-            .region(Region::new(region.to_string()))
-            .build()
-    }
-}
+mod common;
+use common::{E, Env, W, env, env_on};
 
 fn tags(name: &str) -> Value {
     json!([{"key": "Name", "value": name}, {"key": "project", "value": "runbook"}])
