@@ -181,6 +181,10 @@ impl<'a> Ctx<'a> {
     pub fn var(&self, name: &str) -> Option<&'a Value> {
         self.vars.iter().find_map(|m| m.get(name))
     }
+    /// The visible workflow variables, innermost scope first.
+    pub fn vars(&self) -> &'a [&'a Map<String, Value>] {
+        self.vars
+    }
     /// The whole context object.
     pub fn get(&self) -> &Value {
         self.cell.get_or_init(|| {

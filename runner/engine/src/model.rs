@@ -68,6 +68,20 @@ pub struct State {
     /// `Assign`: workflow variables set when the state succeeds (for a Choice state, when
     /// its Default is taken; a matching rule's own `Assign` applies otherwise).
     pub assign: Option<Assign>,
+    /// The state's own `QueryLanguage`, or the top level's.
+    pub query_language: QueryLanguage,
+    /// JSONata states: `Arguments` (Task), with `{% %}` strings evaluated at run time.
+    pub arguments: Option<Value>,
+    /// JSONata states: `Output` (Pass, Task); absent = the state's default output.
+    pub output: Option<Value>,
+}
+
+/// `QueryLanguage`: JSONPath (the default) or JSONata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueryLanguage {
+    #[default]
+    JsonPath,
+    Jsonata,
 }
 
 /// A compiled `Assign` block: variable name → value template (`name.$` keys take a path or
@@ -75,6 +89,8 @@ pub struct State {
 #[derive(Debug, Clone)]
 pub struct Assign {
     pub template: Template,
+    /// JSONata states: the `Assign` object as written (`{% %}` values are evaluated).
+    pub jsonata: Option<Value>,
     /// Names assigned, in source order (for validation and display).
     pub names: Vec<String>,
     /// JSON pointer of the `Assign` object.

@@ -1,4 +1,4 @@
-//! JSON Schema (draft 2020-12) of runbooks: ASL (JSONPath) plus the runbook additions, for
+//! JSON Schema (draft 2020-12) of runbooks: ASL (JSONPath, and the JSONata state fields) plus the runbook additions, for
 //! editor validation (`runbook schema`). The engine's own checks are stricter (graph, paths,
 //! intrinsics); the schema catches typos and shapes as you type.
 
@@ -12,7 +12,10 @@ pub fn json_schema() -> Value {
         let mut props = json!({
             "Type": {"type": "string"},
             "Comment": {"type": "string"},
-            "QueryLanguage": {"const": "JSONPath"},
+            "QueryLanguage": {"enum": ["JSONPath", "JSONata"]},
+            // JSONata states (the engine checks which state types take them).
+            "Arguments": {},
+            "Output": {},
         });
         for (k, v) in extra.as_object().unwrap() {
             props[k] = v.clone();
@@ -95,7 +98,7 @@ pub fn json_schema() -> Value {
                     "States": {"$ref": "#/$defs/states"},
                     "TimeoutSeconds": {"type": "integer", "minimum": 1},
                     "Version": {"type": "string"},
-                    "QueryLanguage": {"const": "JSONPath"},
+                    "QueryLanguage": {"enum": ["JSONPath", "JSONata"]},
                     "Runbook": {"$ref": "#/$defs/runbook"},
                 },
                 "required": ["StartAt", "States"],

@@ -370,6 +370,7 @@ fn positive_int_from(
 }
 
 mod fanout;
+mod query;
 mod states;
 mod tasks;
 mod vars;

@@ -1,5 +1,6 @@
 //! Entering states and running each state type's logic; leaving them.
 
+use super::query;
 use super::*;
 use crate::choice::first_match;
 use fanout::FanoutSpec;
@@ -62,8 +63,22 @@ impl Execution {
         let effective = dataflow::apply_input_path(st.input_path.as_ref(), raw, &ctx);
         match &st.kind {
             StateKind::Pass(p) => {
+                let now = self.now;
                 let r = (|| {
                     let eff = effective?;
+                    if st.query_language == QueryLanguage::Jsonata {
+                        // Output defaults to the input; Assign sees the same `$states`.
+                        let states = query::States {
+                            input: &eff,
+                            result: None,
+                        };
+                        let assigned = query::assign(st.assign.as_ref(), &states, &ctx, rng, now)?;
+                        let out = match &st.output {
+                            Some(o) => query::eval(o, &states, &ctx, rng, now, "Output")?,
+                            None => eff.clone(),
+                        };
+                        return Ok((out, assigned));
+                    }
                     let result = match (&p.result, &p.parameters) {
                         (Some(r), _) => r.clone(),
                         (None, Some(t)) => dataflow::apply_parameters(t, &eff, &ctx, rng)?,
@@ -239,6 +254,7 @@ impl Execution {
                 }
             }
             StateKind::Task(t) => {
+                let now = self.now;
                 let r = effective.and_then(|eff| {
                     let timeout = t
                         .timeout
@@ -250,9 +266,16 @@ impl Execution {
                         .as_ref()
                         .map(|s| positive_int_from(s, &eff, &ctx, "HeartbeatSecondsPath"))
                         .transpose()?;
-                    let input = match &t.parameters {
-                        Some(p) => dataflow::apply_parameters(p, &eff, &ctx, rng)?,
-                        None => eff,
+                    let input = match (&t.parameters, &st.arguments) {
+                        (Some(p), _) => dataflow::apply_parameters(p, &eff, &ctx, rng)?,
+                        (None, Some(a)) => {
+                            let states = query::States {
+                                input: &eff,
+                                result: None,
+                            };
+                            query::eval(a, &states, &ctx, rng, now, "Arguments")?
+                        }
+                        (None, None) => eff,
                     };
                     Ok((input, timeout, heartbeat))
                 });
@@ -450,7 +473,21 @@ impl Execution {
         let chain = var_chain(&self.scopes, sid);
         let ctx = Ctx::lazy(&build, ci.exec_input).with_vars(&chain);
         let rng = &mut self.rng;
+        let now = self.now;
         let r = (|| {
+            if st.query_language == QueryLanguage::Jsonata {
+                // Output defaults to the result; Assign and Output see the same `$states`.
+                let states = query::States {
+                    input: &cur.input,
+                    result: Some(&result),
+                };
+                let assigned = query::assign(st.assign.as_ref(), &states, &ctx, rng, now)?;
+                let out = match &st.output {
+                    Some(o) => query::eval(o, &states, &ctx, rng, now, "Output")?,
+                    None => result.clone(),
+                };
+                return Ok((out, assigned));
+            }
             let selected = match selector {
                 Some(t) => dataflow::apply_result_selector(t, &result, &ctx, rng)?,
                 None => result,
@@ -461,6 +498,9 @@ impl Execution {
             Ok::<_, AslError>((out, assigned))
         })();
         let r = r.and_then(|(out, a)| {
+            if st.query_language == QueryLanguage::Jsonata {
+                return Ok((out, a));
+            }
             Ok((
                 dataflow::apply_output_path(st.output_path.as_ref(), out, &ctx)?,
                 a,

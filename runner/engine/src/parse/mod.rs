@@ -171,6 +171,8 @@ pub fn parse_value(
         src: &source,
         diags: Vec::new(),
         state: None,
+        top_ql: QueryLanguage::JsonPath,
+        ql: QueryLanguage::JsonPath,
     };
     let Value::Object(top) = &value else {
         ps.err(
@@ -184,6 +186,9 @@ pub fn parse_value(
         Some(v) => ps.meta(v, "/Runbook"),
         None => RunbookMeta::default(),
     };
+    if let Some(q) = ps.query_language(top, "") {
+        ps.top_ql = q;
+    }
     let machine = ps.machine(&value, "", MachineKind::Top);
     let mut diags = ps.diags;
     let rb = Runbook {
@@ -216,6 +221,10 @@ struct Ps<'a> {
     src: &'a SourceMap,
     diags: Vec<Diagnostic>,
     state: Option<String>,
+    /// The top level's `QueryLanguage` (states inherit it).
+    top_ql: QueryLanguage,
+    /// The `QueryLanguage` of the state being parsed.
+    ql: QueryLanguage,
 }
 
 const COMMON: &[&str] = &["Type", "Comment", "QueryLanguage"];
@@ -319,7 +328,28 @@ const FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
 ];
-const LATER: &[&str] = &["Arguments", "Output", "Items"];
+/// Fields only JSONata states have.
+const JSONATA_ONLY: &[&str] = &["Arguments", "Output", "Items"];
+/// Fields only JSONPath states have (Step Functions refuses them in JSONata states).
+const JSONPATH_ONLY: &[&str] = &[
+    "InputPath",
+    "OutputPath",
+    "Parameters",
+    "ResultSelector",
+    "ResultPath",
+    "Result",
+    "ItemsPath",
+    "Iterator",
+    "SecondsPath",
+    "TimestampPath",
+    "TimeoutSecondsPath",
+    "HeartbeatSecondsPath",
+    "ErrorPath",
+    "CausePath",
+    "MaxConcurrencyPath",
+    "ToleratedFailurePercentagePath",
+    "ToleratedFailureCountPath",
+];
 const UNSUPPORTED_MAP: &[&str] = &["ItemReader", "ResultWriter", "ItemBatcher"];
 
 fn levenshtein(a: &str, b: &str) -> usize {
@@ -380,11 +410,13 @@ impl Ps<'_> {
                 continue;
             }
             let kp = format!("{ptr}/{}", escape_token(k));
-            if LATER.contains(&k.as_str()) {
+            if JSONATA_ONLY.contains(&k.as_str()) {
                 self.err(
                     &kp,
-                    "E-UNSUPPORTED",
-                    format!("'{k}' is not supported yet (JSONata comes later)"),
+                    "E-QUERY-LANGUAGE",
+                    format!(
+                        "field '{k}' is only allowed in JSONata states (QueryLanguage: JSONata)"
+                    ),
                 );
                 continue;
             }

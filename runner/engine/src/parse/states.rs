@@ -77,7 +77,6 @@ impl Ps<'_> {
             m.timeout_seconds = self.get_uint(o, ptr, "TimeoutSeconds", 1);
             m.version = self.get_str(o, ptr, "Version");
             m.query_language = self.get_str(o, ptr, "QueryLanguage");
-            self.query_language(o, ptr);
         }
         if kind == MachineKind::Processor
             && let Some(pc) = o.get("ProcessorConfig")
@@ -105,21 +104,108 @@ impl Ps<'_> {
         m
     }
 
-    pub(super) fn query_language(&mut self, o: &Map<String, Value>, ptr: &str) {
-        if let Some(q) = self.get_str(o, ptr, "QueryLanguage") {
-            match q.as_str() {
-                "JSONPath" => {}
-                "JSONata" => self.err_val(
-                    &format!("{ptr}/QueryLanguage"),
-                    "E-UNSUPPORTED",
-                    "QueryLanguage 'JSONata' is not supported yet (only JSONPath)",
-                ),
-                other => self.err_val(
+    pub(super) fn query_language(
+        &mut self,
+        o: &Map<String, Value>,
+        ptr: &str,
+    ) -> Opt<QueryLanguage> {
+        let q = self.get_str(o, ptr, "QueryLanguage")?;
+        match q.as_str() {
+            "JSONPath" => Some(QueryLanguage::JsonPath),
+            "JSONata" => Some(QueryLanguage::Jsonata),
+            other => {
+                self.err_val(
                     &format!("{ptr}/QueryLanguage"),
                     "E-FIELD-TYPE",
                     format!("QueryLanguage must be 'JSONPath' or 'JSONata', got '{other}'"),
-                ),
+                );
+                None
             }
+        }
+    }
+
+    /// The state's query language and its field rules: JSONPath-only fields are refused in
+    /// JSONata states, and every `{% %}` expression is syntax-checked. A JSONata top level
+    /// cannot hold JSONPath states (Step Functions allows only the other direction).
+    fn state_query_language(&mut self, ty: &str, o: &Map<String, Value>, ptr: &str) {
+        let own = self.query_language(o, ptr);
+        if own == Some(QueryLanguage::JsonPath) && self.top_ql == QueryLanguage::Jsonata {
+            self.err_val(
+                &format!("{ptr}/QueryLanguage"),
+                "E-QUERY-LANGUAGE",
+                "a JSONPath state is not allowed when the top-level QueryLanguage is JSONata",
+            );
+        }
+        self.ql = own.unwrap_or(self.top_ql);
+        if self.ql != QueryLanguage::Jsonata {
+            return;
+        }
+        for k in o.keys() {
+            let kp = format!("{ptr}/{}", escape_token(k));
+            if JSONPATH_ONLY.contains(&k.as_str()) {
+                self.err(
+                    &kp,
+                    "E-QUERY-LANGUAGE",
+                    format!("field '{k}' is not allowed in a JSONata state (JSONPath only; use Arguments, Output or Assign)"),
+                );
+            } else if JSONATA_ONLY.contains(&k.as_str()) && !wired(ty, k) {
+                self.err(
+                    &kp,
+                    "E-UNSUPPORTED",
+                    format!("'{k}' in a JSONata {ty} state is not supported yet"),
+                );
+            }
+        }
+        if matches!(ty, "Choice" | "Map") {
+            self.err_val(
+                &format!("{ptr}/Type"),
+                "E-UNSUPPORTED",
+                format!("JSONata {ty} states are not supported yet"),
+            );
+        }
+        for (k, v) in o {
+            // Child machines are checked state by state.
+            if matches!(k.as_str(), "Branches" | "ItemProcessor" | "Iterator") {
+                continue;
+            }
+            let kp = format!("{ptr}/{}", escape_token(k));
+            let evaluated = wired(ty, k);
+            self.check_expressions(v, &kp, k, evaluated);
+        }
+    }
+
+    fn check_expressions(&mut self, v: &Value, vp: &str, field: &str, evaluated: bool) {
+        match v {
+            Value::String(s) => {
+                let Some(body) = crate::jsonata::expression(s) else {
+                    return;
+                };
+                if let Err(e) = crate::jsonata::check(body) {
+                    self.err_val(
+                        vp,
+                        "E-JSONATA-SYNTAX",
+                        format!("{field}: invalid JSONata expression: {e}"),
+                    );
+                } else if !evaluated {
+                    self.err_val(
+                        vp,
+                        "E-UNSUPPORTED",
+                        format!("{field}: JSONata expressions are not evaluated here yet"),
+                    );
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    self.check_expressions(x, &format!("{vp}/{i}"), field, evaluated);
+                }
+            }
+            Value::Object(m) => {
+                for (k, x) in m {
+                    let p = format!("{vp}/{}", escape_token(k));
+                    self.check_expressions(x, &p, field, evaluated);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -174,8 +260,17 @@ impl Ps<'_> {
             }
             allowed.extend_from_slice(UNSUPPORTED_MAP);
         }
+        self.state_query_language(&ty, o, ptr);
+        if self.ql == QueryLanguage::Jsonata {
+            // Refused above with their own message.
+            allowed.retain(|k| !JSONPATH_ONLY.contains(k));
+            allowed.extend(JSONATA_ONLY.iter().filter(|k| wired(&ty, k)));
+            allowed.extend(JSONPATH_ONLY.iter().filter(|k| o.contains_key(**k)));
+            allowed.extend(JSONATA_ONLY.iter().filter(|k| o.contains_key(**k)));
+        }
         self.check_fields(o, ptr, &allowed, &format!("a {ty} state"));
-        self.query_language(o, ptr);
+        // Child states (branches, processors) set `ql` for themselves.
+        let ql = self.ql;
 
         let comment = self.get_str(o, ptr, "Comment");
         let input_path = if fields.contains(&"InputPath") {
@@ -235,6 +330,7 @@ impl Ps<'_> {
             "Map" => StateKind::Map(Box::new(self.map(o, ptr))),
             _ => unreachable!(),
         };
+        self.ql = ql;
         Some(State {
             name: name.to_string(),
             pointer: ptr.to_string(),
@@ -249,6 +345,9 @@ impl Ps<'_> {
             } else {
                 None
             },
+            query_language: self.ql,
+            arguments: o.get("Arguments").cloned(),
+            output: o.get("Output").cloned(),
         })
     }
 
@@ -577,5 +676,14 @@ impl Ps<'_> {
             retry: self.retriers(o, ptr),
             catch: self.catchers(o, ptr),
         }
+    }
+}
+
+/// Fields of a JSONata state whose `{% %}` expressions the executor evaluates today.
+fn wired(ty: &str, field: &str) -> bool {
+    match ty {
+        "Pass" => matches!(field, "Output" | "Assign"),
+        "Task" => matches!(field, "Arguments" | "Output" | "Assign"),
+        _ => false,
     }
 }

@@ -32,7 +32,11 @@ impl Ps<'_> {
         for k in m.keys() {
             let name = k.strip_suffix(".$").unwrap_or(k);
             let np = format!("{kp}/{}", escape_token(k));
-            let bad = if name == RESERVED_VARIABLE {
+            let bad = if self.ql == QueryLanguage::Jsonata && k.ends_with(".$") {
+                Some(format!(
+                    "'{k}': a JSONata state does not use '.$' keys; write '{name}' with a {{% %}} value"
+                ))
+            } else if name == RESERVED_VARIABLE {
                 Some(format!(
                     "'{name}' is reserved by Step Functions and cannot be assigned"
                 ))
@@ -58,6 +62,7 @@ impl Ps<'_> {
         let template = self.template(obj, ptr, "Assign")?;
         ok.then_some(Assign {
             template,
+            jsonata: (self.ql == QueryLanguage::Jsonata).then(|| v.clone()),
             names,
             pointer: kp,
         })
