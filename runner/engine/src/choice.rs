@@ -71,6 +71,11 @@ pub fn evaluate_rule(r: &ChoiceRule, input: &Value, ctx: &Ctx) -> Result<bool, A
             Ok(false)
         }
         RuleKind::Not(x) => Ok(!evaluate_rule(x, input, ctx)?),
+        // JSONata Choice states are evaluated by the executor (they need `$states` and the
+        // generator); the parser never mixes them with JSONPath rules.
+        RuleKind::Condition(_) => Err(AslError::runtime(
+            "a JSONata Condition cannot be evaluated as a JSONPath rule",
+        )),
         RuleKind::Compare {
             variable,
             op,

@@ -18,6 +18,7 @@ pub fn describe_rule(r: &ChoiceRule) -> String {
             .collect::<Vec<_>>()
             .join(" or "),
         RuleKind::Not(x) => format!("not ({})", describe_rule(x)),
+        RuleKind::Condition(body) => body.trim().to_string(),
         RuleKind::Compare {
             variable,
             op,

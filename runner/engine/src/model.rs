@@ -257,6 +257,8 @@ pub struct ChoiceRule {
     pub next: Option<String>,
     /// Top-level rules only: evaluated against the Choice state's effective input.
     pub assign: Option<Assign>,
+    /// JSONata rules: the state's output when this rule matches.
+    pub output: Option<Value>,
     pub pointer: String,
 }
 
@@ -270,6 +272,8 @@ pub enum RuleKind {
         op: Op,
         operand: Operand,
     },
+    /// JSONata `Condition`: the expression body (between `{%` and `%}`), a boolean.
+    Condition(String),
 }
 
 /// The right-hand side of a comparison: a literal or (for `*Path` operators) a path.

@@ -60,6 +60,8 @@ pub fn json_schema() -> Value {
         "Or": {"type": "array", "items": {"$ref": "#/$defs/choiceRule"}, "minItems": 1},
         "Not": {"$ref": "#/$defs/choiceRule"},
         "Assign": {"$ref": "#/$defs/assign"},
+        "Condition": {"type": "string"},
+        "Output": {},
     });
     for (name, op) in crate::model::Op::ALL {
         let ty = if name.starts_with("String") || name.starts_with("Timestamp") {

@@ -99,3 +99,29 @@ pub(super) fn assign(
         ))),
     }
 }
+
+/// A JSONata choice rule's `Condition`; anything but a boolean is an evaluation error.
+pub(super) fn condition(
+    kind: &RuleKind,
+    states: &States<'_>,
+    ctx: &Ctx,
+    rng: &mut Rng,
+    now: Timestamp,
+) -> Result<bool, AslError> {
+    let RuleKind::Condition(body) = kind else {
+        return Err(AslError::runtime(
+            "a JSONPath choice rule in a JSONata Choice state",
+        ));
+    };
+    let expr = Value::String(format!("{{%{body}%}}"));
+    match eval(&expr, states, ctx, rng, now, "Condition")? {
+        Value::Bool(b) => Ok(b),
+        other => Err(AslError::new(
+            QUERY_EVALUATION_ERROR,
+            format!(
+                "The Condition '{}' must evaluate to a boolean, got {other}",
+                body.trim()
+            ),
+        )),
+    }
+}

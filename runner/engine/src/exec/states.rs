@@ -1,6 +1,9 @@
 //! Entering states and running each state type's logic; leaving them.
 
 use super::query;
+
+/// How a Choice state is left: the next state, the evaluated Assign and the output.
+type ChoiceExit = (String, Option<Map<String, Value>>, Value);
 use super::*;
 use crate::choice::first_match;
 use fanout::FanoutSpec;
@@ -161,6 +164,47 @@ impl Execution {
                     result: Err(err),
                 });
             }
+            StateKind::Choice(c) if st.query_language == QueryLanguage::Jsonata => {
+                let now = self.now;
+                let r = effective.and_then(|eff| {
+                    let states = query::States {
+                        input: &eff,
+                        result: None,
+                    };
+                    // The first rule whose Condition is true: its Next, Assign and Output;
+                    // else Default with the state's own Assign and Output.
+                    let mut chosen = None;
+                    for rule in &c.choices {
+                        if query::condition(&rule.kind, &states, &ctx, rng, now)? {
+                            chosen = Some(rule);
+                            break;
+                        }
+                    }
+                    let (next, assign, output) = match chosen {
+                        Some(rule) => (
+                            rule.next.clone(),
+                            rule.assign.as_ref(),
+                            rule.output.as_ref().or(st.output.as_ref()),
+                        ),
+                        None => (c.default.clone(), st.assign.as_ref(), st.output.as_ref()),
+                    };
+                    let Some(n) = next else {
+                        return Err(AslError::new(
+                            names::NO_CHOICE_MATCHED,
+                            "No Choice Rules matched and no Default was specified",
+                        ));
+                    };
+                    let assigned = query::assign(assign, &states, &ctx, rng, now)?;
+                    let out = match output {
+                        Some(o) => query::eval(o, &states, &ctx, rng, now, "Output")?,
+                        None => eff.clone(),
+                    };
+                    Ok((n, assigned, out))
+                });
+                drop(ctx);
+                drop(chain);
+                self.choice_done(sid, st, r);
+            }
             StateKind::Choice(c) => {
                 let r = effective.and_then(|eff| {
                     // A matching rule's Next and Assign; else Default and the state's Assign.
@@ -182,24 +226,7 @@ impl Execution {
                 });
                 drop(ctx);
                 drop(chain);
-                match r {
-                    Ok((next, assigned, out)) => {
-                        if let Some(a) = &assigned
-                            && let Err(e) = self.commit_assign(sid, a)
-                        {
-                            return self.state_failed(sid, e, false);
-                        }
-                        self.history(HistoryEvent::ChoiceStateExited {
-                            name: st.name.clone(),
-                            path: self.cur(sid).path.clone(),
-                            output: out.clone(),
-                            next: next.clone(),
-                            assigned_variables: assigned,
-                        });
-                        self.goto(sid, &next, out);
-                    }
-                    Err(e) => self.state_failed(sid, e, false),
-                }
+                self.choice_done(sid, st, r);
             }
             StateKind::Wait(w) => {
                 let now = self.now;
@@ -452,6 +479,28 @@ impl Execution {
     }
 
     /// Task/Parallel/Map produced `result`: ResultSelector → ResultPath → OutputPath.
+    /// Leaves a Choice state: `r` is the next state, the evaluated Assign and the output.
+    fn choice_done(&mut self, sid: Sid, st: &State, r: Result<ChoiceExit, AslError>) {
+        match r {
+            Ok((next, assigned, out)) => {
+                if let Some(a) = &assigned
+                    && let Err(e) = self.commit_assign(sid, a)
+                {
+                    return self.state_failed(sid, e, false);
+                }
+                self.history(HistoryEvent::ChoiceStateExited {
+                    name: st.name.clone(),
+                    path: self.cur(sid).path.clone(),
+                    output: out.clone(),
+                    next: next.clone(),
+                    assigned_variables: assigned,
+                });
+                self.goto(sid, &next, out);
+            }
+            Err(e) => self.state_failed(sid, e, false),
+        }
+    }
+
     pub(super) fn complete(&mut self, sid: Sid, result: Value) {
         let (m, idx) = self.state_of(sid);
         let st = &m.states[idx];

@@ -216,6 +216,19 @@ impl Ps<'_> {
             }
             None
         };
+        if top && self.ql == QueryLanguage::Jsonata {
+            return self.jsonata_rule(o, ptr, next);
+        }
+        for k in ["Condition", "Output"] {
+            if o.contains_key(k) {
+                self.err(
+                    &format!("{ptr}/{k}"),
+                    "E-QUERY-LANGUAGE",
+                    format!("'{k}' in a choice rule is only allowed in JSONata states"),
+                );
+                return None;
+            }
+        }
         let mut ops: Vec<&String> = Vec::new();
         let mut unknown = Vec::new();
         for k in o.keys() {
@@ -436,6 +449,70 @@ impl Ps<'_> {
             kind,
             next,
             assign,
+            output: None,
+            pointer: ptr.to_string(),
+        })
+    }
+
+    /// A JSONata choice rule: `Condition` (a `{% %}` boolean), `Next`, optional `Output` and
+    /// `Assign`; the JSONPath comparison fields are refused.
+    fn jsonata_rule(
+        &mut self,
+        o: &Map<String, Value>,
+        ptr: &str,
+        next: Opt<String>,
+    ) -> Opt<ChoiceRule> {
+        let mut ok = true;
+        for k in o.keys() {
+            if !matches!(
+                k.as_str(),
+                "Condition" | "Next" | "Comment" | "Assign" | "Output"
+            ) {
+                self.err(
+                    &format!("{ptr}/{}", escape_token(k)),
+                    "E-QUERY-LANGUAGE",
+                    format!("field '{k}' is not allowed in a JSONata choice rule (use Condition)"),
+                );
+                ok = false;
+            }
+        }
+        let cp = format!("{ptr}/Condition");
+        let body = match o.get("Condition") {
+            None => {
+                self.err(
+                    ptr,
+                    "E-CHOICE-RULE",
+                    "a JSONata choice rule needs 'Condition'",
+                );
+                None
+            }
+            Some(Value::String(s)) => match crate::jsonata::expression(s) {
+                Some(b) => Some(b.to_string()),
+                None => {
+                    self.err_val(
+                        &cp,
+                        "E-CHOICE-RULE",
+                        "'Condition' must be a JSONata expression string \"{% ... %}\"",
+                    );
+                    None
+                }
+            },
+            Some(other) => {
+                self.err_val(
+                    &cp,
+                    "E-CHOICE-RULE",
+                    format!("'Condition' must be a JSONata expression string, got {other}"),
+                );
+                None
+            }
+        };
+        let assign = self.assign(o, ptr);
+        let body = body?;
+        ok.then(|| ChoiceRule {
+            kind: RuleKind::Condition(body),
+            next,
+            assign,
+            output: o.get("Output").cloned(),
             pointer: ptr.to_string(),
         })
     }

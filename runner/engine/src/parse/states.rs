@@ -156,7 +156,7 @@ impl Ps<'_> {
                 );
             }
         }
-        if matches!(ty, "Choice" | "Map") {
+        if ty == "Map" {
             self.err_val(
                 &format!("{ptr}/Type"),
                 "E-UNSUPPORTED",
@@ -684,6 +684,8 @@ fn wired(ty: &str, field: &str) -> bool {
     match ty {
         "Pass" => matches!(field, "Output" | "Assign"),
         "Task" => matches!(field, "Arguments" | "Output" | "Assign"),
+        // `Choices` holds the rules' Condition, Output and Assign.
+        "Choice" => matches!(field, "Output" | "Assign" | "Choices"),
         _ => false,
     }
 }
