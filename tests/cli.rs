@@ -155,8 +155,9 @@ fn sigkill_mid_run_then_resume_runs_each_completed_task_once() {
         .spawn()
         .unwrap();
     // Wait until the second Task has succeeded (the runner is then in PauseTwo). The
-    // deadline is generous: a cold compile cache on 2 busy cores takes a while.
-    let id = wait::poll_some(Duration::from_secs(120), Duration::from_millis(100), || {
+    // deadline is generous: every test of this file runs at once, each home compiling its
+    // plugins into its own cold cache, on 2 busy cores (120 s was once not enough).
+    let id = wait::poll_some(Duration::from_secs(300), Duration::from_millis(100), || {
         let (_, list) = env.json(&["executions", "--json"]);
         let id = list.get(0)?["execution_id"].as_str()?.to_string();
         let (_, show) = env.json(&["show", &id, "--json"]);
