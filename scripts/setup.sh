@@ -4,7 +4,19 @@
 #  - PostgreSQL 15 server binaries (the local provider runs real clusters)
 #  - moto in a virtualenv ($HOME/.cache/runbook/venv; the aws provider's tests)
 #  - Chromium (the report tests load the HTML report in a real headless browser)
+#  - only when asked for (`--plugin-toolchains` or RUNBOOK_PLUGIN_TOOLCHAINS=1): the
+#    Python and JavaScript plugin toolchains the example-policy tests build with:
+#    componentize-py into the venv, node/npm from Debian packages, componentize-qjs from
+#    npm into $HOME/.cache/runbook/npm
 set -euo pipefail
+
+PLUGIN_TOOLCHAINS="${RUNBOOK_PLUGIN_TOOLCHAINS:-0}"
+for arg in "$@"; do
+  case "$arg" in
+    --plugin-toolchains) PLUGIN_TOOLCHAINS=1 ;;
+    *) printf '[setup] unknown argument: %s\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -76,3 +88,37 @@ if [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/pip" show moto 2>/dev/null |
   "$VENV/bin/pip" install --quiet "moto[server]==$MOTO_VERSION"
 fi
 log "moto: $("$VENV/bin/pip" show moto | grep '^Version')"
+
+# Plugin toolchains, only when asked for: most users never build a Python or JavaScript
+# plugin, and these are large (componentize-py embeds CPython; componentize-qjs ships a
+# native binding). Versions are those `runbook plugin new` writes into its projects.
+if [ "$PLUGIN_TOOLCHAINS" = 1 ]; then
+  COMPONENTIZE_PY_VERSION=0.25.1   # also in runner/cli/src/plugin.rs (PY_README) and tests/cli.rs
+  COMPONENTIZE_QJS_VERSION=0.4.5   # also in runner/cli/src/plugin.rs (JS_PACKAGE)
+  if ! "$VENV/bin/pip" show componentize-py 2>/dev/null | grep -x "Version: $COMPONENTIZE_PY_VERSION" >/dev/null; then
+    log "installing componentize-py==$COMPONENTIZE_PY_VERSION into $VENV"
+    "$VENV/bin/pip" install --quiet "componentize-py==$COMPONENTIZE_PY_VERSION"
+  fi
+  log "componentize-py: $("$VENV/bin/componentize-py" --version)"
+
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    log "installing nodejs and npm from Debian packages"
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  log "node: $(node --version), npm: $(npm --version)"
+
+  # A prefix of our own (not `npm -g`): tests link its node_modules into scaffolded
+  # projects, so `npm run build` works there without the registry.
+  NPM_PREFIX="$HOME/.cache/runbook/npm"
+  QJS="$NPM_PREFIX/node_modules/componentize-qjs/package.json"
+  if [ ! -f "$QJS" ] || ! grep -q "\"version\": \"$COMPONENTIZE_QJS_VERSION\"" "$QJS"; then
+    log "installing componentize-qjs@$COMPONENTIZE_QJS_VERSION into $NPM_PREFIX"
+    mkdir -p "$NPM_PREFIX"
+    npm install --prefix "$NPM_PREFIX" --no-audit --no-fund --silent "componentize-qjs@$COMPONENTIZE_QJS_VERSION"
+  fi
+  # (its CLI has no --version)
+  log "componentize-qjs: $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$QJS" | head -n1)"
+fi

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/setup.sh
+# The example-policy tests build Python and JavaScript plugins: ask for their toolchains.
+./scripts/setup.sh --plugin-toolchains
 # A target dir outside the clone lets CI and fresh clones reuse one build cache.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/runbook/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
