@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use runbook_executor::{Outcome, RunError, Runner, RunnerConfig, WorkerCommand};
 use serde_json::{Value, json};
@@ -669,12 +669,9 @@ fn parse_input(s: &str) -> anyhow::Result<Value> {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("--input {s}"))?,
         None => s.to_string(),
     };
-    let v: Value =
-        serde_json::from_str(&text).with_context(|| format!("--input is not JSON: {text}"))?;
-    if !v.is_object() {
-        bail!("--input must be a JSON object");
-    }
-    Ok(v)
+    // Any JSON value, as Step Functions' StartExecution accepts; a runbook that declares
+    // Parameters still needs an object (build_input says so).
+    serde_json::from_str(&text).with_context(|| format!("--input is not JSON: {text}"))
 }
 
 fn report(outcome: &Outcome, json: bool) -> ExitCode {

@@ -242,18 +242,22 @@ fn short(v: &Value) -> String {
     }
 }
 
+/// Step Functions' States.Runtime cause for an InputPath, OutputPath or ItemsPath that
+/// selects nothing: `Invalid path '$.a.b' : No results for path: $['a']['b']`.
+pub fn no_results(p: &Path) -> AslError {
+    AslError::runtime(format!(
+        "Invalid path '{}' : No results for path: {}",
+        p.as_str(),
+        p.normalized()
+    ))
+}
+
 /// InputPath: `None` (null) gives `{}`; a path to nothing is a States.Runtime error.
 pub fn apply_input_path(path: Option<&Path>, input: &Value, ctx: &Ctx) -> Result<Value, AslError> {
     match path {
         None => Ok(Value::Object(Map::new())),
         Some(p) if p.is_root() => Ok(input.clone()),
-        Some(p) => select(p, input, ctx).ok_or_else(|| {
-            AslError::runtime(format!(
-                "Invalid path '{}' : No results for path: the InputPath could not be found in the input '{}'",
-                p.as_str(),
-                short(input)
-            ))
-        }),
+        Some(p) => select(p, input, ctx).ok_or_else(|| no_results(p)),
     }
 }
 
@@ -262,18 +266,14 @@ pub fn apply_output_path(path: Option<&Path>, output: Value, ctx: &Ctx) -> Resul
     match path {
         None => Ok(Value::Object(Map::new())),
         Some(p) if p.is_root() => Ok(output),
-        Some(p) => select(p, &output, ctx).ok_or_else(|| {
-            AslError::runtime(format!(
-                "Invalid path '{}' : No results for path: the OutputPath could not be found in the output '{}'",
-                p.as_str(),
-                short(&output)
-            ))
-        }),
+        Some(p) => select(p, &output, ctx).ok_or_else(|| no_results(p)),
     }
 }
 
 /// Evaluate a Parameters / ItemSelector / ResultSelector template. A path to nothing is
-/// States.ParameterPathFailure; a failing intrinsic is States.IntrinsicFailure.
+/// States.Runtime, with Step Functions' cause (`The JSONPath '$.a' specified for the field
+/// 'a.$' could not be found in the input '{..}'`); a failing intrinsic is
+/// States.IntrinsicFailure.
 pub fn apply_parameters(
     t: &Template,
     input: &Value,
@@ -293,15 +293,12 @@ pub fn apply_parameters(
             } else {
                 format!("input '{}'", short(input))
             };
-            AslError::new(
-                names::PARAMETER_PATH_FAILURE,
-                format!(
-                    "The JSONPath '{}' specified for the field '{}' could not be found in the {}",
-                    path.as_str(),
-                    field,
-                    place
-                ),
-            )
+            AslError::runtime(format!(
+                "The JSONPath '{}' specified for the field '{}' could not be found in the {}",
+                path.as_str(),
+                field,
+                place
+            ))
         }),
         Template::Intrinsic { field, expr } => {
             let mut resolve = |p: &Path| select(p, input, ctx);
@@ -418,7 +415,12 @@ mod tests {
             json!({"static": [1, 2], "x": 5, "id": "e1", "nested": {"y": "v=5"}, "arr": [{"z": 5}]})
         );
         let e = apply_parameters(&t, &json!({}), &ctx, &mut rng).unwrap_err();
-        assert_eq!(e.error, "States.ParameterPathFailure");
+        assert_eq!(e.error, "States.Runtime");
+        assert!(
+            e.cause
+                .unwrap()
+                .contains("specified for the field 'x.$' could not be found")
+        );
         assert!(Template::compile(&json!({"x.$": 1})).is_err());
     }
 

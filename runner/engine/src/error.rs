@@ -83,6 +83,21 @@ impl AslError {
     pub fn intrinsic(cause: impl Into<String>) -> Self {
         Self::new(names::INTRINSIC_FAILURE, cause)
     }
+    /// Step Functions' form of a States.Runtime cause raised while running a state: `An error
+    /// occurred while executing the state 'X' (entered at the event id #N). <cause>`. Other
+    /// errors, and causes already placed, are returned unchanged.
+    pub fn in_state(mut self, state: &str, entered_event: u64) -> Self {
+        const PREFIX: &str = "An error occurred while executing the state '";
+        if self.error == names::RUNTIME
+            && !self.cause.as_deref().is_some_and(|c| c.starts_with(PREFIX))
+        {
+            let c = self.cause.take().unwrap_or_default();
+            self.cause = Some(format!(
+                "{PREFIX}{state}' (entered at the event id #{entered_event}). {c}"
+            ));
+        }
+        self
+    }
     /// The `{"Error": .., "Cause": ..}` object a Catch passes on.
     pub fn to_value(&self) -> serde_json::Value {
         let mut m = serde_json::Map::new();

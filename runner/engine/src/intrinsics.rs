@@ -181,8 +181,15 @@ impl P<'_> {
         let mut chars = self.s[self.i..].char_indices();
         while let Some((off, c)) = chars.next() {
             match c {
+                // Only the reserved characters can be escaped; any other backslash is an
+                // "open escape", which Step Functions rejects.
                 '\\' => match chars.next() {
-                    Some((_, e)) => value.push(e),
+                    Some((_, e @ ('\'' | '{' | '}' | '\\'))) => value.push(e),
+                    Some((_, e)) => {
+                        return Err(format!(
+                            "invalid escape '\\{e}' in a string literal (only \\', \\{{, \\}} and \\\\ are allowed)"
+                        ));
+                    }
                     None => break,
                 },
                 '\'' => {
@@ -301,6 +308,24 @@ fn int_arg(name: &str, v: &Value, what: &str) -> Result<i64, AslError> {
     }
 }
 
+/// A number argument rounded to the nearest integer, as Step Functions does for MathAdd,
+/// MathRandom and ArrayRange ("If you specify a non-integer value ... Step Functions will
+/// round it off to the nearest integer"); halves round up, like Java's `Math.round`.
+fn rounded_arg(name: &str, v: &Value, what: &str) -> Result<i64, AslError> {
+    match v {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                return Ok(i);
+            }
+            match n.as_f64() {
+                Some(f) if f.abs() < 9.0e15 => Ok((f + 0.5).floor() as i64),
+                _ => fail(name, format!("{what} is out of range: {n}")),
+            }
+        }
+        other => fail(name, format!("{what} must be a number, got {other}")),
+    }
+}
+
 fn str_arg<'v>(name: &str, v: &'v Value, what: &str) -> Result<&'v str, AslError> {
     match v {
         Value::String(s) => Ok(s),
@@ -338,7 +363,14 @@ pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError
             format(t, &args[1..], true)
         }
         "States.StringToJson" => {
+            // Like Step Functions' JSON parser, null or a blank string parses to null.
+            if args[0].is_null() {
+                return Ok(Value::Null);
+            }
             let s = str_arg(name, &args[0], "the argument")?;
+            if s.trim().is_empty() {
+                return Ok(Value::Null);
+            }
             serde_json::from_str(s).or_else(|e| fail(name, format!("invalid JSON: {e}")))
         }
         "States.JsonToString" => Ok(Value::String(args[0].to_string())),
@@ -360,9 +392,9 @@ pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError
             Ok(Value::Bool(a.contains(&args[1])))
         }
         "States.ArrayRange" => {
-            let start = int_arg(name, &args[0], "the start")?;
-            let end = int_arg(name, &args[1], "the end")?;
-            let step = int_arg(name, &args[2], "the step")?;
+            let start = rounded_arg(name, &args[0], "the start")?;
+            let end = rounded_arg(name, &args[1], "the end")?;
+            let step = rounded_arg(name, &args[2], "the step")?;
             if step == 0 {
                 return fail(name, "the step must not be 0");
             }
@@ -371,7 +403,7 @@ pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError
             while (step > 0 && x <= end) || (step < 0 && x >= end) {
                 out.push(Value::from(x));
                 if out.len() > 1000 {
-                    return fail(name, "the range would have more than 1000 elements");
+                    return fail(name, "the result would have more than 1000 items");
                 }
                 x = match x.checked_add(step) {
                     Some(x) => x,
@@ -475,33 +507,26 @@ pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError
             Ok(Value::Object(out))
         }
         "States.MathRandom" => {
-            let lo = int_arg(name, &args[0], "the start")?;
-            let hi = int_arg(name, &args[1], "the end")?;
+            let lo = rounded_arg(name, &args[0], "the start")?;
+            let hi = rounded_arg(name, &args[1], "the end")?;
             if hi <= lo {
                 return fail(name, "the end must be greater than the start");
             }
             if let Some(seed) = args.get(2) {
                 // An explicit seed gives a value that depends on the seed only, as in SFN.
-                let mut r = Rng::new(int_arg(name, seed, "the seed")? as u64);
+                let mut r = Rng::new(rounded_arg(name, seed, "the seed")? as u64);
                 return Ok(Value::from(r.range_i64(lo, hi)));
             }
             Ok(Value::from(rng.range_i64(lo, hi)))
         }
         "States.MathAdd" => {
-            let (Value::Number(a), Value::Number(b)) = (&args[0], &args[1]) else {
-                return fail(name, "both arguments must be numbers");
-            };
-            if let (Some(x), Some(y)) = (a.as_i64(), b.as_i64()) {
-                return x
-                    .checked_add(y)
-                    .map(Value::from)
-                    .ok_or(())
-                    .or_else(|_| fail(name, "integer overflow"));
-            }
-            let s = a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0);
-            Ok(Number::from_f64(s)
-                .map(Value::Number)
-                .unwrap_or(Value::Null))
+            // Non-integers are rounded to the nearest integer first; the sum is an integer.
+            let a = rounded_arg(name, &args[0], "the first argument")?;
+            let b = rounded_arg(name, &args[1], "the second argument")?;
+            a.checked_add(b)
+                .map(Value::from)
+                .ok_or(())
+                .or_else(|_| fail(name, "integer overflow"))
         }
         "States.StringSplit" => {
             let s = str_arg(name, &args[0], "the string")?;
@@ -519,6 +544,38 @@ pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError
         }
         "States.UUID" => Ok(Value::String(rng.uuid_v4())),
         _ => unreachable!("FUNCTIONS lists {name}"),
+    }
+}
+
+/// How States.Format prints an argument: strings as they are, other scalars as JSON, and
+/// arrays and objects as Java collections print (`[a, 1]`, `{k=v, n=[1, 2]}`), which is what
+/// Step Functions' Java implementation produces.
+fn format_value(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => out.push_str(s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                format_value(x, out);
+            }
+            out.push(']');
+        }
+        Value::Object(m) => {
+            out.push('{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(k);
+                out.push('=');
+                format_value(x, out);
+            }
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
     }
 }
 
@@ -546,11 +603,7 @@ fn format(template: &str, args: &[Value], escapes: bool) -> Result<Value, AslErr
                     );
                 };
                 used += 1;
-                match a {
-                    Value::String(s) => out.push_str(s),
-                    Value::Number(_) | Value::Bool(_) | Value::Null => out.push_str(&a.to_string()),
-                    _ => return fail(name, "arguments must be strings, numbers, booleans or null"),
-                }
+                format_value(a, &mut out);
             }
             c => out.push(c),
         }

@@ -127,6 +127,28 @@ impl Path {
             Kind::Query(_) => None,
         }
     }
+    /// The path as Step Functions' JSONPath library prints it in errors: `$['a'][0]`
+    /// (reference paths; other paths are returned as written).
+    pub fn normalized(&self) -> String {
+        let Kind::Ref(segs) = &self.kind else {
+            return self.text.clone();
+        };
+        let mut out = String::from(if self.context { "$$" } else { "$" });
+        if let Some(v) = &self.var {
+            out.push_str(v);
+        }
+        for s in segs {
+            match s {
+                Seg::Field(f) => {
+                    out.push_str("['");
+                    out.push_str(f);
+                    out.push_str("']");
+                }
+                Seg::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        out
+    }
     /// The workflow variable this path starts at (`$name...`), if any.
     pub fn variable(&self) -> Option<&str> {
         self.var.as_deref()
@@ -233,6 +255,10 @@ fn parse_ref(s: &str) -> Option<Vec<Seg>> {
         match b[i] {
             b'.' => {
                 i += 1;
+                // `$.['x']`: Step Functions' JSONPath (Jayway) takes a bracket after the dot.
+                if b.get(i) == Some(&b'[') {
+                    continue;
+                }
                 let start = i;
                 while i < b.len() && !matches!(b[i], b'.' | b'[') {
                     if matches!(
@@ -309,6 +335,13 @@ mod tests {
         assert_eq!(p.select(&v), Some(json!(7)));
         assert!(Path::parse("$$.Execution.Id").unwrap().is_context());
         assert!(Path::parse("$.my-key").unwrap().is_reference());
+        let q = Path::parse("$.['a.b'].c[0]").unwrap();
+        assert_eq!(q.normalized(), "$['a.b']['c'][0]");
+        assert_eq!(q.select(&json!({"a.b": {"c": [5]}})), Some(json!(5)));
+        assert_eq!(
+            Path::parse("$['it\\'s']").unwrap().normalized(),
+            "$['it's']"
+        );
     }
 
     #[test]

@@ -181,7 +181,9 @@ fn one_assign_is_limited_to_256_kib() {
     assert_eq!(r.error.as_deref(), Some("States.Runtime"));
     let cause = r.cause.unwrap();
     assert!(
-        cause.starts_with("The values assigned by state 'A' total ")
+        cause.starts_with(
+            "An error occurred while executing the state 'A' (entered at the event id #2). The values assigned by state 'A' total "
+        )
             && cause.ends_with("over the limit of 262144 bytes (256 KiB per Assign)"),
         "{cause}"
     );
@@ -206,7 +208,7 @@ fn execution_variables_are_limited_to_10_mib() {
     assert_eq!(r.error.as_deref(), Some("States.Runtime"));
     let cause = r.cause.unwrap();
     assert!(
-        cause.starts_with("After state 'S40', the execution's variables would total "),
+        cause.contains(". After state 'S40', the execution's variables would total "),
         "{cause}"
     );
     assert!(cause.contains("(10 MiB per execution)"), "{cause}");

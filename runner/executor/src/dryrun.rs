@@ -206,7 +206,8 @@ impl Runner {
         let input = match task_input.get("Input") {
             Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
             Some(v) => v.clone(),
-            None => Value::Null,
+            // No Input: Step Functions starts the execution with `{}`.
+            None => Value::Object(Default::default()),
         };
         let input = match runbook_engine::build_input(&child.runbook.meta, input, &[]) {
             Ok(i) => i,

@@ -186,6 +186,8 @@ struct Cur {
     retriers: Vec<u32>,
     attempt: u32,
     phase: Phase,
+    /// Number of the state's Entered history event (Step Functions cites it in causes).
+    entered_event: u64,
 }
 
 enum Phase {

@@ -36,6 +36,7 @@ impl Execution {
             retriers: vec![0; retriers],
             attempt: 1,
             phase: Phase::Idle,
+            entered_event: self.history_count + 1,
         });
         self.history(entered);
         self.exec(sid);
@@ -341,12 +342,7 @@ impl Execution {
                                 crate::path::type_name(&other)
                             )));
                         }
-                        None => {
-                            return Err(AslError::runtime(format!(
-                                "Invalid path '{}': the ItemsPath could not be found in the input",
-                                m.items_path.as_str()
-                            )));
-                        }
+                        None => return Err(dataflow::no_results(&m.items_path)),
                     };
                     let maxc = m
                         .max_concurrency

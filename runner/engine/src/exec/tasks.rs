@@ -252,6 +252,7 @@ impl Execution {
     pub(super) fn state_failed(&mut self, sid: Sid, err: AslError, from_branch: bool) {
         let (m, idx) = self.state_of(sid);
         let st = &m.states[idx];
+        let err = err.in_state(&st.name, self.cur(sid).entered_event);
         let (retry, catch) = st
             .kind
             .outcome()

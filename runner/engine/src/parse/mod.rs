@@ -755,6 +755,11 @@ pub fn build_input(
         }
     }
     match overrides {
+        // Step Functions takes any JSON value as execution input; only Parameters need an
+        // object to fill in.
+        other if !other.is_object() && meta.parameters.is_empty() && params.is_empty() => {
+            return Ok(other);
+        }
         Value::Null => {}
         Value::Object(o) => {
             for (k, v) in o {
@@ -769,7 +774,6 @@ pub fn build_input(
                 out.insert(k, v);
             }
         }
-        other if meta.parameters.is_empty() && params.is_empty() => return Ok(other),
         other => return Err(EngineError::InputNotObject(other.to_string())),
     }
     for (k, raw) in params {
