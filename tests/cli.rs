@@ -121,6 +121,22 @@ fn step_functions_definition_runs_unchanged() {
     );
 }
 
+/// Step Functions takes any JSON value as execution input, not only objects.
+#[test]
+fn non_object_input_runs_as_step_functions_runs_it() {
+    let env = RunbookHome::new();
+    let book = env.path().join("pick.json");
+    std::fs::write(
+        &book,
+        r#"{"StartAt":"P","States":{"P":{"Type":"Pass","InputPath":"$[1]","End":true}}}"#,
+    )
+    .unwrap();
+    let book = book.to_str().unwrap();
+    let (code, v) = env.json(&["run", book, "--input", "[10, 20]", "--json"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["output"], 20);
+}
+
 #[test]
 fn bad_usage_exits_2() {
     let env = RunbookHome::new();
@@ -526,9 +542,8 @@ fn plugin_test_replays_a_past_execution() {
     );
     assert_eq!(v["recorded"]["output"]["Decision"], "refuse");
 
-    // A state that made a capability call (on the local provider): the journal has its
-    // outcome but not its result, so replaying it alone names the call; a fixture
-    // supplies the result.
+    // A state that made a capability call (on the local provider): the journal kept the
+    // call's arguments and result, so it replays with no fixture.
     let with_fixtures = RunbookHome::new();
     let book = with_fixtures.path().join("look.yaml");
     std::fs::write(
@@ -538,29 +553,65 @@ fn plugin_test_replays_a_past_execution() {
     )
     .unwrap();
     let v = with_fixtures.run_book(&book, &["--provider", "local"], "SUCCEEDED");
-    let id = v["execution_id"].as_str().unwrap().to_string();
+    let look_id = v["execution_id"].as_str().unwrap().to_string();
     let wasm = fixture_wasm("ungranted");
-    let args = ["plugin", "test", &wasm, "--replay", &id, "--state", "Look"];
-    let out = with_fixtures.run(&args);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(
-        err.contains("no answer for rds:DescribeDBInstances")
-            && err.contains("journals keep no call results"),
-        "{err}"
-    );
+    let (code, v) = with_fixtures.json(&[
+        "plugin", "test", &wasm, "--replay", &look_id, "--state", "Look", "--json",
+    ]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["output"], v["recorded"]["output"], "{v:#}");
+    assert_eq!(v["calls"][0]["action"], "DescribeDBInstances", "{v:#}");
+    assert_eq!(v["unanswered"], json!([]), "{v:#}");
+
+    // A fixture still comes first: it can change what the journal answered.
     let fixture = with_fixtures.path().join("answers.json");
     std::fs::write(
         &fixture,
-        json!([{"service": "rds", "action": "DescribeDBInstances", "response": []}]).to_string(),
+        json!([{"service": "rds", "action": "DescribeDBInstances",
+                "error": {"code": "Throttling"}}])
+        .to_string(),
     )
     .unwrap();
-    let mut args = args.to_vec();
     let fixture = fixture.display().to_string();
-    args.extend(["--fixture", &fixture, "--json"]);
-    let (code, v) = with_fixtures.json(&args);
-    assert_eq!(code, 0, "{v:#}");
-    assert_eq!(v["output"], v["recorded"]["output"], "{v:#}");
+    let (code, v) = with_fixtures.json(&[
+        "plugin",
+        "test",
+        &wasm,
+        "--replay",
+        &look_id,
+        "--state",
+        "Look",
+        "--fixture",
+        &fixture,
+        "--json",
+    ]);
+    assert_eq!(
+        (code, &v["output"]),
+        (0, &json!({"swallowed": "Throttling"})),
+        "{v:#}"
+    );
+
+    // A plugin that makes a call the journal does not have: the call is named, exit 1.
+    let (code, v) = env.json(&[
+        "plugin",
+        "test",
+        &wasm,
+        "--replay",
+        &id,
+        "--state",
+        "Ask",
+        "--grant",
+        "rds:DescribeDBInstances",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{v:#}");
+    let miss = v["unanswered"][0].as_str().unwrap_or_default();
+    assert!(
+        miss.contains("rds:DescribeDBInstances")
+            && miss.contains("neither --fixture nor the journal of execution")
+            && miss.contains("state Ask"),
+        "{v:#}"
+    );
 }
 
 /// `plugin new` writes a project that builds out of tree (offline, from the local cargo

@@ -24,9 +24,9 @@ pub struct TestArgs {
     #[arg(long)]
     pub input: Option<String>,
     /// Replay the facts of a past execution (ID or unique prefix): the input its state
-    /// --state was given, the Task's grants, and the outcomes of the capability calls that
-    /// state made. Journals keep no call results: calls that succeeded need their
-    /// response in --fixture.
+    /// --state was given, the Task's grants, and the results of the capability calls that
+    /// state made, answered in order to calls with the same service, action and
+    /// arguments. A call the journal does not have fails the test.
     #[arg(long, value_name = "EXECUTION_ID", requires = "state")]
     pub replay: Option<String>,
     /// The Task state (name or path) of --replay.
@@ -57,6 +57,9 @@ struct Answer {
     action: String,
     /// Must be contained in the call (fixture `request`; journal region and resource).
     request: Option<Value>,
+    /// Journal entries that kept their arguments: the call's audited arguments
+    /// ([`runbook_host::audit_args`], redacted as the journal redacts) must equal these.
+    args: Option<Value>,
     /// Ok(response), Err(capability error), or why there is none (journal rows of
     /// calls that succeeded: their results are not kept).
     outcome: Result<Result<Value, CapError>, String>,
@@ -68,6 +71,8 @@ struct Answer {
 /// not answer.
 struct ReplayProvider {
     answers: Mutex<Vec<(Answer, bool)>>,
+    /// `execution <id>, state <S>` when replaying: names the journal in misses.
+    replaying: Option<String>,
     misses: Mutex<Vec<String>>,
     answered: Mutex<Vec<String>>,
 }
@@ -107,11 +112,13 @@ impl Provider for ReplayProvider {
         let view = call_view(&call);
         let name = call.iam_name();
         let mut answers = self.answers.lock().unwrap();
+        let audited = runbook_journal::redact(runbook_host::audit_args(&call.service, &call.args));
         let found = answers.iter_mut().find(|(a, used)| {
             !*used
                 && a.service == call.service
                 && a.action == call.action
                 && a.request.as_ref().is_none_or(|r| contains(&view, r))
+                && a.args.as_ref().is_none_or(|want| *want == audited)
         });
         let result = match found {
             Some((a, used)) => {
@@ -134,7 +141,32 @@ impl Provider for ReplayProvider {
                 }
             }
             None => {
-                let why = "no fixture entry or journaled call matches it";
+                let why = match &self.replaying {
+                    Some(from) => {
+                        let left: Vec<String> = answers
+                            .iter()
+                            .filter(|(a, used)| !used && a.from != "fixture")
+                            .map(|(a, _)| {
+                                format!(
+                                    "{}:{} {}",
+                                    a.service,
+                                    a.action,
+                                    a.args.as_ref().map(Value::to_string).unwrap_or_default()
+                                )
+                            })
+                            .collect();
+                        format!(
+                            "neither --fixture nor the journal of {from} has this call (calls it recorded and not yet replayed: {})",
+                            if left.is_empty() {
+                                "none".to_string()
+                            } else {
+                                left.join("; ")
+                            }
+                        )
+                    }
+                    None => "no fixture entry matches it".to_string(),
+                };
+                let why = why.as_str();
                 self.misses
                     .lock()
                     .unwrap()
@@ -230,6 +262,7 @@ fn fixture_answers(path: &Path) -> anyhow::Result<Vec<Answer>> {
                 service: s("service")?,
                 action: s("action")?,
                 request: e.get("request").cloned(),
+                args: None,
                 outcome: Ok(outcome),
                 from: "fixture".into(),
             })
@@ -308,16 +341,25 @@ fn recorded(runner: &Runner, id: &str, state: &str) -> anyhow::Result<Recorded> 
                 request["resource"] = json!(r);
             }
             let name = format!("{}:{}", c.service, c.action);
+            let kept_error = c
+                .result
+                .clone()
+                .and_then(|r| serde_json::from_value::<CapError>(r).ok());
             let outcome = match (c.outcome.as_str(), &c.error_code) {
+                ("ok", _) if c.result.is_some() => Ok(Ok(c.result.clone().unwrap_or_default())),
+                ("error", _) if kept_error.is_some() => Ok(Err(kept_error.unwrap())),
+                // Journals written before results were kept: the code only.
                 ("error", Some(code)) => Ok(Err(CapError::new(
                     kind_of(code),
                     code.clone(),
                     format!("{code} (replayed from execution {})", row.id),
                 ))),
                 ("ok", _) => Err(format!(
-                    "execution {} recorded that {name} succeeded, but journals keep no call \
-                     results: give its response in --fixture",
-                    row.id
+                    "execution {} recorded that {name} succeeded but kept no result (a journal \
+                     from before results were kept, or a result over {} KiB): give its response \
+                     in --fixture",
+                    row.id,
+                    runbook_journal::MAX_CALL_RESULT_BYTES >> 10
                 )),
                 (other, _) => Err(format!(
                     "execution {} recorded {name} as {other}: nothing to replay",
@@ -328,6 +370,7 @@ fn recorded(runner: &Runner, id: &str, state: &str) -> anyhow::Result<Recorded> 
                 service: c.service,
                 action: c.action,
                 request: Some(request),
+                args: c.args,
                 outcome,
                 from: format!("journal {}", row.id),
             }
@@ -476,6 +519,11 @@ pub fn test(runner: &Runner, a: &TestArgs) -> anyhow::Result<ExitCode> {
     }
     let provider = Arc::new(ReplayProvider {
         answers: Mutex::new(answers.into_iter().map(|a| (a, false)).collect()),
+        replaying: a
+            .replay
+            .as_ref()
+            .zip(a.state.as_ref())
+            .map(|(id, s)| format!("execution {id}, state {s}")),
         misses: Mutex::new(Vec::new()),
         answered: Mutex::new(Vec::new()),
     });

@@ -36,6 +36,8 @@ impl Observer for JournalObserver {
             outcome: outcome.into(),
             error_code: code,
             duration_us: r.duration_us as i64,
+            args: Some(r.args.clone()),
+            result: r.result.clone(),
         };
         if let Err(e) = self.journal.record_call(&self.id, row.at_ms, &row) {
             tracing::error!("journal: could not record a capability call: {e}");

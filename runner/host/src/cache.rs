@@ -69,7 +69,9 @@ impl DiskCache {
             .join(format!("{sha256}-{}.cwasm", self.engine_hash))
     }
 
-    pub fn get(&self, engine: &Engine, sha256: &str) -> Option<Component> {
+    /// The cached component, or why wasmtime refused the cached code (pool limits);
+    /// `None` when nothing usable is cached.
+    pub fn get(&self, engine: &Engine, sha256: &str) -> Option<wasmtime::Result<Component>> {
         let data = fs::read(self.path(sha256)).ok()?;
         if data.len() < 32 {
             return None;
@@ -81,18 +83,12 @@ impl DiskCache {
         }
         // SAFETY: the HMAC proves this runner serialized these bytes with an engine of
         // the same compatibility hash; wasmtime re-checks the header on top of that.
-        match unsafe { Component::deserialize(engine, body) } {
-            Ok(c) => Some(c),
-            Err(e) => {
-                tracing::warn!("compile cache: discarding {sha256}: {e:#}");
-                None
-            }
-        }
+        Some(unsafe { Component::deserialize(engine, body) })
     }
 
-    pub fn put(&self, sha256: &str, component: &Component) -> wasmtime::Result<()> {
-        let body = component.serialize()?;
-        let mac = hmac(&self.key, &body);
+    /// Store `body`, the output of `Engine::precompile_component`.
+    pub fn put(&self, sha256: &str, body: &[u8]) -> wasmtime::Result<()> {
+        let mac = hmac(&self.key, body);
         let tmp = self
             .dir
             .join(format!(".{sha256}.{}.tmp", std::process::id()));
@@ -103,11 +99,17 @@ impl DiskCache {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(&mac)?;
-        f.write_all(&body)?;
+        f.write_all(body)?;
         drop(f);
         fs::rename(&tmp, self.path(sha256))?;
         Ok(())
     }
+}
+
+/// A component from code this process just compiled with `engine`.
+pub fn own_component(engine: &Engine, body: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: `body` is `engine.precompile_component`'s output, made in this process.
+    unsafe { Component::deserialize(engine, body) }
 }
 
 /// HMAC-SHA256 (RFC 2104).

@@ -40,6 +40,11 @@ pub enum HostError {
     #[error("plugin '{plugin}': not a valid component: {reason}")]
     InvalidComponent { plugin: String, reason: String },
     #[error(
+        "plugin '{plugin}' is a valid component but over a limit of the runner's instance pool: {reason} (per component: {MAX_CORE_INSTANCES_PER_COMPONENT} core instances, {MAX_MEMORIES_PER_COMPONENT} memories, {} KiB of instance state)",
+        MAX_COMPONENT_INSTANCE_BYTES >> 10
+    )]
+    OverLimit { plugin: String, reason: String },
+    #[error(
         "plugin '{plugin}' imports '{import}', which the host does not provide (it only links runbook:plugin/* and wasi:* 0.2)"
     )]
     UnknownImport { plugin: String, import: String },
@@ -68,6 +73,7 @@ impl HostError {
     pub fn code(&self) -> &'static str {
         match self {
             HostError::InvalidComponent { .. } => "E-PLUGIN-INVALID",
+            HostError::OverLimit { .. } => "E-PLUGIN-LIMIT",
             HostError::UnknownImport { .. } => "E-PLUGIN-IMPORT",
             HostError::MissingExport { .. } => "E-PLUGIN-EXPORT",
             HostError::UngrantedImport { .. } => "E-PLUGIN-UNGRANTED",
@@ -79,6 +85,22 @@ impl HostError {
 
 fn engine_err(e: impl std::fmt::Display) -> HostError {
     HostError::Engine(format!("{e:#}"))
+}
+
+/// Core module instances one component may contain (the pooling allocator's
+/// per-component limit). componentize-py's `--stub-wasi` output has 38; a limit does not
+/// reserve memory by itself (see docs/plugins.md, Limits).
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+/// Linear memories one component may define.
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+/// Bytes of instance state (all its vmctx) one component may need.
+pub const MAX_COMPONENT_INSTANCE_BYTES: usize = 1 << 20;
+
+/// Whether wasmtime refused a compiled component for the pooling allocator's limits
+/// (wasmtime has no typed error for it; these are its messages).
+fn is_pool_limit(e: &wasmtime::Error) -> bool {
+    let msg = format!("{e:#}");
+    msg.contains("in the pooling allocator") || msg.contains("pooling allocator requirements")
 }
 
 /// Process-wide host settings.
@@ -138,8 +160,9 @@ pub enum CallOutcome {
     TimedOut,
 }
 
-/// One capability call as recorded in the journal. Arguments are not recorded: they
-/// can carry data the operator did not mean to keep.
+/// One capability call as recorded in the journal. Its arguments and result are kept so
+/// `runbook plugin test --replay` can answer the same calls later; the journal redacts
+/// secret-looking keys in both, and [`audit_args`] drops postgres query parameters.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CallRecord {
     pub state: String,
@@ -151,6 +174,26 @@ pub struct CallRecord {
     #[serde(flatten)]
     pub outcome: CallOutcome,
     pub duration_us: u64,
+    /// The call's arguments (WIT parameter names, `region` apart), through [`audit_args`].
+    pub args: Value,
+    /// What the call returned: the WIT `ok` value, or the capability error as
+    /// `{kind, code, message, retryable}`. `None` when denied or timed out.
+    pub result: Option<Value>,
+}
+
+/// The arguments of a call as the audit keeps them: postgres query parameters are
+/// replaced by `"***"` (they are data, not facts about the infrastructure). Replay
+/// matching compares calls through this same function.
+pub fn audit_args(service: &str, args: &Value) -> Value {
+    let mut args = args.clone();
+    if service == "postgres"
+        && let Some(Value::Array(params)) = args.get_mut("params")
+    {
+        for p in params.iter_mut().filter(|p| !p.is_null()) {
+            *p = Value::String("***".into());
+        }
+    }
+    args
 }
 
 /// Receives what a running plugin does; the executor writes it to the journal.
@@ -376,6 +419,8 @@ impl StepState {
             resource: resource.clone(),
             outcome: CallOutcome::Ok,
             duration_us: 0,
+            args: audit_args(service, &args),
+            result: None,
         };
         if !env.grants.allows(service, spec.action, resource.as_deref()) {
             record.outcome = CallOutcome::Denied;
@@ -408,8 +453,11 @@ impl StepState {
                     format!("{service}:{}", spec.action),
                 )));
             }
-            Ok(Ok(value)) => match serde_json::from_value::<T>(value) {
-                Ok(v) => Ok(v),
+            Ok(Ok(value)) => match serde_json::from_value::<T>(value.clone()) {
+                Ok(v) => {
+                    record.result = Some(value);
+                    Ok(v)
+                }
                 Err(e) => Err(runbook_caps::CapError::internal(format!(
                     "the {} provider returned a malformed {service}:{} result: {e}",
                     env.provider.name(),
@@ -428,8 +476,10 @@ impl StepState {
                     code: e.code.clone(),
                     message: e.message.clone(),
                 };
+                let error = serde_json::to_value(&e)?;
+                record.result = Some(error.clone());
                 env.observer.capability_call(&record);
-                let wit: bindings::CapError = serde_json::from_value(serde_json::to_value(&e)?)?;
+                let wit: bindings::CapError = serde_json::from_value(error)?;
                 Ok(Err(wit))
             }
         }
@@ -464,6 +514,9 @@ pub struct Host {
     linker: Linker<StepState>,
     cache: Option<cache::DiskCache>,
     loaded: Mutex<HashMap<String, Arc<Plugin>>>,
+    /// Components refused for the pool's limits, by SHA-256, with the reason: a retried
+    /// Task (or another Task using it) is refused at once instead of recompiled.
+    refused: Mutex<HashMap<String, String>>,
     slots: Arc<tokio::sync::Semaphore>,
     config: HostConfig,
     stop_ticker: Arc<AtomicBool>,
@@ -488,9 +541,9 @@ impl Host {
             .total_tables(config.max_instances * 4)
             .total_stacks(config.max_instances)
             .max_memory_size(config.max_memory_bytes)
-            .max_memories_per_component(4)
-            .max_core_instances_per_component(16)
-            .max_component_instance_size(1 << 20);
+            .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .max_component_instance_size(MAX_COMPONENT_INSTANCE_BYTES);
         wt.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         // Guests may never reserve more than the cap, so reservations stay small.
         wt.memory_reservation(config.max_memory_bytes as u64);
@@ -528,6 +581,7 @@ impl Host {
             linker,
             cache,
             loaded: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
             slots: Arc::new(tokio::sync::Semaphore::new(config.max_instances as usize)),
             config,
             stop_ticker,
@@ -560,7 +614,20 @@ impl Host {
         {
             return Ok(p.clone());
         }
-        let (component, source) = self.compile(name, bytes, &sha256)?;
+        if let Some(reason) = self.refused.lock().unwrap().get(&sha256) {
+            return Err(HostError::OverLimit {
+                plugin: name.to_string(),
+                reason: reason.clone(),
+            });
+        }
+        let (component, source) = match self.compile(name, bytes, &sha256) {
+            Ok(c) => c,
+            Err(HostError::OverLimit { plugin, reason }) => {
+                self.refused.lock().unwrap().insert(sha256, reason.clone());
+                return Err(HostError::OverLimit { plugin, reason });
+            }
+            Err(e) => return Err(e),
+        };
         let imports = inspect::component_imports(&self.engine, &component);
         let callable = inspect::callable_imports(&self.engine, &component);
         let pre = self.linker.instantiate_pre(&component).map_err(|e| {
@@ -598,18 +665,40 @@ impl Host {
         bytes: &[u8],
         sha256: &str,
     ) -> Result<(Component, CacheSource), HostError> {
-        let invalid = |e: wasmtime::Error| HostError::InvalidComponent {
-            plugin: name.to_string(),
-            reason: format!("{e:#}"),
+        let invalid = |e: wasmtime::Error| {
+            if is_pool_limit(&e) {
+                HostError::OverLimit {
+                    plugin: name.to_string(),
+                    reason: format!("{e:#}"),
+                }
+            } else {
+                HostError::InvalidComponent {
+                    plugin: name.to_string(),
+                    reason: format!("{e:#}"),
+                }
+            }
         };
         if let Some(cache) = &self.cache {
-            if let Some(component) = cache.get(&self.engine, sha256) {
-                return Ok((component, CacheSource::Disk));
+            match cache.get(&self.engine, sha256) {
+                Some(Ok(component)) => return Ok((component, CacheSource::Disk)),
+                // Compiled before, refused by the pool's limits: no need to compile again.
+                Some(Err(e)) if is_pool_limit(&e) => return Err(invalid(e)),
+                Some(Err(e)) => tracing::warn!("compile cache: discarding {sha256}: {e:#}"),
+                None => {}
             }
-            let component = Component::new(&self.engine, bytes).map_err(invalid)?;
-            if let Err(e) = cache.put(sha256, &component) {
+            // Compile to bytes and store them before building the Component: wasmtime
+            // checks the pool's limits only then, and a refused component stays cached,
+            // so a retry is refused in milliseconds (and raising a limit reuses it).
+            let body = self.engine.precompile_component(bytes).map_err(|e| {
+                HostError::InvalidComponent {
+                    plugin: name.to_string(),
+                    reason: format!("{e:#}"),
+                }
+            })?;
+            if let Err(e) = cache.put(sha256, &body) {
                 tracing::warn!("compile cache: could not store {name}: {e:#}");
             }
+            let component = cache::own_component(&self.engine, &body).map_err(invalid)?;
             return Ok((component, CacheSource::Compiled));
         }
         let component = Component::new(&self.engine, bytes).map_err(invalid)?;

@@ -245,7 +245,84 @@ async fn granted_call_reaches_the_provider_and_is_audited() {
     assert_eq!(calls[0].iam_name(), "rds:DescribeDBInstances");
     assert_eq!(calls[0].region.as_deref(), Some("us-east-1"));
     assert_eq!(calls[0].args, json!({"identifier": null}));
-    assert_eq!(r.observer.calls.lock().unwrap()[0].outcome, CallOutcome::Ok);
+    let audited = &r.observer.calls.lock().unwrap()[0];
+    assert_eq!(audited.outcome, CallOutcome::Ok);
+    // Arguments and result are in the audit record, for a later replay.
+    assert_eq!(audited.args, json!({"identifier": null}));
+    assert_eq!(audited.result, Some(json!([])));
+}
+
+#[test]
+fn audit_args_drop_postgres_parameters_only() {
+    let q = json!({"sql": "SELECT $1", "params": ["x", null]});
+    assert_eq!(
+        runbook_host::audit_args("postgres", &q),
+        json!({"sql": "SELECT $1", "params": ["***", null]})
+    );
+    assert_eq!(runbook_host::audit_args("rds", &q), q);
+}
+
+/// A component of `n` instances of an empty core module, no imports or exports (the
+/// binary format by hand: the limit check needs nothing more).
+fn component_with_core_instances(n: u8) -> Vec<u8> {
+    assert!(n < 128, "one-byte LEB128 count");
+    let mut c = b"\0asm\x0d\x00\x01\x00".to_vec();
+    let module = b"\0asm\x01\x00\x00\x00";
+    c.extend([1, module.len() as u8]); // core module section
+    c.extend(module);
+    let mut instances = vec![n];
+    for _ in 0..n {
+        instances.extend([0x00, 0x00, 0x00]); // instantiate module 0 with no arguments
+    }
+    c.push(2); // core instance section
+    c.push(instances.len() as u8 | 0x80); // two-byte LEB128 size
+    c.push((instances.len() >> 7) as u8);
+    c.extend(instances);
+    c
+}
+
+#[tokio::test]
+async fn a_component_over_the_pool_limits_is_refused_as_such_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = HostConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        max_instances: 4,
+        max_memory_bytes: 64 << 20,
+    };
+    let n = runbook_host::MAX_CORE_INSTANCES_PER_COMPONENT as u8 + 1;
+    let big = component_with_core_instances(n);
+    let h = Host::new(cfg.clone()).unwrap();
+    let err = h.load("big", &big, None).unwrap_err();
+    assert_eq!(err.code(), "E-PLUGIN-LIMIT", "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("{n} core module instances")) && !msg.contains("not a valid"),
+        "{msg}"
+    );
+    // Compiled once: the code is cached even though it was refused, so neither a retry
+    // in this process nor a new one compiles it again.
+    let entry = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .find(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .map(|e| e.metadata().unwrap().modified().unwrap())
+    };
+    let written = entry().expect("the refused component's code is cached");
+    assert_eq!(
+        h.load("big", &big, None).unwrap_err().code(),
+        "E-PLUGIN-LIMIT"
+    );
+    let again = Host::new(cfg).unwrap().load("big", &big, None).unwrap_err();
+    assert_eq!(again.code(), "E-PLUGIN-LIMIT", "{again}");
+    assert_eq!(entry(), Some(written), "recompiled");
+
+    // componentize-py's --stub-wasi output has 38 core instances: within the limit (it
+    // then fails for what it lacks, the `run` export).
+    let err = host()
+        .load("stub-wasi-sized", &component_with_core_instances(38), None)
+        .unwrap_err();
+    assert_eq!(err.code(), "E-PLUGIN-EXPORT", "{err}");
 }
 
 #[tokio::test]

@@ -10,7 +10,8 @@
 //! - `events`: the engine's inputs (start, task results, timers, aborts) with the time
 //!   they were fed in. Replaying them into a fresh engine reproduces its state exactly.
 //! - `history`: the engine's Step Functions–shaped history, for `runbook show`.
-//! - `calls`: every capability call (service, action, region, resource, outcome, duration).
+//! - `calls`: every capability call (service, action, region, resource, outcome, duration,
+//!   and its arguments and result, secrets redacted, for `runbook plugin test --replay`).
 //! - `logs`: plugin log lines, by state.
 
 mod gameday;
@@ -120,7 +121,18 @@ pub struct CallRow {
     pub outcome: String,
     pub error_code: Option<String>,
     pub duration_us: i64,
+    /// The call's arguments (redacted); `None` in journals written before they were kept.
+    #[serde(default)]
+    pub args: Option<Value>,
+    /// Its result: the `ok` value, or the capability error `{kind, code, message,
+    /// retryable}` (redacted); `None` when denied, timed out, too large to keep
+    /// ([`MAX_CALL_RESULT_BYTES`]) or written before results were kept.
+    #[serde(default)]
+    pub result: Option<Value>,
 }
+
+/// Results larger than this (as JSON) are not kept: a replay then says so.
+pub const MAX_CALL_RESULT_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LogRow {
@@ -187,6 +199,8 @@ CREATE TABLE IF NOT EXISTS calls (
     outcome TEXT NOT NULL,
     error_code TEXT,
     duration_us INTEGER NOT NULL,
+    args TEXT,
+    result TEXT,
     PRIMARY KEY (execution_id, seq)
 );
 CREATE TABLE IF NOT EXISTS logs (
@@ -252,6 +266,15 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     ] {
         if !cols.iter().any(|c| c == col) {
             conn.execute_batch(&format!("ALTER TABLE executions ADD COLUMN {col} {ty}"))?;
+        }
+    }
+    let call_cols: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('calls')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for col in ["args", "result"] {
+        if !call_cols.iter().any(|c| c == col) {
+            conn.execute_batch(&format!("ALTER TABLE calls ADD COLUMN {col} TEXT"))?;
         }
     }
     conn.execute_batch(
@@ -492,10 +515,16 @@ impl Journal {
     }
 
     pub fn record_call(&self, id: &str, at_ms: i64, row: &CallRow) -> Result<()> {
+        let args = row.args.as_ref().map(json);
+        let result = row
+            .result
+            .as_ref()
+            .map(json)
+            .filter(|r| r.len() <= MAX_CALL_RESULT_BYTES);
         self.with(|c| {
             c.execute(
-                "INSERT INTO calls (execution_id, seq, at_ms, state, plugin, service, action, region, resource, outcome, error_code, duration_us)
-                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM calls WHERE execution_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO calls (execution_id, seq, at_ms, state, plugin, service, action, region, resource, outcome, error_code, duration_us, args, result)
+                 VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM calls WHERE execution_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     id,
                     at_ms,
@@ -507,7 +536,9 @@ impl Journal {
                     row.resource,
                     row.outcome,
                     row.error_code,
-                    row.duration_us
+                    row.duration_us,
+                    args,
+                    result
                 ],
             )
             .map(|_| ())
@@ -692,7 +723,7 @@ impl Journal {
     pub fn calls(&self, id: &str) -> Result<Vec<CallRow>> {
         self.with(|c| {
             let mut s = c.prepare(
-                "SELECT seq, at_ms, state, plugin, service, action, region, resource, outcome, error_code, duration_us
+                "SELECT seq, at_ms, state, plugin, service, action, region, resource, outcome, error_code, duration_us, args, result
                  FROM calls WHERE execution_id = ?1 ORDER BY seq",
             )?;
             s.query_map([id], |r| {
@@ -708,6 +739,13 @@ impl Journal {
                     outcome: r.get(8)?,
                     error_code: r.get(9)?,
                     duration_us: r.get(10)?,
+                    // A corrupt cell reads as not kept rather than failing the listing.
+                    args: r
+                        .get::<_, Option<String>>(11)?
+                        .and_then(|t| serde_json::from_str(&t).ok()),
+                    result: r
+                        .get::<_, Option<String>>(12)?
+                        .and_then(|t| serde_json::from_str(&t).ok()),
                 })
             })?
             .collect()
@@ -814,13 +852,25 @@ pub(crate) mod tests {
                     outcome: "ok".into(),
                     error_code: None,
                     duration_us: 12,
+                    args: Some(serde_json::json!({"identifier": "db", "password": "hunter2"})),
+                    result: Some(serde_json::json!([{"status": "available"}])),
                 },
             )
             .unwrap();
             j.record_log("e2", 4, "S", "p", "info", "hello").unwrap();
         }
         let j = Journal::open(&path).unwrap();
-        assert_eq!(j.calls("e2").unwrap()[0].action, "DescribeDBInstances");
+        let call = &j.calls("e2").unwrap()[0];
+        assert_eq!(call.action, "DescribeDBInstances");
+        // Arguments and result are kept for replay, secrets redacted.
+        assert_eq!(
+            call.args,
+            Some(serde_json::json!({"identifier": "db", "password": "***"}))
+        );
+        assert_eq!(
+            call.result,
+            Some(serde_json::json!([{"status": "available"}]))
+        );
         assert_eq!(j.logs("e2").unwrap()[0].message, "hello");
         std::fs::remove_dir_all(&dir).unwrap();
     }
