@@ -176,7 +176,22 @@ pub enum Resource {
     Other(String),
 }
 
+/// The suffix of a Task resource that waits for a task token (Step Functions' callback
+/// pattern, `arn:aws:states:::<service>:<api>.waitForTaskToken`): `plugin:<name>.waitForTaskToken`.
+pub const WAIT_FOR_TASK_TOKEN: &str = ".waitForTaskToken";
+
 impl Resource {
+    /// A Task's `Resource` and whether it waits for a task token (the suffix is not part
+    /// of the plugin name or path).
+    pub fn parse_task(s: &str) -> (Resource, bool) {
+        match s.strip_suffix(WAIT_FOR_TASK_TOKEN) {
+            Some(base) if base.starts_with("plugin:") || base.ends_with(".wasm") => {
+                (Resource::parse(base), true)
+            }
+            Some(_) => (Resource::parse(s), true),
+            None => (Resource::parse(s), false),
+        }
+    }
     pub fn parse(s: &str) -> Resource {
         if let Some(n) = s.strip_prefix("plugin:") {
             Resource::Plugin(n.to_string())
@@ -214,6 +229,9 @@ pub struct TaskState {
     pub catch: Vec<Catcher>,
     pub timeout: Option<NumberSpec>,
     pub heartbeat: Option<NumberSpec>,
+    /// `.waitForTaskToken`: after its plugin returns, the Task waits until the task
+    /// token (`$$.Task.Token`) is answered (`runbook task success|failure`).
+    pub wait_for_task_token: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

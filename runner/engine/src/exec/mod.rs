@@ -120,6 +120,10 @@ pub enum Action {
         timeout: Option<Duration>,
         heartbeat: Option<Duration>,
         attempt: u32,
+        /// `.waitForTaskToken` Tasks: the token (`$$.Task.Token`) whose answer ends the
+        /// Task. New for every attempt; the same again when the journal is replayed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task_token: Option<String>,
     },
     CancelTask {
         task_id: TaskId,
@@ -287,6 +291,8 @@ struct CtxInfo<'a> {
     entered: Timestamp,
     retry_count: u32,
     item: Option<(usize, &'a Value)>,
+    /// `$$.Task.Token` of a `.waitForTaskToken` Task.
+    task_token: Option<&'a str>,
 }
 
 impl CtxInfo<'_> {
@@ -310,6 +316,9 @@ impl CtxInfo<'_> {
             },
             "Task": {},
         });
+        if let Some(t) = self.task_token {
+            v["Task"] = json!({ "Token": t });
+        }
         if let Some((i, item)) = self.item {
             v["Map"] = json!({"Item": {"Index": i, "Value": item}});
         }

@@ -50,6 +50,16 @@ impl Execution {
         let machine = scope.machine.clone();
         let cur = scope.cur.as_ref().expect("current state");
         let st = &machine.states[cur.state];
+        // A fresh token per attempt, drawn from the execution's seeded PRNG so that a
+        // replay of the journal reproduces it (a resumed runner waits on the same token).
+        let task_token = match &st.kind {
+            StateKind::Task(t) if t.wait_for_task_token => Some(format!(
+                "{:016x}{:016x}",
+                self.rng.next_u64(),
+                self.rng.next_u64()
+            )),
+            _ => None,
+        };
         let ci = CtxInfo {
             ec: &self.ctx,
             exec_input: &self.input,
@@ -58,6 +68,7 @@ impl Execution {
             entered: cur.entered,
             retry_count: cur.retry_count,
             item: None,
+            task_token: task_token.as_deref(),
         };
         let build = || ci.value();
         let chain = var_chain(&self.scopes, sid);
@@ -311,7 +322,7 @@ impl Execution {
                 drop(chain);
                 match r {
                     Ok((input, timeout, heartbeat)) => {
-                        self.run_task(sid, st, &t.resource, input, timeout, heartbeat)
+                        self.run_task(sid, st, &t.resource, input, timeout, heartbeat, task_token)
                     }
                     Err(e) => self.state_failed(sid, e, false),
                 }
@@ -454,6 +465,7 @@ impl Execution {
             entered: self.cur(sid).entered,
             retry_count: 0,
             item: None,
+            task_token: None,
         };
         let build = || ci.value();
         let chain = var_chain(&self.scopes, sid);
@@ -513,6 +525,7 @@ impl Execution {
             entered: cur.entered,
             retry_count: cur.retry_count,
             item: None,
+            task_token: None,
         };
         let build = || ci.value();
         let chain = var_chain(&self.scopes, sid);

@@ -45,6 +45,8 @@ impl Execution {
         }
     }
 
+    // One argument per part of the RunTask action; bundling them would only add a type.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn run_task(
         &mut self,
         sid: Sid,
@@ -53,6 +55,7 @@ impl Execution {
         input: Value,
         timeout: Option<f64>,
         heartbeat: Option<f64>,
+        task_token: Option<String>,
     ) {
         let now = self.now;
         let cur = self.cur(sid);
@@ -80,6 +83,7 @@ impl Execution {
             timeout: timeout_d,
             heartbeat: heartbeat_d,
             attempt,
+            task_token,
         };
         self.out.push(action.clone());
         self.tasks

@@ -75,6 +75,7 @@ impl Execution {
             entered: cur.entered,
             retry_count: cur.retry_count,
             item: None,
+            task_token: None,
         };
         let build = || ci.value();
         let chain = var_chain(&self.scopes, sid);

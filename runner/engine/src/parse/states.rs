@@ -381,6 +381,7 @@ impl Ps<'_> {
     }
 
     pub(super) fn task(&mut self, o: &Map<String, Value>, ptr: &str) -> Opt<TaskState> {
+        let mut wait_for_task_token = false;
         let resource = match self.get_str(o, ptr, "Resource") {
             Some(r) if r.is_empty() || r == "plugin:" => {
                 self.err_val(
@@ -390,7 +391,11 @@ impl Ps<'_> {
                 );
                 Resource::Other(r)
             }
-            Some(r) => Resource::parse(&r),
+            Some(r) => {
+                let (resource, wait) = Resource::parse_task(&r);
+                wait_for_task_token = wait;
+                resource
+            }
             None => {
                 if !o.contains_key("Resource") {
                     self.err(
@@ -469,6 +474,7 @@ impl Ps<'_> {
             catch: self.catchers(o, ptr),
             timeout,
             heartbeat,
+            wait_for_task_token,
         })
     }
 
