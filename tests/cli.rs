@@ -137,6 +137,22 @@ fn non_object_input_runs_as_step_functions_runs_it() {
     assert_eq!(v["output"], 20);
 }
 
+/// Step Functions takes any JSON value as execution input, not only objects.
+#[test]
+fn non_object_input_runs_as_step_functions_runs_it() {
+    let env = RunbookHome::new();
+    let book = env.path().join("pick.json");
+    std::fs::write(
+        &book,
+        r#"{"StartAt":"P","States":{"P":{"Type":"Pass","InputPath":"$[1]","End":true}}}"#,
+    )
+    .unwrap();
+    let book = book.to_str().unwrap();
+    let (code, v) = env.json(&["run", book, "--input", "[10, 20]", "--json"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["output"], 20);
+}
+
 #[test]
 fn bad_usage_exits_2() {
     let env = RunbookHome::new();
