@@ -215,6 +215,8 @@ impl Resource {
 pub enum NumberSpec {
     Value(f64),
     Path(Path),
+    /// JSONata states: a `{% %}` expression (its body), evaluated when the state runs.
+    Jsonata(String),
 }
 
 #[derive(Debug, Clone)]
@@ -259,6 +261,9 @@ pub struct Catcher {
     pub result_path: Option<Path>,
     /// Evaluated against the error output.
     pub assign: Option<Assign>,
+    /// JSONata catchers: the state's output when this catcher is taken (default
+    /// `$states.errorOutput`).
+    pub output: Option<Value>,
     pub pointer: String,
 }
 
@@ -383,6 +388,10 @@ pub enum WaitSpec {
     Timestamp(String),
     SecondsPath(Path),
     TimestampPath(Path),
+    /// JSONata states: `Seconds` as a `{% %}` expression (its body).
+    SecondsJsonata(String),
+    /// JSONata states: `Timestamp` as a `{% %}` expression (its body).
+    TimestampJsonata(String),
 }
 
 #[derive(Debug, Clone)]
@@ -395,6 +404,8 @@ pub enum StringSpec {
     Value(String),
     Path(Path),
     Intrinsic(crate::intrinsics::Expr),
+    /// JSONata states: a `{% %}` expression (its body) that must give a string.
+    Jsonata(String),
 }
 
 #[derive(Debug, Clone)]
@@ -422,6 +433,11 @@ pub struct MapState {
     pub items_path: Path,
     /// ItemSelector, or the legacy Parameters.
     pub item_selector: Option<Template>,
+    /// JSONata states: `Items` as written (an array, or a `{% %}` expression giving one);
+    /// absent = the state input.
+    pub items: Option<Value>,
+    /// JSONata states: `ItemSelector` as written (`{% %}` values are evaluated per item).
+    pub jsonata_item_selector: Option<Value>,
     pub max_concurrency: Option<NumberSpec>,
     pub tolerated_failure_percentage: Option<NumberSpec>,
     pub tolerated_failure_count: Option<NumberSpec>,

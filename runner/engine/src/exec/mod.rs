@@ -349,6 +349,10 @@ pub fn error_matches(error_equals: &[String], err: &AslError, from_branch: bool)
 fn num_from(spec: &NumberSpec, input: &Value, ctx: &Ctx, what: &str) -> Result<f64, AslError> {
     match spec {
         NumberSpec::Value(v) => Ok(*v),
+        // Needs `$states` and the generator: evaluated by `query::number`.
+        NumberSpec::Jsonata(_) => Err(AslError::runtime(format!(
+            "{what}: a JSONata expression outside a JSONata state"
+        ))),
         NumberSpec::Path(p) => match dataflow::select(p, input, ctx) {
             Some(Value::Number(n)) => n
                 .as_f64()

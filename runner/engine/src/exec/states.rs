@@ -83,10 +83,7 @@ impl Execution {
                     let eff = effective?;
                     if st.query_language == QueryLanguage::Jsonata {
                         // Output defaults to the input; Assign sees the same `$states`.
-                        let states = query::States {
-                            input: &eff,
-                            result: None,
-                        };
+                        let states = query::States::input(&eff);
                         let assigned = query::assign(st.assign.as_ref(), &states, &ctx, rng, now)?;
                         let out = match &st.output {
                             Some(o) => query::eval(o, &states, &ctx, rng, now, "Output")?,
@@ -114,8 +111,12 @@ impl Execution {
                 }
             }
             StateKind::Succeed => {
-                let r = effective.and_then(|eff| {
-                    dataflow::apply_output_path(st.output_path.as_ref(), eff, &ctx)
+                let now = self.now;
+                let r = effective.and_then(|eff| match &st.output {
+                    Some(o) if st.query_language == QueryLanguage::Jsonata => {
+                        query::eval(o, &query::States::input(&eff), &ctx, rng, now, "Output")
+                    }
+                    _ => dataflow::apply_output_path(st.output_path.as_ref(), eff, &ctx),
                 });
                 drop(ctx);
                 drop(chain);
@@ -135,34 +136,46 @@ impl Execution {
                 }
             }
             StateKind::Fail(f) => {
-                let spec =
-                    |s: &Option<StringSpec>, rng: &mut Rng| -> Result<Option<String>, AslError> {
-                        Ok(match s {
-                            None => None,
-                            Some(StringSpec::Value(v)) => Some(v.clone()),
-                            Some(StringSpec::Path(p)) => match dataflow::select(p, raw, &ctx) {
-                                Some(Value::String(s)) => Some(s),
-                                Some(other) => Some(other.to_string()),
-                                None => {
-                                    return Err(AslError::runtime(format!(
-                                        "the path '{}' could not be found in the input",
-                                        p.as_str()
-                                    )));
-                                }
-                            },
-                            Some(StringSpec::Intrinsic(e)) => {
-                                match intrinsics::eval(
-                                    e,
-                                    &mut |p: &Path| dataflow::select(p, raw, &ctx),
-                                    rng,
-                                )? {
-                                    Value::String(s) => Some(s),
-                                    other => Some(other.to_string()),
-                                }
+                let now = self.now;
+                let spec = |s: &Option<StringSpec>,
+                            field: &str,
+                            rng: &mut Rng|
+                 -> Result<Option<String>, AslError> {
+                    Ok(match s {
+                        None => None,
+                        Some(StringSpec::Jsonata(body)) => Some(query::string(
+                            body,
+                            field,
+                            &query::States::input(raw),
+                            &ctx,
+                            rng,
+                            now,
+                        )?),
+                        Some(StringSpec::Value(v)) => Some(v.clone()),
+                        Some(StringSpec::Path(p)) => match dataflow::select(p, raw, &ctx) {
+                            Some(Value::String(s)) => Some(s),
+                            Some(other) => Some(other.to_string()),
+                            None => {
+                                return Err(AslError::runtime(format!(
+                                    "the path '{}' could not be found in the input",
+                                    p.as_str()
+                                )));
                             }
-                        })
-                    };
-                let r = spec(&f.error, rng).and_then(|e| Ok((e, spec(&f.cause, rng)?)));
+                        },
+                        Some(StringSpec::Intrinsic(e)) => {
+                            match intrinsics::eval(
+                                e,
+                                &mut |p: &Path| dataflow::select(p, raw, &ctx),
+                                rng,
+                            )? {
+                                Value::String(s) => Some(s),
+                                other => Some(other.to_string()),
+                            }
+                        }
+                    })
+                };
+                let r = spec(&f.error, "Error", rng)
+                    .and_then(|e| Ok((e, spec(&f.cause, "Cause", rng)?)));
                 drop(ctx);
                 let err = match r {
                     Ok((error, cause)) => AslError {
@@ -179,10 +192,7 @@ impl Execution {
             StateKind::Choice(c) if st.query_language == QueryLanguage::Jsonata => {
                 let now = self.now;
                 let r = effective.and_then(|eff| {
-                    let states = query::States {
-                        input: &eff,
-                        result: None,
-                    };
+                    let states = query::States::input(&eff);
                     // The first rule whose Condition is true: its Next, Assign and Output;
                     // else Default with the state's own Assign and Output.
                     let mut chosen = None;
@@ -245,6 +255,22 @@ impl Execution {
                 let r = effective.and_then(|eff| {
                     let at = match &w.wait {
                         WaitSpec::Seconds(s) => now.add(Duration::from_secs(*s)),
+                        WaitSpec::SecondsJsonata(body) => {
+                            let n = query::number(
+                                &NumberSpec::Jsonata(body.clone()),
+                                "Seconds",
+                                true,
+                                (0.0, 99_999_999.0),
+                                &query::States::input(&eff),
+                                &ctx,
+                                rng,
+                                now,
+                            )?;
+                            now.add(Duration::from_secs(n as u64))
+                        }
+                        WaitSpec::TimestampJsonata(body) => {
+                            query::timestamp(body, &query::States::input(&eff), &ctx, rng, now)?
+                        }
                         WaitSpec::Timestamp(t) => Timestamp::parse(t)
                             .ok_or_else(|| AslError::runtime(format!("invalid timestamp '{t}'")))?,
                         WaitSpec::SecondsPath(p) => {
@@ -295,23 +321,21 @@ impl Execution {
             StateKind::Task(t) => {
                 let now = self.now;
                 let r = effective.and_then(|eff| {
-                    let timeout = t
-                        .timeout
-                        .as_ref()
-                        .map(|s| positive_int_from(s, &eff, &ctx, "TimeoutSecondsPath"))
-                        .transpose()?;
-                    let heartbeat = t
-                        .heartbeat
-                        .as_ref()
-                        .map(|s| positive_int_from(s, &eff, &ctx, "HeartbeatSecondsPath"))
-                        .transpose()?;
+                    let states = query::States::input(&eff);
+                    let mut seconds = |s: &Option<NumberSpec>, field: &str| {
+                        s.as_ref()
+                            .map(|s| {
+                                let range = (1.0, 99_999_999.0);
+                                query::number(s, field, true, range, &states, &ctx, rng, now)
+                            })
+                            .transpose()
+                    };
+                    let timeout = seconds(&t.timeout, "TimeoutSeconds")?;
+                    let heartbeat = seconds(&t.heartbeat, "HeartbeatSeconds")?;
                     let input = match (&t.parameters, &st.arguments) {
                         (Some(p), _) => dataflow::apply_parameters(p, &eff, &ctx, rng)?,
                         (None, Some(a)) => {
-                            let states = query::States {
-                                input: &eff,
-                                result: None,
-                            };
+                            let states = query::States::input(&eff);
                             query::eval(a, &states, &ctx, rng, now, "Arguments")?
                         }
                         (None, None) => eff,
@@ -328,9 +352,13 @@ impl Execution {
                 }
             }
             StateKind::Parallel(p) => {
-                let r = effective.and_then(|eff| match &p.parameters {
-                    Some(t) => dataflow::apply_parameters(t, &eff, &ctx, rng),
-                    None => Ok(eff),
+                let now = self.now;
+                let r = effective.and_then(|eff| match (&p.parameters, &st.arguments) {
+                    (Some(t), _) => dataflow::apply_parameters(t, &eff, &ctx, rng),
+                    (None, Some(a)) => {
+                        query::eval(a, &query::States::input(&eff), &ctx, rng, now, "Arguments")
+                    }
+                    (None, None) => Ok(eff),
                 });
                 drop(ctx);
                 drop(chain);
@@ -343,8 +371,29 @@ impl Execution {
                 }
             }
             StateKind::Map(m) => {
+                let now = self.now;
+                let jsonata = st.query_language == QueryLanguage::Jsonata;
                 let r = effective.and_then(|eff| {
-                    let items = match dataflow::select(&m.items_path, &eff, &ctx) {
+                    let states = query::States::input(&eff);
+                    let selected = match &m.items {
+                        // JSONata `Items`: a literal array or an expression giving one.
+                        Some(v) if jsonata => {
+                            match query::eval(v, &states, &ctx, rng, now, "Items")? {
+                                Value::Array(a) => Some(Value::Array(a)),
+                                other => {
+                                    let body = v
+                                        .as_str()
+                                        .and_then(crate::jsonata::expression)
+                                        .unwrap_or("");
+                                    return Err(query::unexpected(
+                                        body, "Items", "an array", &other,
+                                    ));
+                                }
+                            }
+                        }
+                        _ => dataflow::select(&m.items_path, &eff, &ctx),
+                    };
+                    let items = match selected {
                         Some(Value::Array(a)) => a,
                         Some(other) => {
                             return Err(AslError::runtime(format!(
@@ -355,21 +404,25 @@ impl Execution {
                         }
                         None => return Err(dataflow::no_results(&m.items_path)),
                     };
-                    let maxc = m
-                        .max_concurrency
-                        .as_ref()
-                        .map(|s| positive_int_from(s, &eff, &ctx, "MaxConcurrencyPath"))
-                        .transpose()?;
-                    let tc = m
-                        .tolerated_failure_count
-                        .as_ref()
-                        .map(|s| positive_int_from(s, &eff, &ctx, "ToleratedFailureCountPath"))
-                        .transpose()?;
-                    let tp = m
-                        .tolerated_failure_percentage
-                        .as_ref()
-                        .map(|s| num_from(s, &eff, &ctx, "ToleratedFailurePercentagePath"))
-                        .transpose()?;
+                    let mut num = |s: &Option<NumberSpec>, field: &str, integer: bool| {
+                        let range = if integer {
+                            (0.0, f64::MAX)
+                        } else {
+                            (0.0, 100.0)
+                        };
+                        s.as_ref()
+                            .map(|s| {
+                                query::number(s, field, integer, range, &states, &ctx, rng, now)
+                            })
+                            .transpose()
+                    };
+                    let maxc = num(&m.max_concurrency, "MaxConcurrency", true)?;
+                    let tc = num(&m.tolerated_failure_count, "ToleratedFailureCount", true)?;
+                    let tp = num(
+                        &m.tolerated_failure_percentage,
+                        "ToleratedFailurePercentage",
+                        false,
+                    )?;
                     if let Some(p) = tp
                         && !(0.0..=100.0).contains(&p)
                     {
@@ -377,9 +430,22 @@ impl Execution {
                             "ToleratedFailurePercentage must be between 0 and 100",
                         ));
                     }
-                    let inputs = match &m.item_selector {
-                        None => items,
-                        Some(sel) => {
+                    let inputs = match (&m.item_selector, &m.jsonata_item_selector) {
+                        (None, Some(sel)) if jsonata => {
+                            let mut v = Vec::with_capacity(items.len());
+                            for (i, item) in items.iter().enumerate() {
+                                let item_ci = CtxInfo {
+                                    item: Some((i, item)),
+                                    ..ci
+                                };
+                                let build = || item_ci.value();
+                                let ctx = Ctx::lazy(&build, ci.exec_input).with_vars(&chain);
+                                v.push(query::eval(sel, &states, &ctx, rng, now, "ItemSelector")?);
+                            }
+                            v
+                        }
+                        (None, _) => items,
+                        (Some(sel), _) => {
                             let mut v = Vec::with_capacity(items.len());
                             for (i, item) in items.iter().enumerate() {
                                 v.push(fanout::item_input(sel, &eff, &ci, &chain, i, item, rng)?);
@@ -470,13 +536,26 @@ impl Execution {
         let build = || ci.value();
         let chain = var_chain(&self.scopes, sid);
         let ctx = Ctx::lazy(&build, ci.exec_input).with_vars(&chain);
-        // Assign's `$` is the Wait state's effective input.
-        let r = assign_values(st.assign.as_ref(), &effective, &ctx, &mut self.rng).and_then(|a| {
-            Ok((
-                dataflow::apply_output_path(st.output_path.as_ref(), effective, &ctx)?,
-                a,
-            ))
-        });
+        let r = if st.query_language == QueryLanguage::Jsonata {
+            // Output defaults to the input; Assign sees the same `$states`.
+            let (rng, now) = (&mut self.rng, self.now);
+            let states = query::States::input(&effective);
+            query::assign(st.assign.as_ref(), &states, &ctx, rng, now).and_then(|a| {
+                let out = match &st.output {
+                    Some(o) => query::eval(o, &states, &ctx, rng, now, "Output")?,
+                    None => effective.clone(),
+                };
+                Ok((out, a))
+            })
+        } else {
+            // Assign's `$` is the Wait state's effective input.
+            assign_values(st.assign.as_ref(), &effective, &ctx, &mut self.rng).and_then(|a| {
+                Ok((
+                    dataflow::apply_output_path(st.output_path.as_ref(), effective, &ctx)?,
+                    a,
+                ))
+            })
+        };
         drop(ctx);
         drop(chain);
         self.cur_mut(sid).phase = Phase::Idle;
@@ -538,6 +617,7 @@ impl Execution {
                 let states = query::States {
                     input: &cur.input,
                     result: Some(&result),
+                    error_output: None,
                 };
                 let assigned = query::assign(st.assign.as_ref(), &states, &ctx, rng, now)?;
                 let out = match &st.output {

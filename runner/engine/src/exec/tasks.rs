@@ -313,16 +313,29 @@ impl Execution {
             let raw = self.cur(sid).input.clone();
             // The Catch's Assign reads the error output as `$`, like its ResultPath; its
             // values are stored in the scope of the state that failed.
-            let r = self
-                .eval_assign(sid, c.assign.as_ref(), &err.to_value())
-                .and_then(|assigned| {
-                    if let Some(a) = &assigned {
-                        self.commit_assign(sid, a)?;
-                    }
-                    let out =
-                        dataflow::apply_result_path(c.result_path.as_ref(), raw, err.to_value())?;
-                    Ok((out, assigned))
-                });
+            let r = if st.query_language == QueryLanguage::Jsonata {
+                // Output and Assign read `$states.errorOutput` (Output defaults to it).
+                self.catch_jsonata(sid, c, &err)
+                    .and_then(|(out, assigned)| {
+                        if let Some(a) = &assigned {
+                            self.commit_assign(sid, a)?;
+                        }
+                        Ok((out, assigned))
+                    })
+            } else {
+                self.eval_assign(sid, c.assign.as_ref(), &err.to_value())
+                    .and_then(|assigned| {
+                        if let Some(a) = &assigned {
+                            self.commit_assign(sid, a)?;
+                        }
+                        let out = dataflow::apply_result_path(
+                            c.result_path.as_ref(),
+                            raw,
+                            err.to_value(),
+                        )?;
+                        Ok((out, assigned))
+                    })
+            };
             match r {
                 Ok((out, assigned)) => {
                     self.history(HistoryEvent::Caught {

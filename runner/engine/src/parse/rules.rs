@@ -143,12 +143,25 @@ impl Ps<'_> {
                 self.err_val(&p, "E-CATCH", "a catcher must be a mapping");
                 continue;
             };
-            self.check_fields(
-                co,
-                &p,
-                &["ErrorEquals", "Next", "ResultPath", "Comment", "Assign"],
-                "a catcher",
-            );
+            let jsonata = self.ql == QueryLanguage::Jsonata;
+            let fields: &[&str] = if jsonata {
+                &["ErrorEquals", "Next", "Output", "Comment", "Assign"]
+            } else {
+                &["ErrorEquals", "Next", "ResultPath", "Comment", "Assign"]
+            };
+            if jsonata && co.contains_key("ResultPath") {
+                self.err(
+                    &format!("{p}/ResultPath"),
+                    "E-QUERY-LANGUAGE",
+                    "field 'ResultPath' is not allowed in a JSONata catcher (JSONPath only; use Output or Assign)",
+                );
+            }
+            let mut allowed = fields.to_vec();
+            if jsonata {
+                // Refused above with its own message.
+                allowed.push("ResultPath");
+            }
+            self.check_fields(co, &p, &allowed, "a catcher");
             let error_equals = self.error_equals(co, &p, "E-CATCH");
             if error_equals.iter().any(|e| e == "States.ALL") && i + 1 != a.len() {
                 self.err(
@@ -161,13 +174,22 @@ impl Ps<'_> {
             if !co.contains_key("Next") {
                 self.err(&p, "E-CATCH", "a catcher needs 'Next'");
             }
-            let result_path = self.io_path(co, &p, "ResultPath", true);
+            let result_path = if jsonata {
+                None
+            } else {
+                self.io_path(co, &p, "ResultPath", true)
+            };
             let assign = self.assign(co, &p);
             out.push(Catcher {
                 error_equals,
                 next: next.unwrap_or_default(),
                 result_path,
                 assign,
+                output: if jsonata {
+                    co.get("Output").cloned()
+                } else {
+                    None
+                },
                 pointer: p,
             });
         }

@@ -156,13 +156,6 @@ impl Ps<'_> {
                 );
             }
         }
-        if ty == "Map" {
-            self.err_val(
-                &format!("{ptr}/Type"),
-                "E-UNSUPPORTED",
-                format!("JSONata {ty} states are not supported yet"),
-            );
-        }
         for (k, v) in o {
             // Child machines are checked state by state.
             if matches!(k.as_str(), "Branches" | "ItemProcessor" | "Iterator") {
@@ -351,6 +344,15 @@ impl Ps<'_> {
         })
     }
 
+    /// In a JSONata state, the body of `key` when its value is a `{% %}` expression string.
+    pub(super) fn jsonata_body(&self, o: &Map<String, Value>, key: &str) -> Opt<String> {
+        if self.ql != QueryLanguage::Jsonata {
+            return None;
+        }
+        let s = o.get(key)?.as_str()?;
+        crate::jsonata::expression(s).map(str::to_string)
+    }
+
     pub(super) fn duration(
         &mut self,
         o: &Map<String, Value>,
@@ -364,6 +366,9 @@ impl Ps<'_> {
                 "E-TIMEOUT",
                 format!("'{key}' and '{pkey}' are mutually exclusive"),
             );
+        }
+        if let Some(body) = self.jsonata_body(o, key) {
+            return Some(NumberSpec::Jsonata(body));
         }
         if let Some(n) = self.get_uint(o, ptr, key, 1) {
             if n > 99_999_999 {
@@ -492,7 +497,13 @@ impl Ps<'_> {
             return None;
         }
         let wait = match present[0] {
-            "Seconds" => WaitSpec::Seconds(self.get_uint(o, ptr, "Seconds", 0)?),
+            "Seconds" => match self.jsonata_body(o, "Seconds") {
+                Some(body) => WaitSpec::SecondsJsonata(body),
+                None => WaitSpec::Seconds(self.get_uint(o, ptr, "Seconds", 0)?),
+            },
+            "Timestamp" if self.jsonata_body(o, "Timestamp").is_some() => {
+                WaitSpec::TimestampJsonata(self.jsonata_body(o, "Timestamp")?)
+            }
             "Timestamp" => {
                 let t = self.get_str(o, ptr, "Timestamp")?;
                 if crate::timestamp::Timestamp::parse(&t).is_none() {
@@ -526,6 +537,9 @@ impl Ps<'_> {
                 "E-FIELD-TYPE",
                 format!("'{key}' and '{pkey}' are mutually exclusive"),
             );
+        }
+        if let Some(body) = self.jsonata_body(o, key) {
+            return Some(StringSpec::Jsonata(body));
         }
         if let Some(s) = self.get_str(o, ptr, key) {
             return Some(StringSpec::Value(s));
@@ -628,7 +642,11 @@ impl Ps<'_> {
                 "'ItemSelector' and the legacy 'Parameters' are mutually exclusive",
             );
         }
-        let item_selector = if o.contains_key("ItemSelector") {
+        let jsonata = self.ql == QueryLanguage::Jsonata;
+        let item_selector = if jsonata {
+            // Evaluated as JSONata per item (see `jsonata_item_selector`).
+            None
+        } else if o.contains_key("ItemSelector") {
             self.template(o, ptr, "ItemSelector")
         } else {
             self.template(o, ptr, "Parameters")
@@ -645,6 +663,9 @@ impl Ps<'_> {
                     "E-MAP",
                     format!("'{key}' and '{pkey}' are mutually exclusive"),
                 );
+            }
+            if let Some(body) = s.jsonata_body(o, key) {
+                return Some(NumberSpec::Jsonata(body));
             }
             if o.contains_key(key) {
                 let n = if percent {
@@ -669,11 +690,30 @@ impl Ps<'_> {
         let max_concurrency = number_or_path(self, "MaxConcurrency", false);
         let tolerated_failure_percentage = number_or_path(self, "ToleratedFailurePercentage", true);
         let tolerated_failure_count = number_or_path(self, "ToleratedFailureCount", false);
+        let items = o.get("Items").cloned();
+        if let Some(v) = &items
+            && !v.is_array()
+            && !v
+                .as_str()
+                .is_some_and(|s| crate::jsonata::expression(s).is_some())
+        {
+            self.err_val(
+                &format!("{ptr}/Items"),
+                "E-FIELD-TYPE",
+                "'Items' must be an array or a JSONata expression \"{% ... %}\" giving one",
+            );
+        }
         MapState {
             processor: Arc::new(processor),
             mode,
             items_path,
             item_selector,
+            items,
+            jsonata_item_selector: if jsonata {
+                o.get("ItemSelector").cloned()
+            } else {
+                None
+            },
             max_concurrency,
             tolerated_failure_percentage,
             tolerated_failure_count,
@@ -689,9 +729,28 @@ impl Ps<'_> {
 fn wired(ty: &str, field: &str) -> bool {
     match ty {
         "Pass" => matches!(field, "Output" | "Assign"),
-        "Task" => matches!(field, "Arguments" | "Output" | "Assign"),
+        // `Catch` holds the catchers' Output and Assign.
+        "Task" => matches!(
+            field,
+            "Arguments" | "Output" | "Assign" | "TimeoutSeconds" | "HeartbeatSeconds" | "Catch"
+        ),
         // `Choices` holds the rules' Condition, Output and Assign.
         "Choice" => matches!(field, "Output" | "Assign" | "Choices"),
+        "Wait" => matches!(field, "Seconds" | "Timestamp" | "Output" | "Assign"),
+        "Succeed" => field == "Output",
+        "Fail" => matches!(field, "Error" | "Cause"),
+        "Parallel" => matches!(field, "Arguments" | "Output" | "Assign" | "Catch"),
+        "Map" => matches!(
+            field,
+            "Items"
+                | "ItemSelector"
+                | "Output"
+                | "Assign"
+                | "Catch"
+                | "MaxConcurrency"
+                | "ToleratedFailurePercentage"
+                | "ToleratedFailureCount"
+        ),
         _ => false,
     }
 }
