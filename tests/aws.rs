@@ -436,8 +436,89 @@ async fn deploy_failover_failback_teardown_on_moto() {
         "the plan moved weights: {w:?}"
     );
 
-    let out = env.run("failover.yaml", &drill);
-    assert_eq!(out["output"]["Promoted"], true, "{out:#}");
+    // The control-plane half of a game day, as far as moto can take one: no client
+    // (moto runs no database: DataPlane=false), a fault moto represents (isolate-primary
+    // revokes the primary's security-group ingress; the undo restores exactly those
+    // rules), the real failover.yaml as its child execution (ForceFailover: moto keeps
+    // the isolated primary `available` and never evaluates alarms, so the policy would
+    // see a healthy primary), the undo, and the report. Its failover is this test's
+    // failover: what follows checks its promotion and weights.
+    let ingress_before = ingress(&ec2_e).await;
+    let gd = env.run(
+        "gameday.yaml",
+        &[
+            "--param",
+            "Fault=isolate-primary",
+            "--param",
+            "DataPlane=false",
+            "--param",
+            "ForceFailover=true",
+            "--param",
+            "Failback=false",
+        ],
+    );
+    assert_eq!(gd["output"]["Scope"], "control-plane", "{gd:#}");
+    assert_eq!(
+        gd["output"]["Failover"]["Output"]["Promoted"], true,
+        "{gd:#}"
+    );
+    let gd_id = gd["execution_id"].as_str().unwrap();
+    let show = env.show(gd_id);
+    let faults = show["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 1, "{show:#}");
+    assert_eq!(
+        (&faults[0]["kind"], &faults[0]["state"]),
+        (&json!("isolate-primary"), &json!("undone")),
+        "{show:#}"
+    );
+    let children = show["children"].as_array().unwrap();
+    assert_eq!(
+        children
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap(), c["status"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [("failover", "SUCCEEDED")],
+        "{show:#}"
+    );
+    assert_eq!(
+        ingress(&ec2_e).await,
+        ingress_before,
+        "the undo restored the ingress"
+    );
+    // Nothing measured what a client saw: the report says so, and is no pass.
+    let rep = env.home.run(&["report", gd_id, "--format", "json"]);
+    assert_eq!(rep.status.code(), Some(1), "only a PASS exits 0");
+    let rep = stdout_json(&rep, "report --format json");
+    assert_eq!(
+        (&rep["verdict"], &rep["scope"], &rep["rto_seconds"]),
+        (&json!("aborted"), &json!("control-plane"), &Value::Null),
+        "{rep:#}"
+    );
+    assert!(
+        rep["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().starts_with("control-plane game day")),
+        "{rep:#}"
+    );
+    let events: Vec<&str> = rep["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for want in ["fault_injected", "decision", "promote", "weights_moved"] {
+        assert!(events.contains(&want), "{want} not in {events:?}");
+    }
+    assert!(
+        rep["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "fault undone" && c["passed"] == true),
+        "{rep:#}"
+    );
     let promoted = instance(&rds_w, "replica-postgres-dev").await;
     assert_eq!(promoted.read_replica_source_db_instance_identifier(), None);
     let current_arn = promoted.db_instance_arn().unwrap().to_string();
@@ -635,6 +716,23 @@ async fn deploy_failover_failback_teardown_on_moto() {
     );
     let s = sm_e.list_secrets().send().await.unwrap();
     assert!(s.secret_list().is_empty(), "secret left");
+}
+
+/// Every security group's ingress rules in one region, comparable before and after.
+async fn ingress(ec2: &aws_sdk_ec2::Client) -> Vec<(String, String)> {
+    let groups = ec2.describe_security_groups().send().await.unwrap();
+    let mut out: Vec<(String, String)> = groups
+        .security_groups()
+        .iter()
+        .map(|g| {
+            (
+                g.group_id().unwrap_or_default().to_string(),
+                format!("{:?}", g.ip_permissions()),
+            )
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// A plan's calls as `effect service:Action region resource` lines.

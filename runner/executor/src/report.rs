@@ -7,7 +7,7 @@ mod timeline;
 
 use runbook_journal::{ExecutionRow, HistoryRow, Journal};
 use runbook_report::{
-    Bucket, Check, FaultInfo, GameDay, LagSample, Measured, Phase, Series, Targets,
+    Bucket, Check, FaultInfo, GameDay, LagSample, Measured, Phase, Scope, Series, Targets,
 };
 use serde_json::Value;
 
@@ -25,9 +25,11 @@ fn phase_of(state: &str) -> &str {
         "Undo" => "undo",
         "Failback" => "failback",
         "StopTraffic" | "Verify" | "Evaluate" => "verify",
-        "RollbackUndo" | "RollbackUndoThen" | "RollbackUndoFirst" | "StopTrafficAfterFailure" => {
-            "rollback"
-        }
+        "RollbackUndo"
+        | "RollbackUndoThen"
+        | "RollbackUndoFirst"
+        | "StopTrafficAfterFailure"
+        | "StopTrafficAfterFailureNow" => "rollback",
         "AwaitLag" | "InjectThen" | "Hold" => "inject",
         "Lever" | "StopConditions" => "guardrails",
         "UndoThen" => "undo",
@@ -82,6 +84,12 @@ pub fn gameday_report(journal: &Journal, id: &str) -> Result<Option<GameDay>, Ru
         .collect();
     let m = runbook_traffic::measure(&ledger, &lag_samples, fault_at);
 
+    // DataPlane=false ran no client on purpose (an emulator with no database).
+    let scope = if row.input.get("DataPlane").and_then(Value::as_bool) == Some(false) {
+        Scope::ControlPlane
+    } else {
+        Scope::Full
+    };
     let verification = session.and_then(|s| s.verification.as_ref());
     let lost_ids: Vec<u64> = verification
         .and_then(|v| v.get("acked_missing"))
@@ -146,6 +154,7 @@ pub fn gameday_report(journal: &Journal, id: &str) -> Result<Option<GameDay>, Ru
         runbook: row.runbook_path.clone(),
         environment: row.environment.clone(),
         provider: row.provider.clone().unwrap_or_else(|| "local".into()),
+        scope,
         fault: FaultInfo {
             kind: main_fault.map(|f| f.kind.clone()).unwrap_or_else(|| {
                 row.input
@@ -177,7 +186,7 @@ pub fn gameday_report(journal: &Journal, id: &str) -> Result<Option<GameDay>, Ru
         phases,
         timeline,
         series,
-        checks: checks(&row, &children, verification, &lost_ids),
+        checks: checks(&row, &children, verification, &lost_ids, scope, main_fault),
         errors: row
             .error
             .iter()
@@ -244,34 +253,30 @@ fn checks(
     children: &[ExecutionRow],
     verification: Option<&Value>,
     lost: &[u64],
+    scope: Scope,
+    fault: Option<&runbook_journal::FaultRow>,
 ) -> Vec<Check> {
     let mut out = Vec::new();
-    out.push(match verification {
-        Some(v) => Check {
-            name: "every acknowledged write read back".into(),
-            passed: lost.is_empty(),
-            detail: format!(
-                "{} checked, {} missing{}",
-                v["checked"],
-                lost.len(),
-                if lost.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (ids {:?})", &lost[..lost.len().min(20)])
-                }
-            ),
-        },
-        None => Check {
-            name: "every acknowledged write read back".into(),
-            passed: false,
-            detail: "not verified (the run stopped before VerifySession)".into(),
-        },
-    });
-    let fault = row.input.get("Fault").and_then(Value::as_str);
+    if scope == Scope::ControlPlane {
+        // No client to read writes back; what the control plane must show instead is
+        // that the fault was undone.
+        out.push(Check {
+            name: "fault undone".into(),
+            passed: fault.is_none_or(|f| f.undone_ms.is_some()),
+            detail: match fault {
+                Some(f) if f.undone_ms.is_some() => format!("{} {} undone", f.kind, f.id),
+                Some(f) => format!("{} {} still active", f.kind, f.id),
+                None => "nothing was injected".into(),
+            },
+        });
+    } else {
+        out.push(verification_check(verification, lost));
+    }
+    let fault_kind = row.input.get("Fault").and_then(Value::as_str);
     for c in children {
         // A cut replication link leaves the primary serving: promoting would split the
         // brain, so the failover must decide there is nothing to do.
-        if c.name == "failover" && fault == Some("partition") {
+        if c.name == "failover" && fault_kind == Some("partition") {
             let promoted = c
                 .output
                 .as_ref()
@@ -294,7 +299,7 @@ fn checks(
             name: format!("{} execution", c.name),
             passed: c.status == "SUCCEEDED"
                 || (c.name == "failover"
-                    && fault == Some("slow-link")
+                    && fault_kind == Some("slow-link")
                     && c.error.as_deref() == Some("FailoverRefused")),
             detail: format!(
                 "{} {}{}",
@@ -308,4 +313,28 @@ fn checks(
         });
     }
     out
+}
+
+fn verification_check(verification: Option<&Value>, lost: &[u64]) -> Check {
+    match verification {
+        Some(v) => Check {
+            name: "every acknowledged write read back".into(),
+            passed: lost.is_empty(),
+            detail: format!(
+                "{} checked, {} missing{}",
+                v["checked"],
+                lost.len(),
+                if lost.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (ids {:?})", &lost[..lost.len().min(20)])
+                }
+            ),
+        },
+        None => Check {
+            name: "every acknowledged write read back".into(),
+            passed: false,
+            detail: "not verified (the run stopped before VerifySession)".into(),
+        },
+    }
 }

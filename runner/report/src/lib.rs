@@ -26,7 +26,7 @@ pub use json::{SCHEMA_ID, parse_json, render_json};
 pub use junit::render_junit;
 pub use markdown::render_markdown;
 pub use model::{
-    Bucket, Check, FaultInfo, GameDay, LagSample, Measured, Phase, Series, Targets, Verdict,
+    Bucket, Check, FaultInfo, GameDay, LagSample, Measured, Phase, Scope, Series, Targets, Verdict,
 };
 pub use rpo::{AckedWrite, observed_rpo_seconds};
 pub use timeline::{Event, milestone};

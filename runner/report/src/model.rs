@@ -14,6 +14,9 @@ pub struct GameDay {
     #[serde(default)]
     pub environment: Option<String>,
     pub provider: String,
+    /// What the run measured: everything, or (`DataPlane=false`) only the control plane.
+    #[serde(default)]
+    pub scope: Scope,
     pub fault: FaultInfo,
     pub started_ms: i64,
     #[serde(default)]
@@ -32,6 +35,17 @@ pub struct GameDay {
     pub checks: Vec<Check>,
     #[serde(default)]
     pub errors: Vec<String>,
+}
+
+/// `full`: a client drove traffic and its ledger is judged. `control-plane`: the
+/// fault, failover and undo ran with no client (an emulator with no database): no RTO
+/// or lost writes exist, so such a run can fail but never pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    #[default]
+    Full,
+    ControlPlane,
 }
 
 /// The injected fault.
@@ -237,6 +251,13 @@ impl GameDay {
         if self.checks.iter().any(|c| !c.passed) || !self.missed_targets().is_empty() {
             return Verdict::Fail;
         }
+        if self.scope == Scope::ControlPlane {
+            return if self.status == "FAILED" {
+                Verdict::Fail
+            } else {
+                Verdict::Inconclusive
+            };
+        }
         if !self.measured_anything() || !ran_to_end(&self.status) {
             return Verdict::Inconclusive;
         }
@@ -257,7 +278,12 @@ impl GameDay {
             out.push("execution FAILED".to_string());
         }
         if self.verdict() == Verdict::Inconclusive {
-            if self.measured.total_writes() == 0 {
+            if self.scope == Scope::ControlPlane {
+                out.push(
+                    "control-plane game day (DataPlane=false): no client, so no RTO or lost writes were measured"
+                        .to_string(),
+                );
+            } else if self.measured.total_writes() == 0 {
                 out.push("no client traffic was recorded".to_string());
             }
             if self.fault.injected_at_ms.is_none() {
@@ -360,6 +386,7 @@ mod tests {
             runbook: "gameday".into(),
             environment: Some("dev".into()),
             provider: "local".into(),
+            scope: Scope::Full,
             fault: FaultInfo {
                 kind: "region-loss".into(),
                 target: "pg-primary".into(),
@@ -486,6 +513,30 @@ mod tests {
         let mut g = passing();
         g.status = "TIMED_OUT".into();
         assert_eq!(g.verdict(), Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn control_plane_scope_never_passes() {
+        let mut g = passing();
+        g.scope = Scope::ControlPlane;
+        g.measured = Measured::default();
+        assert_eq!(g.verdict(), Verdict::Inconclusive);
+        assert!(
+            g.reasons().iter().any(|r| r.starts_with("control-plane game day")),
+            "{:?}",
+            g.reasons()
+        );
+        g.status = "FAILED".into();
+        assert_eq!(g.verdict(), Verdict::Fail);
+        g.status = "SUCCEEDED".into();
+        g.checks.push(Check {
+            name: "fault undone".into(),
+            passed: false,
+            detail: "still active".into(),
+        });
+        assert_eq!(g.verdict(), Verdict::Fail);
+        let json = crate::render_json(&g);
+        assert!(json.contains("\"scope\": \"control-plane\""), "{json}");
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub fn game_day(sim: &Sim) -> GameDay {
         runbook: "gameday <region-loss>".into(),
         environment: Some("dev".into()),
         provider: "local".into(),
+        scope: runbook_report::Scope::Full,
         fault: FaultInfo {
             kind: "region-loss".into(),
             target: "pg-primary".into(),
