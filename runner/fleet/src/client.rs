@@ -297,6 +297,25 @@ impl EtcdClient {
         kvs(&v)
     }
 
+    /// The greatest key under `prefix`, if any (keys only: one small read however big
+    /// the values are). Append-only streams find their next sequence number with it.
+    pub async fn last_key(&self, prefix: &str) -> Result<Option<Vec<u8>>> {
+        let v = self
+            .call(
+                "/v3/kv/range",
+                &json!({
+                    "key": b64(prefix.as_bytes()),
+                    "range_end": b64(&prefix_end(prefix.as_bytes())),
+                    "limit": "1",
+                    "sort_order": "DESCEND",
+                    "sort_target": "KEY",
+                    "keys_only": true,
+                }),
+            )
+            .await?;
+        Ok(kvs(&v)?.into_iter().next().map(|kv| kv.key))
+    }
+
     /// An atomic transaction: if every comparison holds, `success` runs, else `failure`.
     pub async fn txn(
         &self,

@@ -19,6 +19,16 @@ pub struct FencingToken {
 }
 
 impl FencingToken {
+    /// A token carried elsewhere (e.g. in a journal fence) and handed back: it is only
+    /// as good as the revision it names, which every fenced write compares.
+    pub fn new(environment: &str, owner_key: &str, revision: i64) -> FencingToken {
+        FencingToken {
+            environment: environment.to_string(),
+            owner_key: owner_key.to_string(),
+            revision,
+        }
+    }
+
     pub fn environment(&self) -> &str {
         &self.environment
     }
@@ -232,6 +242,77 @@ impl Fleet {
         }
     }
 
+    /// Create every key of `entries` in one transaction, only while `token` owns its
+    /// environment and only if none of them exists: all or nothing, and idempotent like
+    /// [`Fleet::guarded_create`] (a retry that finds all of them with the same values
+    /// reports [`Created::Already`] with the first one's revision). Some present with
+    /// other values (or only some present): [`FleetError::Conflict`].
+    pub async fn guarded_create_all(
+        &self,
+        entries: &[(String, Vec<u8>)],
+        token: &FencingToken,
+    ) -> Result<Created> {
+        const PER_KEY_OVERHEAD: usize = 64;
+        let total: usize = entries
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + PER_KEY_OVERHEAD)
+            .sum();
+        self.check_size_total("guarded_create_all", total)?;
+        let mut compare = vec![Compare::CreateRevision(
+            token.owner_key.clone(),
+            token.revision,
+        )];
+        compare.extend(
+            entries
+                .iter()
+                .map(|(k, _)| Compare::CreateRevision(k.clone(), 0)),
+        );
+        let success: Vec<Op> = entries
+            .iter()
+            .map(|(k, v)| Op::Put {
+                key: k.clone(),
+                value: v.clone(),
+                lease: 0,
+            })
+            .collect();
+        let mut failure = vec![Op::Get(token.owner_key.clone())];
+        failure.extend(entries.iter().map(|(k, _)| Op::Get(k.clone())));
+        let r = self.client.txn(&compare, &success, &failure).await?;
+        if r.succeeded {
+            return Ok(Created::Now(r.revision));
+        }
+        let owner = r.results.first();
+        if !matches!(owner, Some(OpResult::Get(Some(kv))) if kv.create_revision == token.revision) {
+            return Err(fenced(token, owner));
+        }
+        let mut first = None;
+        for ((key, value), got) in entries.iter().zip(&r.results[1..]) {
+            match got {
+                OpResult::Get(Some(kv)) if &kv.value == value => {
+                    first.get_or_insert(kv.create_revision);
+                }
+                OpResult::Get(Some(kv)) => {
+                    return Err(FleetError::Conflict {
+                        key: key.clone(),
+                        revision: kv.create_revision,
+                    });
+                }
+                _ => {
+                    return Err(FleetError::Conflict {
+                        key: key.clone(),
+                        revision: 0,
+                    });
+                }
+            }
+        }
+        Ok(Created::Already(first.unwrap_or(0)))
+    }
+
+    /// The largest value one fenced write may carry under this fleet's request limit.
+    pub fn max_value_bytes(&self) -> usize {
+        self.max_request_bytes.saturating_sub(TXN_OVERHEAD + 512)
+    }
+
     /// Give the environment up: delete the owner key if `token` still owns it (a
     /// clean hand-over lets the next owner take it without waiting for the TTL).
     pub async fn release(&self, token: &FencingToken) -> Result<()> {
@@ -251,10 +332,20 @@ impl Fleet {
         Ok(())
     }
 
+    fn check_size_total(&self, what: &str, len: usize) -> Result<()> {
+        if len + TXN_OVERHEAD > self.max_request_bytes {
+            return Err(FleetError::TooLarge {
+                what: what.to_string(),
+                len,
+                limit: self.max_request_bytes.saturating_sub(TXN_OVERHEAD),
+            });
+        }
+        Ok(())
+    }
+
     /// etcd refuses requests above `--max-request-bytes`; say so before sending, with
     /// a margin for the transaction's own fields.
     fn check_size(&self, key: &str, value: &[u8]) -> Result<()> {
-        const TXN_OVERHEAD: usize = 1024;
         let len = key.len() + value.len() + TXN_OVERHEAD;
         if len > self.max_request_bytes {
             return Err(FleetError::TooLarge {
@@ -268,6 +359,9 @@ impl Fleet {
         Ok(())
     }
 }
+
+/// Room left in a request for the transaction's own fields (compares, owner key).
+const TXN_OVERHEAD: usize = 1024;
 
 fn fenced(token: &FencingToken, owner: Option<&OpResult>) -> FleetError {
     let current = match owner {

@@ -8,14 +8,19 @@
 //! - [`fence`]: [`Fleet::acquire`] makes a runner the owner of an environment; the owner
 //!   key's create revision is the [`FencingToken`] every fenced write compares.
 //!
-//! docs/fleet.md has the design for the rest (journal backend, takeover, schedules).
+//! - [`journal`]: [`EtcdJournal`], the execution journal on etcd behind
+//!   `runbook_journal::JournalBackend`, every write fenced.
+//!
+//! docs/fleet.md has the design for the rest (takeover, schedules, watchers).
 
 pub mod client;
 pub mod error;
 pub mod fence;
+pub mod journal;
 pub mod lease;
 
 pub use client::{EtcdClient, Kv, Lease};
 pub use error::{FleetError, Result};
 pub use fence::{Created, FencingToken, Fleet};
+pub use journal::{EtcdJournal, EtcdJournalConfig};
 pub use lease::{LeaseKeeper, LeaseState, Timing, TimingConfig};

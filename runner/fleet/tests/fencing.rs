@@ -5,10 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runbook_fleet::{Created, EtcdClient, Fleet, FleetError, LeaseKeeper, Timing};
-use runbook_test_support::etcd::Cluster;
+use runbook_test_support::etcd::{AnswerDroppingProxy, Cluster};
 use runbook_test_support::wait;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
 
 /// Test timing: TTL 1 s is the test cluster's minimum lease TTL (its election timeout
 /// is 500 ms); 0.2 s + 2 × 0.35 s = 0.9 s < 1 s.
@@ -265,32 +263,6 @@ async fn values_over_the_request_limit_are_refused() {
     );
 }
 
-/// A proxy that forwards each request to `upstream` and drops the connection as soon
-/// as the answer starts: the request was applied, the client never learns it.
-async fn answer_dropping_proxy(upstream: u16) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-    let port = l.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)).await else {
-                    return;
-                };
-                let (mut cr, cw) = client.into_split();
-                let (mut ur, mut uw) = up.into_split();
-                let forward = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut cr, &mut uw).await;
-                });
-                let mut first = [0u8; 1];
-                let _ = ur.read(&mut first).await;
-                forward.abort();
-                drop(cw);
-            });
-        }
-    });
-    port
-}
-
 /// A fenced write whose answer is lost (the request reached etcd and was applied; the
 /// connection broke before the response) reports an ambiguous outcome; retrying it is
 /// safe: `guarded_create` finds its own value and writes nothing again, a different
@@ -308,8 +280,8 @@ async fn retried_write_after_ambiguous_error_is_safe() {
         .acquire("prod", "runner-a", lease.id())
         .await
         .expect("own");
-    let proxy = answer_dropping_proxy(c.member(0).client_port).await;
-    let lossy = fleet_on(&[format!("http://127.0.0.1:{proxy}")], t.request_timeout());
+    let proxy = AnswerDroppingProxy::start(c.member(0).client_port, usize::MAX).expect("proxy");
+    let lossy = fleet_on(&[proxy.endpoint()], t.request_timeout());
 
     let key = "/runbook-test/journal/prod/0001";
     let e = lossy

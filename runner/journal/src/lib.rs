@@ -14,6 +14,7 @@
 //!   and its arguments and result, secrets redacted, for `runbook plugin test --replay`).
 //! - `logs`: plugin log lines, by state.
 
+mod backend;
 mod gameday;
 mod serve;
 
@@ -56,6 +57,9 @@ impl JournalError {
 
 pub type Result<T> = std::result::Result<T, JournalError>;
 
+pub use backend::{
+    BackendError, BackendResult, Claimant, Fence, JournalBackend, NewHistory,
+};
 pub use gameday::{FaultRow, LagRow, LedgerRow, LeverState, SessionRow};
 pub use serve::{DecisionRow, ServeRun};
 

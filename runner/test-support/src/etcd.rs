@@ -380,6 +380,96 @@ fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<(u16,
     Some((status, body.to_string()))
 }
 
+/// A TCP proxy in front of one member that can lose answers: it forwards each
+/// request to the member and, while `drop_answers` is above zero, closes the client's
+/// connection as soon as the answer starts (the request was applied; the client never
+/// learns it: an ambiguous outcome). Plain threads, so sync and async tests can use it;
+/// they end with the test process.
+pub struct AnswerDroppingProxy {
+    port: u16,
+    to_drop: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl AnswerDroppingProxy {
+    /// Start in front of `upstream` (a member's client port), dropping the answers of
+    /// the first `drop_answers` requests (`usize::MAX`: all).
+    pub fn start(upstream: u16, drop_answers: usize) -> std::io::Result<AnswerDroppingProxy> {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let to_drop = Arc::new(AtomicUsize::new(drop_answers));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (td, dd) = (to_drop.clone(), dropped.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let (td, dd) = (td.clone(), dd.clone());
+                std::thread::spawn(move || {
+                    let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                        return;
+                    };
+                    let (Ok(mut cr), Ok(mut uw)) = (client.try_clone(), up.try_clone()) else {
+                        return;
+                    };
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut cr, &mut uw);
+                        let _ = uw.shutdown(std::net::Shutdown::Write);
+                    });
+                    let (mut ur, mut cw) = (up, client);
+                    // Answer by answer: each read that starts a response decides.
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        let n = match ur.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let drop_it = td
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |d| {
+                                (d > 0).then(|| d.saturating_sub(usize::from(d != usize::MAX)))
+                            })
+                            .is_ok();
+                        if drop_it {
+                            dd.fetch_add(1, Ordering::SeqCst);
+                            let _ = cw.shutdown(std::net::Shutdown::Both);
+                            let _ = ur.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        if cw.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = cw.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Ok(AnswerDroppingProxy {
+            port,
+            to_drop,
+            dropped,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Drop the answers of the next `n` responses (`usize::MAX`: all, 0: none).
+    pub fn drop_next(&self, n: usize) {
+        self.to_drop.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many answers were dropped so far.
+    pub fn dropped(&self) -> usize {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
