@@ -137,22 +137,6 @@ fn non_object_input_runs_as_step_functions_runs_it() {
     assert_eq!(v["output"], 20);
 }
 
-/// Step Functions takes any JSON value as execution input, not only objects.
-#[test]
-fn non_object_input_runs_as_step_functions_runs_it() {
-    let env = RunbookHome::new();
-    let book = env.path().join("pick.json");
-    std::fs::write(
-        &book,
-        r#"{"StartAt":"P","States":{"P":{"Type":"Pass","InputPath":"$[1]","End":true}}}"#,
-    )
-    .unwrap();
-    let book = book.to_str().unwrap();
-    let (code, v) = env.json(&["run", book, "--input", "[10, 20]", "--json"]);
-    assert_eq!(code, 0, "{v}");
-    assert_eq!(v["output"], 20);
-}
-
 #[test]
 fn bad_usage_exits_2() {
     let env = RunbookHome::new();
@@ -782,7 +766,8 @@ fn plugin_new_python_writes_a_policy_world_project_with_the_wit() {
     );
 }
 
-/// The same failover facts through the Rust `lag-guard` and `wasm`: the same decisions.
+/// The same failover facts through the Rust `lag-guard` and `wasm`: the same decisions,
+/// with `plugin test` on given facts and with `wasm` swapped into `failover.yaml`.
 fn decides_like_lag_guard(env: &RunbookHome, wasm: &str) {
     let rust = builtin("lag-guard");
     let forced = {
@@ -790,6 +775,7 @@ fn decides_like_lag_guard(env: &RunbookHome, wasm: &str) {
         f["Force"] = json!(true);
         f.to_string()
     };
+    // Healthy primary, unhealthy primary with a lagging replica, within the bound, forced.
     for (facts, want) in [
         (facts("available", 0.0), "none"),
         (facts("failed", 600.0), "refuse"),
@@ -815,6 +801,126 @@ fn decides_like_lag_guard(env: &RunbookHome, wasm: &str) {
         "{}",
         stderr(&out)
     );
+
+    // In failover.yaml, one line changes. On a local provider with nothing deployed the
+    // facts say there is no replica: both policies refuse, and the runbook fails alike.
+    let failover = runbook_test_support::runbook::runbook("failover.yaml");
+    let text = std::fs::read_to_string(&failover).unwrap();
+    // The Decide state's line (the header comment quotes it too).
+    let swapped = text.replace(
+        "    Resource: plugin:lag-guard\n",
+        &format!("    Resource: {wasm}\n"),
+    );
+    let changed = text
+        .lines()
+        .zip(swapped.lines())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(changed, 1, "a one-line change");
+    let mine = env.path().join("failover-mine.yaml");
+    std::fs::write(&mine, swapped).unwrap();
+    let ran = |book: &std::path::Path| {
+        let v = env.run_book(
+            book,
+            &["--provider", "local", "--param", "Force=true"],
+            "FAILED",
+        );
+        (
+            v["error"].clone(),
+            v["cause"].clone(),
+            v["execution_id"].clone(),
+        )
+    };
+    let (error, cause, rust_id) = ran(&failover);
+    assert_eq!(error, "FailoverRefused");
+    let (my_error, my_cause, _) = ran(&mine);
+    assert_eq!((&my_error, &my_cause), (&error, &cause));
+
+    // And the facts of the lag-guard execution, replayed from its journal into `wasm`.
+    let (code, v) = env.json(&[
+        "plugin",
+        "test",
+        wasm,
+        "--replay",
+        rust_id.as_str().unwrap(),
+        "--state",
+        "Decide",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(
+        v["output"]["Decision"], v["recorded"]["output"]["Decision"],
+        "{v:#}"
+    );
+    assert_eq!(v["output"]["Decision"], "refuse", "{v:#}");
+}
+
+/// `$HOME/.cache/runbook`: where scripts/setup.sh puts the venv and the npm prefix.
+fn runbook_cache() -> std::path::PathBuf {
+    std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/runbook")
+}
+
+/// `name` on PATH, else in one of `dirs`; the tests need it (CI installs it with
+/// `scripts/setup.sh --plugin-toolchains`).
+fn find_tool(name: &str, dirs: &[std::path::PathBuf]) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(dirs.iter().cloned())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found on PATH or in {dirs:?}: run scripts/setup.sh --plugin-toolchains"
+            )
+        })
+}
+
+/// Builds `project` into `project/out` with `build`, or copies the component a build of
+/// the same sources with the same tool made before: componentize-py takes ~10 s a build.
+/// The key hashes `tool` (name and version) and every file but outputs and dependencies.
+fn build_cached(project: &std::path::Path, out: &str, tool: &str, build: impl FnOnce()) {
+    use std::hash::{Hash, Hasher};
+    fn walk(dir: &std::path::Path, files: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            if name == "node_modules"
+                || name == "__pycache__"
+                || p.extension().is_some_and(|x| x == "wasm")
+            {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, files);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(project, &mut files);
+    files.sort();
+    // DefaultHasher::new() has fixed keys: the same sources give the same key.
+    let mut h = std::hash::DefaultHasher::new();
+    tool.hash(&mut h);
+    for f in &files {
+        f.strip_prefix(project).unwrap().hash(&mut h);
+        std::fs::read(f).unwrap().hash(&mut h);
+    }
+    let dir = runbook_cache().join("plugin-builds");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cached = dir.join(format!("{out}-{:016x}.wasm", h.finish()));
+    let target = project.join(out);
+    if std::fs::copy(&cached, &target).is_ok() {
+        return;
+    }
+    build();
+    // Copied then renamed: a concurrent test never reads half a file.
+    let tmp = dir.join(format!(".{out}.{}.tmp", std::process::id()));
+    std::fs::copy(&target, &tmp).unwrap();
+    std::fs::rename(&tmp, &cached).unwrap();
 }
 
 fn scaffold(env: &RunbookHome, name: &str, lang: &str) -> std::path::PathBuf {
@@ -840,37 +946,69 @@ fn build_in(dir: &std::path::Path, program: &str, args: &[&str]) {
     assert!(out.status.success(), "{program} {args:?}: {}", stderr(&out));
 }
 
-/// A scaffolded Python policy. Needs componentize-py (`pip install
-/// componentize-py==0.25.1`); the component's first load takes seconds and ~450 MB.
+/// A scaffolded Python policy, built with componentize-py (scripts/setup.sh
+/// --plugin-toolchains puts it in the venv). Its first load takes seconds and ~450 MB.
 #[test]
-#[ignore = "needs componentize-py 0.25.1 on PATH (pip install componentize-py==0.25.1)"]
 fn a_python_policy_decides_like_lag_guard() {
     let env = user_home();
     let project = scaffold(&env, "py-guard", "python");
-    build_in(
-        &project,
-        "componentize-py",
-        &[
-            "-d",
-            "wit",
-            "-w",
-            "policy",
-            "componentize",
-            "app",
-            "-o",
-            "py_guard.wasm",
-        ],
+    let tool = find_tool("componentize-py", &[runbook_cache().join("venv/bin")]);
+    let version = Command::new(&tool).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    assert_eq!(
+        version, "componentize-py 0.25.1",
+        "the version plugin new documents"
     );
+    build_cached(&project, "py_guard.wasm", &version, || {
+        build_in(
+            &project,
+            tool.to_str().unwrap(),
+            &[
+                "-d",
+                "wit",
+                "-w",
+                "policy",
+                "componentize",
+                "app",
+                "-o",
+                "py_guard.wasm",
+            ],
+        )
+    });
     decides_like_lag_guard(&env, project.join("py_guard.wasm").to_str().unwrap());
 }
 
-/// A scaffolded JavaScript policy. Needs npm and the npm registry (componentize-qjs).
+/// A scaffolded JavaScript policy, built by its own `npm run build` (componentize-qjs).
+/// Its `node_modules` is the one scripts/setup.sh --plugin-toolchains installed, so no
+/// registry is needed here.
 #[test]
-#[ignore = "needs npm and the npm registry (componentize-qjs 0.4.5)"]
 fn a_javascript_policy_decides_like_lag_guard() {
     let env = user_home();
     let project = scaffold(&env, "js-guard", "js");
-    build_in(&project, "npm", &["install", "--no-audit", "--no-fund"]);
-    build_in(&project, "npm", &["run", "build"]);
+    let npm = find_tool("npm", &[]);
+    let modules = runbook_cache().join("npm/node_modules");
+    let qjs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(modules.join("componentize-qjs/package.json")).unwrap_or_else(
+            |e| {
+                panic!(
+                    "componentize-qjs in {}: {e}: run scripts/setup.sh --plugin-toolchains",
+                    modules.display()
+                )
+            },
+        ),
+    )
+    .unwrap();
+    let pkg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(project.join("package.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        qjs["version"], pkg["devDependencies"]["componentize-qjs"],
+        "setup.sh installs the version plugin new writes"
+    );
+    std::os::unix::fs::symlink(&modules, project.join("node_modules")).unwrap();
+    let tool = format!("componentize-qjs {}", qjs["version"]);
+    build_cached(&project, "js_guard.wasm", &tool, || {
+        build_in(&project, npm.to_str().unwrap(), &["run", "build"])
+    });
     decides_like_lag_guard(&env, project.join("js_guard.wasm").to_str().unwrap());
 }
