@@ -34,6 +34,20 @@ fn gameday(env: &RunbookHome, params: &[&str]) -> (i32, Value, String) {
     (out.status.code().unwrap_or(-1), v, stderr(&out))
 }
 
+/// A game day that must end SUCCEEDED (exit 0): its JSON result and wall time.
+fn gameday_ok(env: &RunbookHome, params: &[&str]) -> (Value, Duration) {
+    let wall = Instant::now();
+    let (code, out, err) = gameday(env, params);
+    let wall = wall.elapsed();
+    assert_eq!(
+        (code, out["status"].as_str()),
+        (0, Some("SUCCEEDED")),
+        "{out:#}\n{}",
+        tail(&err, 80)
+    );
+    (out, wall)
+}
+
 fn report(env: &RunbookHome, id: &str) -> (i32, Value) {
     let out = env.run(&["report", id, "--format", "json"]);
     (
@@ -110,15 +124,7 @@ async fn region_loss_game_day_with_failback_measures_what_clients_saw() {
         "{calls:#?}"
     );
 
-    let wall = Instant::now();
-    let (code, out, err) = gameday(&env, &[]);
-    let wall = wall.elapsed();
-    assert_eq!(
-        (code, out["status"].as_str()),
-        (0, Some("SUCCEEDED")),
-        "{out:#}\n{}",
-        tail(&err, 80)
-    );
+    let (out, wall) = gameday_ok(&env, &[]);
     let id = out["execution_id"].as_str().unwrap().to_string();
     assert_eq!(out["output"]["Verdict"], "pass", "{out:#}");
 
@@ -304,15 +310,7 @@ fn figures(fault: &str, wall: Duration, rep: &Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writer_crash_runner_crash_slow_link_and_partition_game_days() {
     let (env, conn, started, writer) = deployed_with_independent_client().await;
-    let wall = Instant::now();
-    let (code, out, err) = gameday(&env, &["Fault=writer-crash"]);
-    let wall = wall.elapsed();
-    assert_eq!(
-        (code, out["status"].as_str()),
-        (0, Some("SUCCEEDED")),
-        "{out:#}\n{}",
-        tail(&err, 80)
-    );
+    let (out, wall) = gameday_ok(&env, &["Fault=writer-crash"]);
     let id = out["execution_id"].as_str().unwrap();
     let (_, rep) = report(&env, id);
     assert_eq!(rep["verdict"], "pass", "{rep:#}");
@@ -334,15 +332,7 @@ async fn writer_crash_runner_crash_slow_link_and_partition_game_days() {
 
     // The failover's own runner is SIGKILLed as it enters Promote (region loss): the
     // game day resumes that same child execution, never a second one, and passes.
-    let wall = Instant::now();
-    let (code, out, err) = gameday(&env, &["Fault=runner-crash"]);
-    let wall = wall.elapsed();
-    assert_eq!(
-        (code, out["status"].as_str()),
-        (0, Some("SUCCEEDED")),
-        "{out:#}\n{}",
-        tail(&err, 80)
-    );
+    let (out, wall) = gameday_ok(&env, &["Fault=runner-crash"]);
     let show = env.show(out["execution_id"].as_str().unwrap());
     let children: Vec<&Value> = show["children"].as_array().unwrap().iter().collect();
     assert_eq!(
@@ -367,15 +357,7 @@ async fn writer_crash_runner_crash_slow_link_and_partition_game_days() {
 
     // A replica lagging beyond the guard when the primary's region is lost: the policy
     // refuses, nothing is promoted, nothing acknowledged is lost.
-    let wall = Instant::now();
-    let (code, out, err) = gameday(&env, &["Fault=slow-link"]);
-    let wall = wall.elapsed();
-    assert_eq!(
-        (code, out["status"].as_str()),
-        (0, Some("SUCCEEDED")),
-        "{out:#}\n{}",
-        tail(&err, 80)
-    );
+    let (out, wall) = gameday_ok(&env, &["Fault=slow-link"]);
     let show = env.show(out["execution_id"].as_str().unwrap());
     let failover = &show["children"][0];
     assert_eq!(failover["status"], "FAILED", "{show:#}");
@@ -392,15 +374,7 @@ async fn writer_crash_runner_crash_slow_link_and_partition_game_days() {
     // The cross-region link is cut: the replica stops receiving WAL, the primary keeps
     // serving. Nothing to fail over (the policy decides so), the client never notices,
     // and the game day ends only once the replica has caught up again.
-    let wall = Instant::now();
-    let (code, out, err) = gameday(&env, &["Fault=partition"]);
-    let wall = wall.elapsed();
-    assert_eq!(
-        (code, out["status"].as_str()),
-        (0, Some("SUCCEEDED")),
-        "{out:#}\n{}",
-        tail(&err, 80)
-    );
+    let (out, wall) = gameday_ok(&env, &["Fault=partition"]);
     let id = out["execution_id"].as_str().unwrap();
     let (rc, rep) = report(&env, id);
     assert_eq!((rc, rep["verdict"].as_str()), (0, Some("pass")), "{rep:#}");

@@ -17,11 +17,9 @@ use crate::{ReadinessEntry, Serve, signals, watch};
 
 async fn call(p: &Arc<dyn Provider>, c: CapCall) -> Result<Value, String> {
     let name = c.iam_name();
-    match tokio::time::timeout(Duration::from_secs(10), p.call(c)).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("{name}: {} ({})", e.message, e.code)),
-        Err(_) => Err(format!("{name}: no answer within 10 s")),
-    }
+    crate::signals::bounded(p, c, Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("{name}: {} ({})", e.message, e.code))
 }
 
 /// The direct checks; each failure is one reason.

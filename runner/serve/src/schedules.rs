@@ -112,6 +112,20 @@ fn iso(t: Timestamp) -> String {
 }
 
 /// Poll one schedule and act on what is due. Returns when to poll it next.
+/// The start of a schedule slot's execution; its id is the slot's, so a second start of
+/// the same slot finds the first.
+fn slot_request<'a>(name: &'a str, sc: &'a ScheduleConfig, slot: Timestamp) -> StartRequest<'a> {
+    StartRequest {
+        id: slot_execution_id(name, slot),
+        source: "schedule",
+        subject: name,
+        slot_ms: Some(ms(slot)),
+        runbook: &sc.runbook,
+        provider: &sc.provider,
+        params: &sc.params,
+    }
+}
+
 async fn tick_one(s: &Arc<Serve>, sc: &ScheduleConfig, now: Timestamp) -> Option<Timestamp> {
     let name = sc.schedule.name.clone();
     let _guard = s.act.lock().await;
@@ -144,17 +158,7 @@ async fn tick_one(s: &Arc<Serve>, sc: &ScheduleConfig, now: Timestamp) -> Option
                 continue;
             }
             Decision::Fire { slot, at } => {
-                let id = slot_execution_id(&name, *slot);
-                let req = StartRequest {
-                    id: id.clone(),
-                    source: "schedule",
-                    subject: &name,
-                    slot_ms: Some(ms(*slot)),
-                    runbook: &sc.runbook,
-                    provider: &sc.provider,
-                    params: &sc.params,
-                };
-                match s.start_execution(&req) {
+                match s.start_execution(&slot_request(&name, sc, *slot)) {
                     Ok(id) | Err(StartError::Exists(id)) => {
                         record(
                             s,
@@ -285,17 +289,7 @@ pub(crate) async fn finished(s: &Arc<Serve>, run: &ServeRun, status: &str, succe
         }
     } else if let Some(d) = runbook_scheduler::on_finished(&mut entry.st, succeeded, &sc.schedule) {
         if let Decision::Fire { slot, at } = d {
-            let id = slot_execution_id(&name, slot);
-            let req = StartRequest {
-                id,
-                source: "schedule",
-                subject: &name,
-                slot_ms: Some(ms(slot)),
-                runbook: &sc.runbook,
-                provider: &sc.provider,
-                params: &sc.params,
-            };
-            match s.start_execution(&req) {
+            match s.start_execution(&slot_request(&name, sc, slot)) {
                 Ok(id) | Err(StartError::Exists(id)) => {
                     record(
                         s,

@@ -47,7 +47,7 @@ fn query_call(
     }
 }
 
-async fn bounded(
+pub(crate) async fn bounded(
     p: &Arc<dyn Provider>,
     call: CapCall,
     timeout: Duration,
