@@ -300,11 +300,19 @@ pub fn apply_parameters(
                 place
             ))
         }),
-        Template::Intrinsic { field, expr } => {
+        Template::Intrinsic { expr, .. } => {
             let mut resolve = |p: &Path| select(p, input, ctx);
+            // Step Functions' cause: `The function 'States.X(..)' had the following error:
+            // <why>`, where a missing path argument's <why> ends with the input.
             intrinsics::eval(expr, &mut resolve, rng).map_err(|mut e| {
-                if e.error == names::INTRINSIC_FAILURE {
-                    e.cause = e.cause.map(|c| format!("{c} (field '{field}')"));
+                if e.error == names::RUNTIME {
+                    let mut why = e.cause.take().unwrap_or_default();
+                    if why.starts_with(intrinsics::MISSING_ARGUMENT) {
+                        why = format!("{why} '{}'", short(input));
+                    }
+                    e.cause = Some(format!(
+                        "The function '{expr}' had the following error: {why}"
+                    ));
                 }
                 e
             })

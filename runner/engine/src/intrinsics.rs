@@ -1,6 +1,7 @@
 //! Intrinsic functions (`States.Format(...)` etc.): a recursive-descent parser for the
 //! invocation grammar and the functions themselves, with Step Functions' argument rules.
-//! Bad arguments raise `States.IntrinsicFailure`.
+//! Bad arguments fail the state as Step Functions does: `States.Runtime` (not retried or
+//! caught), cause `Invalid arguments in States.X`.
 
 use crate::error::AslError;
 use crate::path::Path;
@@ -261,9 +262,10 @@ pub fn eval(
         Expr::Num(n) => Ok(Value::Number(n.clone())),
         Expr::Bool(b) => Ok(Value::Bool(*b)),
         Expr::Null => Ok(Value::Null),
+        // Step Functions' sentence; the caller adds ` '<input>'` (it has the input).
         Expr::Path(p) => resolve(p).ok_or_else(|| {
-            AslError::intrinsic(format!(
-                "The JSONPath '{}' could not be found in the input",
+            AslError::runtime(format!(
+                "{MISSING_ARGUMENT} '{}' could not be found in the input",
                 p.as_str()
             ))
         }),
@@ -278,9 +280,7 @@ pub fn eval(
                     return format(raw, &vals[1..], true);
                 }
                 let Some(Value::String(t)) = vals.first() else {
-                    return Err(AslError::intrinsic(
-                        "States.Format: the first argument must be a string",
-                    ));
+                    return fail(name, "the first argument must be a string");
                 };
                 return format(t, &vals[1..], false);
             }
@@ -289,8 +289,36 @@ pub fn eval(
     }
 }
 
-fn fail<T>(name: &str, msg: impl std::fmt::Display) -> Result<T, AslError> {
-    Err(AslError::intrinsic(format!("{name}: {msg}")))
+/// Start of the cause of a path argument that selects nothing.
+pub const MISSING_ARGUMENT: &str = "The JsonPath argument for the field";
+
+/// A function refused its arguments. Step Functions' cause names only the function
+/// (`Invalid arguments in States.MathAdd`); `_why` states the rule at the call site.
+fn fail<T>(name: &str, _why: impl std::fmt::Display) -> Result<T, AslError> {
+    Err(AslError::runtime(format!("Invalid arguments in {name}")))
+}
+
+impl std::fmt::Display for Expr {
+    /// The invocation as written (whitespace normalized), for error causes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expr::Call { name, args } => {
+                write!(f, "{name}(")?;
+                for (i, a) in args.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                f.write_str(")")
+            }
+            Expr::Str { raw, .. } => write!(f, "'{raw}'"),
+            Expr::Num(n) => write!(f, "{n}"),
+            Expr::Bool(b) => write!(f, "{b}"),
+            Expr::Null => f.write_str("null"),
+            Expr::Path(p) => f.write_str(p.as_str()),
+        }
+    }
 }
 
 fn int_arg(name: &str, v: &Value, what: &str) -> Result<i64, AslError> {
@@ -326,6 +354,24 @@ fn rounded_arg(name: &str, v: &Value, what: &str) -> Result<i64, AslError> {
     }
 }
 
+/// A number argument truncated toward zero: what Step Functions does for States.ArrayRange,
+/// States.MathRandom and States.ArrayGetItem (observed: `ArrayRange(1.6, 1.4, 1)` is `[1]`,
+/// `MathRandom(1.4, 1.6)` is refused as an empty range, `ArrayGetItem(a, 1.2)` is `a[1]`).
+fn truncated_arg(name: &str, v: &Value, what: &str) -> Result<i64, AslError> {
+    match v {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                return Ok(i);
+            }
+            match n.as_f64() {
+                Some(f) if f.abs() < 9.0e15 => Ok(f.trunc() as i64),
+                _ => fail(name, format!("{what} is out of range: {n}")),
+            }
+        }
+        other => fail(name, format!("{what} must be a number, got {other}")),
+    }
+}
+
 fn str_arg<'v>(name: &str, v: &'v Value, what: &str) -> Result<&'v str, AslError> {
     match v {
         Value::String(s) => Ok(s),
@@ -350,7 +396,7 @@ const MAX_STR: usize = 10_000;
 /// with `\{`, `\}` and `\\` escapes.)
 pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError> {
     let Some(&(_, min, max)) = FUNCTIONS.iter().find(|(n, ..)| *n == name) else {
-        return Err(AslError::intrinsic(format!(
+        return Err(AslError::runtime(format!(
             "unknown intrinsic function '{name}'"
         )));
     };
@@ -392,9 +438,9 @@ pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError
             Ok(Value::Bool(a.contains(&args[1])))
         }
         "States.ArrayRange" => {
-            let start = rounded_arg(name, &args[0], "the start")?;
-            let end = rounded_arg(name, &args[1], "the end")?;
-            let step = rounded_arg(name, &args[2], "the step")?;
+            let start = truncated_arg(name, &args[0], "the start")?;
+            let end = truncated_arg(name, &args[1], "the end")?;
+            let step = truncated_arg(name, &args[2], "the step")?;
             if step == 0 {
                 return fail(name, "the step must not be 0");
             }
@@ -414,9 +460,13 @@ pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError
         }
         "States.ArrayGetItem" => {
             let a = arr_arg(name, &args[0])?;
-            let i = int_arg(name, &args[1], "the index")?;
+            let i = truncated_arg(name, &args[1], "the index")?;
             if i < 0 {
                 return fail(name, "the index must be a non-negative integer");
+            }
+            // Observed in Step Functions: any index into an empty array gives null.
+            if a.is_empty() {
+                return Ok(Value::Null);
             }
             a.get(i as usize).cloned().ok_or(()).or_else(|_| {
                 fail(
@@ -507,26 +557,32 @@ pub fn call(name: &str, args: &[Value], rng: &mut Rng) -> Result<Value, AslError
             Ok(Value::Object(out))
         }
         "States.MathRandom" => {
-            let lo = rounded_arg(name, &args[0], "the start")?;
-            let hi = rounded_arg(name, &args[1], "the end")?;
+            let lo = truncated_arg(name, &args[0], "the start")?;
+            let hi = truncated_arg(name, &args[1], "the end")?;
             if hi <= lo {
                 return fail(name, "the end must be greater than the start");
             }
             if let Some(seed) = args.get(2) {
                 // An explicit seed gives a value that depends on the seed only, as in SFN.
-                let mut r = Rng::new(rounded_arg(name, seed, "the seed")? as u64);
+                let mut r = Rng::new(truncated_arg(name, seed, "the seed")? as u64);
                 return Ok(Value::from(r.range_i64(lo, hi)));
             }
             Ok(Value::from(rng.range_i64(lo, hi)))
         }
         "States.MathAdd" => {
-            // Non-integers are rounded to the nearest integer first; the sum is an integer.
+            // Non-integers are rounded to the nearest integer first; operands and sum are
+            // Java ints (-2147483648..=2147483647), as Step Functions enforces.
             let a = rounded_arg(name, &args[0], "the first argument")?;
             let b = rounded_arg(name, &args[1], "the second argument")?;
-            a.checked_add(b)
-                .map(Value::from)
-                .ok_or(())
-                .or_else(|_| fail(name, "integer overflow"))
+            let int = |x: i64| i32::try_from(x).ok();
+            match (int(a), int(b)) {
+                (Some(a), Some(b)) => a
+                    .checked_add(b)
+                    .map(Value::from)
+                    .ok_or(())
+                    .or_else(|_| fail(name, "the sum is outside the 32-bit integer range")),
+                _ => fail(name, "an argument is outside the 32-bit integer range"),
+            }
         }
         "States.StringSplit" => {
             let s = str_arg(name, &args[0], "the string")?;
@@ -605,6 +661,9 @@ fn format(template: &str, args: &[Value], escapes: bool) -> Result<Value, AslErr
                 used += 1;
                 format_value(a, &mut out);
             }
+            // An unescaped brace that is not part of `{}` (`Hello {`, `{{}}`, `}`) is
+            // refused, as Step Functions refuses it.
+            '{' | '}' => return fail(name, "an unescaped brace that is not '{}'"),
             c => out.push(c),
         }
     }
