@@ -8,6 +8,7 @@ mod progress;
 mod providers;
 mod serve;
 mod show;
+mod task;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -158,6 +159,12 @@ enum Command {
     /// Drive one traffic session (started by the executor for a game day).
     #[command(hide = true)]
     TrafficDriver { session: String },
+    /// Answer a `.waitForTaskToken` Task: success, failure or heartbeat (exit 2 when the
+    /// token is unknown or its task already closed).
+    Task {
+        #[command(subcommand)]
+        command: task::TaskCommand,
+    },
     /// An execution's history, timeline, capability calls and logs.
     Show {
         id: String,
@@ -540,6 +547,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             (None, None) => unreachable!("clap requires ID or --last"),
         },
         Command::TrafficDriver { session } => gameday::traffic_driver(&runner(&cli)?, session),
+        Command::Task { command } => task::run(runner(&cli)?.journal(), command),
         Command::Show { id, json } => {
             let runner = runner(&cli)?;
             show::execution(runner.journal(), id, *json)?;

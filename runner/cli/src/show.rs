@@ -226,7 +226,8 @@ pub fn executions(journal: &Journal, limit: usize, json_out: bool) -> anyhow::Re
                 json!({"execution_id": r.id, "name": r.name, "status": r.status, "started": fmt_ms(r.started_ms),
                        "started_ms": r.started_ms, "ended_ms": r.ended_ms,
                        "ended": r.ended_ms.map(fmt_ms), "runbook": r.runbook_path, "provider": r.provider,
-                       "environment": r.environment, "parent_id": r.parent_id, "error": r.error})
+                       "environment": r.environment, "parent_id": r.parent_id, "error": r.error,
+                       "waiting_for_task_token": waiting_json(journal, r)})
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -263,8 +264,64 @@ pub fn executions(journal: &Journal, limit: usize, json_out: bool) -> anyhow::Re
                 .map(|p| format!(" (child of {p})"))
                 .unwrap_or_default()
         );
+        for w in waiting(journal, &r) {
+            println!("    {}", waiting_line(&w));
+        }
     }
     Ok(())
+}
+
+/// Open task tokens of a RUNNING execution (`.waitForTaskToken` Tasks waiting for an answer).
+fn waiting(
+    journal: &Journal,
+    r: &runbook_journal::ExecutionRow,
+) -> Vec<runbook_journal::TaskTokenRow> {
+    if r.status != "RUNNING" {
+        return Vec::new();
+    }
+    journal.open_task_tokens(&r.id).unwrap_or_default()
+}
+
+fn waiting_json(journal: &Journal, r: &runbook_journal::ExecutionRow) -> Value {
+    Value::Array(
+        waiting(journal, r)
+            .iter()
+            .map(|w| {
+                json!({"state": w.state, "token": w.token, "status": w.status,
+                       "since": fmt_ms(w.created_ms), "since_ms": w.created_ms,
+                       "plugin_done_ms": w.plugin_done_ms,
+                       "heartbeat_deadline": w.heartbeat_deadline_ms().map(fmt_ms),
+                       "heartbeat_deadline_ms": w.heartbeat_deadline_ms(),
+                       "timeout_deadline": w.timeout_deadline_ms().map(fmt_ms),
+                       "timeout_deadline_ms": w.timeout_deadline_ms()})
+            })
+            .collect(),
+    )
+}
+
+fn waiting_line(w: &runbook_journal::TaskTokenRow) -> String {
+    let mut line = format!(
+        "waiting for task token at {} since {}",
+        w.state,
+        fmt_ms(w.created_ms)
+    );
+    if let Some(h) = w.heartbeat_deadline_ms() {
+        line.push_str(&format!(", heartbeat due by {}", fmt_ms(h)));
+    }
+    if let Some(t) = w.timeout_deadline_ms() {
+        line.push_str(&format!(", times out at {}", fmt_ms(t)));
+    }
+    if w.status != runbook_journal::TOKEN_WAITING {
+        line.push_str(&format!(
+            " (answered: {}, not yet taken by a runner)",
+            w.status
+        ));
+    }
+    line.push_str(&format!(
+        ": runbook task success|failure|heartbeat {}",
+        w.token
+    ));
+    line
 }
 
 pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<()> {
@@ -287,6 +344,7 @@ pub fn execution(journal: &Journal, id: &str, json_out: bool) -> anyhow::Result<
                 "provider": row.provider, "input": row.input, "output": row.output, "error": row.error,
                 "cause": row.cause, "started": fmt_ms(row.started_ms), "ended": row.ended_ms.map(fmt_ms),
                 "redrive_count": row.redrive_count, "history": history, "calls": calls, "logs": logs,
+                "waiting_for_task_token": waiting_json(journal, &row),
                 "variables": variables(&history).into_iter().map(|(k, v, _)| (k, v)).collect::<serde_json::Map<_, _>>(),
             }))?
         );
@@ -326,6 +384,9 @@ pub fn execution_text(journal: &Journal, id: &str) -> anyhow::Result<String> {
         outln!(out, "traffic    {}  {}", s.id, s.state);
     }
     outln!(out, "status     {}", row.status);
+    for w in waiting(journal, &row) {
+        outln!(out, "waiting    {}", waiting_line(&w));
+    }
     outln!(out, "started    {}", fmt_ms(row.started_ms));
     if let Some(e) = row.ended_ms {
         outln!(

@@ -9,14 +9,14 @@ use std::time::Duration;
 use runbook_caps::Provider;
 use runbook_engine::{Action, Event, Execution, Timestamp};
 use runbook_host::{Limits, Observer, RunRequest};
-use runbook_journal::{ExecutionRow, now_ms};
+use runbook_journal::{ExecutionRow, NewTaskToken, now_ms};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::observe::JournalObserver;
 use crate::prepare::{Prepared, Runs};
-use crate::{Outcome, Progress, RunError, Runner, child, history_row, status_name};
+use crate::{Outcome, Progress, RunError, Runner, callback, child, history_row, status_name};
 
 impl Runner {
     pub(crate) async fn drive(
@@ -34,6 +34,8 @@ impl Runner {
         // Child executions started by running Tasks, to stop when the Task is cancelled.
         let mut children: HashMap<String, String> = HashMap::new();
         let mut timers: HashMap<String, AbortHandle> = HashMap::new();
+        // Task tokens of running `.waitForTaskToken` Tasks, by task id.
+        let mut tokens: HashMap<String, String> = HashMap::new();
         let observer: Arc<dyn Observer> = Arc::new(JournalObserver {
             id: id.to_string(),
             journal: self.journal.clone(),
@@ -67,6 +69,8 @@ impl Runner {
                         resource,
                         input,
                         timeout,
+                        heartbeat,
+                        task_token,
                         ..
                     } => {
                         let Some(task) = prepared.task_for(&state_path, &state_name, &resource)
@@ -83,6 +87,44 @@ impl Runner {
                         let tx = tx.clone();
                         let key = task_id.0.clone();
                         let handle = match &task.runs {
+                            Runs::Plugin { plugin, grants } if task_token.is_some() => {
+                                let token = task_token.expect("checked");
+                                tokens.insert(key.clone(), token.clone());
+                                let registered =
+                                    self.journal.register_task_token(&NewTaskToken {
+                                        token: &token,
+                                        execution_id: id,
+                                        task_id: &task_id.0,
+                                        state: &state_path,
+                                        at_ms: now_ms(),
+                                        heartbeat_seconds: heartbeat.map(|d| d.as_secs_f64()),
+                                        timeout_seconds: timeout.map(|d| d.as_secs_f64()),
+                                    })?;
+                                // A resumed runner whose plugin already returned only
+                                // waits; it never notifies twice.
+                                let request =
+                                    (registered.plugin_done_ms.is_none()).then(|| RunRequest {
+                                        state: state_path.clone(),
+                                        input: input.to_string(),
+                                        grants: grants.clone(),
+                                        limits: Limits {
+                                            deadline: self.config.default_task_deadline,
+                                            memory_bytes: self.config.plugin_memory_bytes,
+                                        },
+                                        provider: provider.clone(),
+                                        observer: observer.clone(),
+                                    });
+                                let host = self.host()?.clone();
+                                let plugin = plugin.clone();
+                                let journal = self.journal.clone();
+                                tokio::spawn(async move {
+                                    let event = callback::run(
+                                        journal, host, plugin, request, token, task_id, &tx,
+                                    )
+                                    .await;
+                                    let _ = tx.send(event);
+                                })
+                            }
                             Runs::Plugin { plugin, grants } => {
                                 let host = self.host()?.clone();
                                 let plugin = plugin.clone();
@@ -145,6 +187,10 @@ impl Runner {
                     Action::CancelTask { task_id } => {
                         if let Some(h) = tasks.remove(&task_id.0) {
                             h.abort();
+                        }
+                        if let Some(token) = tokens.remove(&task_id.0) {
+                            self.journal
+                                .close_task_token(&token, "the task timed out or was cancelled")?;
                         }
                         if let Some(child) = children.remove(&task_id.0) {
                             self.journal.request_stop(
@@ -213,6 +259,9 @@ impl Runner {
                 Event::TaskSucceeded { task_id, .. } | Event::TaskFailed { task_id, .. } => {
                     tasks.remove(&task_id.0);
                     children.remove(&task_id.0);
+                    if let Some(token) = tokens.remove(&task_id.0) {
+                        self.journal.close_task_token(&token, "the task ended")?;
+                    }
                 }
                 Event::TimerFired { timer_id } => {
                     timers.remove(&timer_id.0);
@@ -237,6 +286,8 @@ impl Runner {
                 Some("the parent execution ended"),
             )?;
         }
+        self.journal
+            .close_execution_task_tokens(id, &format!("the execution ended ({})", result.status))?;
         self.journal.finish(
             id,
             &result.status,

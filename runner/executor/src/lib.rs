@@ -11,6 +11,7 @@
 //!    is re-issued. Completed states never run again; the interrupted Task does, so
 //!    plugins must be idempotent (every shipped plugin is: describe before create).
 
+mod callback;
 mod child;
 mod drive;
 mod dryrun;

@@ -17,6 +17,7 @@
 mod backend;
 mod gameday;
 mod serve;
+mod tokens;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -62,6 +63,10 @@ pub use backend::{
 };
 pub use gameday::{FaultRow, LagRow, LedgerRow, LeverState, SessionRow};
 pub use serve::{DecisionRow, ServeRun};
+pub use tokens::{
+    NewTaskToken, TOKEN_CLOSED, TOKEN_FAILED, TOKEN_SUCCEEDED, TOKEN_WAITING, TaskTokenRow,
+    TokenAnswer, TokenRefusal,
+};
 
 /// One execution's header row.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -334,6 +339,7 @@ impl Journal {
         migrate(&conn)?;
         conn.execute_batch(gameday::SCHEMA)?;
         conn.execute_batch(serve::SCHEMA)?;
+        conn.execute_batch(tokens::SCHEMA)?;
         Ok(Journal {
             conn: Mutex::new(conn),
         })
