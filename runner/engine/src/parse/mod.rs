@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 mod rules;
 mod states;
+mod states_refs;
 mod vars;
 
 /// A parsed, validated runbook.

@@ -163,11 +163,26 @@ impl Ps<'_> {
             }
             let kp = format!("{ptr}/{}", escape_token(k));
             let evaluated = wired(ty, k);
-            self.check_expressions(v, &kp, k, evaluated);
+            // Step Functions refuses at creation `$states.result` outside the Output and
+            // Assign of a Task, Parallel or Map, and `$states.errorOutput` outside a
+            // catcher's Output and Assign (transforming-data.html, "Reserved variable: $states").
+            let avail = StatesAvail {
+                result: matches!(ty, "Task" | "Parallel" | "Map")
+                    && matches!(k.as_str(), "Output" | "Assign"),
+                error_output: k == "Catch",
+            };
+            self.check_expressions(v, &kp, k, evaluated, avail);
         }
     }
 
-    fn check_expressions(&mut self, v: &Value, vp: &str, field: &str, evaluated: bool) {
+    fn check_expressions(
+        &mut self,
+        v: &Value,
+        vp: &str,
+        field: &str,
+        evaluated: bool,
+        avail: StatesAvail,
+    ) {
         match v {
             Value::String(s) => {
                 let Some(body) = crate::jsonata::expression(s) else {
@@ -185,17 +200,48 @@ impl Ps<'_> {
                         "E-UNSUPPORTED",
                         format!("{field}: JSONata expressions are not evaluated here yet"),
                     );
+                } else {
+                    let mut seen = Vec::new();
+                    for f in super::states_refs::states_fields(body) {
+                        let only = match f {
+                            "result" if !avail.result => {
+                                "the Output and Assign of Task, Parallel and Map states"
+                            }
+                            "errorOutput" if !avail.error_output => {
+                                "the Output and Assign of a Catch"
+                            }
+                            _ => continue,
+                        };
+                        if seen.contains(&f) {
+                            continue;
+                        }
+                        seen.push(f);
+                        // Name a rule's or catcher's own field: "Catch Output".
+                        let label = match field {
+                            "Choices" | "Catch" => vp
+                                .split(&format!("/{field}/"))
+                                .nth(1)
+                                .and_then(|rest| rest.split('/').nth(1))
+                                .map_or(field.to_string(), |k| format!("{field} {k}")),
+                            _ => field.to_string(),
+                        };
+                        self.err_val(
+                            vp,
+                            "E-JSONATA-STATES",
+                            format!("{label}: '$states.{f}' is not available here; it exists only in {only}"),
+                        );
+                    }
                 }
             }
             Value::Array(a) => {
                 for (i, x) in a.iter().enumerate() {
-                    self.check_expressions(x, &format!("{vp}/{i}"), field, evaluated);
+                    self.check_expressions(x, &format!("{vp}/{i}"), field, evaluated, avail);
                 }
             }
             Value::Object(m) => {
                 for (k, x) in m {
                     let p = format!("{vp}/{}", escape_token(k));
-                    self.check_expressions(x, &p, field, evaluated);
+                    self.check_expressions(x, &p, field, evaluated, avail);
                 }
             }
             _ => {}
@@ -723,6 +769,13 @@ impl Ps<'_> {
             catch: self.catchers(o, ptr),
         }
     }
+}
+
+/// Which optional members of `$states` a field's expressions may read.
+#[derive(Clone, Copy)]
+struct StatesAvail {
+    result: bool,
+    error_output: bool,
 }
 
 /// Fields of a JSONata state whose `{% %}` expressions the executor evaluates today.
