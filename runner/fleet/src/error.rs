@@ -38,6 +38,16 @@ pub enum FleetError {
     },
     #[error("{key} already holds a different value (written at revision {revision})")]
     Conflict { key: String, revision: i64 },
+    /// An `etcd://` URL or connection option that cannot be used (bad syntax, a file
+    /// that cannot be read, a TLS option without TLS).
+    #[error("invalid etcd connection setting {0}: {1}")]
+    Config(String, String),
+    /// The TLS handshake failed (unknown CA, wrong name, client certificate refused).
+    #[error("etcd TLS handshake failed: {0}")]
+    Tls(String),
+    /// etcd refused the user name or password, or the session token.
+    #[error("etcd authentication failed: {0}")]
+    Auth(String),
     #[error("{what} of {len} bytes exceeds the {limit}-byte etcd request limit")]
     TooLarge {
         what: String,
@@ -61,6 +71,9 @@ impl FleetError {
             FleetError::Fenced { .. } => "fleet.fenced",
             FleetError::Conflict { .. } => "fleet.conflict",
             FleetError::TooLarge { .. } => "fleet.too_large",
+            FleetError::Config(..) => "fleet.config",
+            FleetError::Tls(_) => "fleet.tls",
+            FleetError::Auth(_) => "fleet.auth",
         }
     }
 

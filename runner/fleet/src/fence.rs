@@ -94,6 +94,11 @@ impl Fleet {
         &self.client
     }
 
+    /// The key prefix of this fleet, without a trailing slash.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// `<prefix>/owners/<environment>`: the key whose create revision is the token.
     pub fn owner_key(&self, environment: &str) -> String {
         format!("{}/owners/{environment}", self.prefix)

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::client::EtcdClient;
 use crate::error::{FleetError, Result};
+use crate::quorum::QuorumWatch;
 
 /// Lease timing. Patroni's rule, checked by [`Timing::new`]: `keepalive + 2 × request
 /// timeout < TTL`, so that a keepalive that times out on one member can be retried on
@@ -133,26 +134,46 @@ pub struct LeaseKeeper {
     timing: Timing,
     client: Arc<EtcdClient>,
     state: watch::Receiver<LeaseState>,
+    quorum: QuorumWatch,
     task: JoinHandle<()>,
 }
 
 impl LeaseKeeper {
     /// Grant a lease of `timing.ttl()` and start renewing it.
     pub async fn start(client: Arc<EtcdClient>, timing: Timing) -> Result<LeaseKeeper> {
+        LeaseKeeper::start_reporting(client, timing, QuorumWatch::new()).await
+    }
+
+    /// The same, reporting the outcome of the grant and of every keepalive to
+    /// `quorum` (shared by the leases one runner holds over time).
+    pub async fn start_reporting(
+        client: Arc<EtcdClient>,
+        timing: Timing,
+        quorum: QuorumWatch,
+    ) -> Result<LeaseKeeper> {
         let sent = Instant::now();
-        let lease = client.lease_grant(timing.ttl).await?;
+        let lease = quorum.observe(client.lease_grant(timing.ttl).await)?;
+        // etcd may grant more than asked (its minimum TTL); never count on more than
+        // we asked for, so the local deadline stays within Patroni's budget.
+        let ttl = Duration::from_secs(lease.ttl_secs.max(0) as u64).min(timing.ttl);
         let first = LeaseState::Alive {
-            valid_until: sent + Duration::from_secs(lease.ttl_secs.max(0) as u64),
+            valid_until: sent + ttl,
         };
         let (tx, rx) = watch::channel(first);
-        let task = tokio::spawn(renew(client.clone(), lease.id, timing, tx));
+        let task = tokio::spawn(renew(client.clone(), lease.id, timing, tx, quorum.clone()));
         Ok(LeaseKeeper {
             id: lease.id,
             timing,
             client,
             state: rx,
+            quorum,
             task,
         })
+    }
+
+    /// What this keeper's requests say about etcd's quorum.
+    pub fn quorum(&self) -> &QuorumWatch {
+        &self.quorum
     }
 
     pub fn id(&self) -> i64 {
@@ -199,17 +220,25 @@ impl Drop for LeaseKeeper {
     }
 }
 
-async fn renew(client: Arc<EtcdClient>, id: i64, timing: Timing, tx: watch::Sender<LeaseState>) {
+async fn renew(
+    client: Arc<EtcdClient>,
+    id: i64,
+    timing: Timing,
+    tx: watch::Sender<LeaseState>,
+    quorum: QuorumWatch,
+) {
     let mut tick = tokio::time::interval(timing.keepalive);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate; the lease was just granted
     loop {
         tick.tick().await;
         let sent = Instant::now();
-        match client.lease_keepalive(id).await {
+        match quorum.observe(client.lease_keepalive(id).await) {
             Ok(ttl) => {
-                let valid_until = sent + Duration::from_secs(ttl as u64);
-                let _ = tx.send(LeaseState::Alive { valid_until });
+                let ttl = Duration::from_secs(ttl.max(0) as u64).min(timing.ttl);
+                let _ = tx.send(LeaseState::Alive {
+                    valid_until: sent + ttl,
+                });
             }
             Err(FleetError::LeaseExpired(_)) => {
                 tracing::warn!(lease = id, "lease expired at etcd; stop acting");

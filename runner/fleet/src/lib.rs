@@ -11,16 +11,24 @@
 //! - [`journal`]: [`EtcdJournal`], the execution journal on etcd behind
 //!   `runbook_journal::JournalBackend`, every write fenced.
 //!
-//! docs/fleet.md has the design for the rest (takeover, schedules, watchers).
+//! - [`once`]: a schedule slot fires once and a watcher failover happens once across
+//!   the fleet ([`Fleet::claim_schedule_slot`], [`Fleet::claim_failover`]).
+//! - [`quorum`]: fail closed: [`Actor::may_act`] and [`QuorumWatch`].
+//!
+//! docs/fleet.md has the design for the rest (takeover with replay).
 
 pub mod client;
 pub mod error;
 pub mod fence;
 pub mod journal;
 pub mod lease;
+pub mod once;
+pub mod quorum;
 
 pub use client::{EtcdClient, Kv, Lease};
 pub use error::{FleetError, Result};
 pub use fence::{Created, FencingToken, Fleet};
 pub use journal::{EtcdJournal, EtcdJournalConfig};
 pub use lease::{LeaseKeeper, LeaseState, Timing, TimingConfig};
+pub use once::{ClaimRecord, Claimed, Episode};
+pub use quorum::{Actor, ActorStatus, Quorum, QuorumWatch};
