@@ -137,6 +137,23 @@ fn non_object_input_runs_as_step_functions_runs_it() {
     assert_eq!(v["output"], 20);
 }
 
+/// The README's JSONata tour runs as written (its Wait lasts the chosen replica's lag: 1 s).
+#[test]
+fn jsonata_tour_example_runs() {
+    let env = RunbookHome::new();
+    let tour = runbook_test_support::runbook::runbook("examples/jsonata-tour.yaml");
+    let input =
+        r#"{"Replicas": [{"name": "db-b", "lagSeconds": 1}, {"name": "db-c", "lagSeconds": 45}]}"#;
+    let v = env.run_book(&tour, &["--input", input], "SUCCEEDED");
+    assert_eq!(
+        v["output"],
+        json!({"promote": "db-b", "lagSeconds": 1, "considered": 2, "others": ["db-c"]}),
+        "{v:#}"
+    );
+    let v = env.run_book(&tour, &["--input", r#"{"Replicas": []}"#], "FAILED");
+    assert_eq!(v["error"], "Input.Invalid", "{v:#}");
+}
+
 #[test]
 fn bad_usage_exits_2() {
     let env = RunbookHome::new();
@@ -412,6 +429,24 @@ fn plugin_test_runs_a_policy_on_given_facts_with_run_exit_codes() {
     assert_eq!((code, d.as_str()), (0, Some("refuse")), "{v:#}");
     let (code, d, v) = decide(&facts("available", 0.0));
     assert_eq!((code, d.as_str()), (0, Some("none")), "{v:#}");
+    // --repeat runs it again with the same input; timing says how (figures not judged).
+    let (code, v) = env.json(&[
+        "plugin",
+        "test",
+        &lag_guard,
+        "--input",
+        &facts("available", 0.0),
+        "--repeat",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(
+        (code, &v["output"]["Decision"]),
+        (0, &json!("none")),
+        "{v:#}"
+    );
+    assert_eq!(v["timing"]["runs"], 3, "{v:#}");
+    assert!(v["timing"]["run_median_us"].is_u64(), "{v:#}");
 
     // The plugin fails: exit 1 with its ASL error; plain output says so on stderr.
     let out = env.run(&["plugin", "test", &lag_guard, "--input", "{}"]);

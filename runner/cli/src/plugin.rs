@@ -45,9 +45,14 @@ pub struct TestArgs {
     /// The run's deadline.
     #[arg(long, default_value_t = 60.0)]
     pub timeout_seconds: f64,
-    /// Print one JSON object: {status, output, error, cause, calls, logs, recorded}.
+    /// Print one JSON object: {status, output, error, cause, calls, logs, recorded,
+    /// timing}.
     #[arg(long)]
     pub json: bool,
+    /// Run the plugin this many times (same input, same answers) and report the median
+    /// time of one run: a policy's per-step overhead. The result shown is the first run's.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub repeat: u32,
 }
 
 /// One answer a replayed call can take.
@@ -509,16 +514,19 @@ pub fn test(runner: &Runner, a: &TestArgs) -> anyhow::Result<ExitCode> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".into());
     let host = runner.host()?;
+    let loading = std::time::Instant::now();
     let plugin = match host.load(&name, &bytes, None) {
         Ok(p) => p,
         Err(e) => return usage(format_args!("{}: {e}", a.file.display())),
     };
+    let load_ms = loading.elapsed().as_secs_f64() * 1e3;
     let state = a.state.clone().unwrap_or_else(|| "PluginTest".into());
     if let Err(e) = plugin.check_grants(&state, &grants) {
         return usage(format_args!("{e} (use --grant)"));
     }
+    let fresh_answers = || answers.iter().cloned().map(|a| (a, false)).collect();
     let provider = Arc::new(ReplayProvider {
-        answers: Mutex::new(answers.into_iter().map(|a| (a, false)).collect()),
+        answers: Mutex::new(fresh_answers()),
         replaying: a
             .replay
             .as_ref()
@@ -534,20 +542,57 @@ pub fn test(runner: &Runner, a: &TestArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let limits = Limits {
+        deadline: Duration::from_secs_f64(a.timeout_seconds),
+        ..Limits::default()
+    };
+    let input_text = input.to_string();
+    let started = std::time::Instant::now();
     let result = rt.block_on(host.run(
         &plugin,
         RunRequest {
-            state,
-            input: input.to_string(),
-            grants,
-            limits: Limits {
-                deadline: Duration::from_secs_f64(a.timeout_seconds),
-                ..Limits::default()
-            },
+            state: state.clone(),
+            input: input_text.clone(),
+            grants: grants.clone(),
+            limits,
             provider: provider.clone(),
             observer: tee.clone(),
         },
     ));
+    let mut run_us = vec![started.elapsed().as_micros() as u64];
+    // The same run again, each with the answers fresh and nothing printed.
+    for _ in 1..a.repeat {
+        let provider = Arc::new(ReplayProvider {
+            answers: Mutex::new(fresh_answers()),
+            replaying: None,
+            misses: Mutex::new(Vec::new()),
+            answered: Mutex::new(Vec::new()),
+        });
+        let started = std::time::Instant::now();
+        let _ = rt.block_on(host.run(
+            &plugin,
+            RunRequest {
+                state: state.clone(),
+                input: input_text.clone(),
+                grants: grants.clone(),
+                limits,
+                provider,
+                observer: Arc::new(Tee {
+                    quiet: true,
+                    ..Tee::default()
+                }),
+            },
+        ));
+        run_us.push(started.elapsed().as_micros() as u64);
+    }
+    run_us.sort_unstable();
+    let timing = json!({
+        "load_ms": load_ms,
+        "compiled": plugin.source == runbook_host::CacheSource::Compiled,
+        "runs": run_us.len(),
+        "run_median_us": run_us[run_us.len() / 2],
+        "run_min_us": run_us[0],
+    });
     let misses = provider.misses.lock().unwrap().clone();
     let unused: Vec<String> = provider
         .answers
@@ -575,6 +620,7 @@ pub fn test(runner: &Runner, a: &TestArgs) -> anyhow::Result<ExitCode> {
                 "calls": *tee.calls.lock().unwrap(),
                 "logs": *tee.logs.lock().unwrap(),
                 "recorded": recorded_result,
+                "timing": timing,
             })
         );
     } else {
@@ -593,6 +639,19 @@ pub fn test(runner: &Runner, a: &TestArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(r) = &recorded_result {
             eprintln!("recorded in the journal: {r}");
+        }
+        if a.repeat > 1 {
+            eprintln!(
+                "loaded in {load_ms:.1} ms ({}); {} runs: median {} us, min {} us",
+                if timing["compiled"] == true {
+                    "compiled"
+                } else {
+                    "from the compile cache"
+                },
+                run_us.len(),
+                run_us[run_us.len() / 2],
+                run_us[0]
+            );
         }
     }
     Ok(if ok {
