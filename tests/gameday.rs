@@ -495,6 +495,109 @@ async fn a_game_day_killed_mid_failover_resumes_and_reports() {
     env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
 }
 
+/// SIGKILL at other points of a game day — under traffic before the fault, while the
+/// client waits to recover, while the failback child runs (mid-failover is the test
+/// above) — then `runbook resume`: every one ends SUCCEEDED with a PASS report, one
+/// failover and one failback execution, nothing lost, and the environment restored (the
+/// next game day's steady-state hypothesis holds, and the last one is checked directly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_day_killed_at_any_point_resumes_and_reports() {
+    let env = RunbookHome::new();
+    env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
+    let file = runbook("gameday.yaml");
+    // (where, reached): reached when the game day entered that Task state and, for the
+    // failback, once its child execution exists.
+    let points: [(&str, fn(&Value) -> bool); 3] = [
+        ("SteadyState", |show| entered(show, "SteadyState")),
+        ("AwaitRecovery", |show| entered(show, "AwaitRecovery")),
+        ("Failback", |show| {
+            show["children"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["name"] == "failback"))
+        }),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for (point, reached) in points {
+        let mut run = env
+            .cmd(&["run", file.to_str().unwrap(), "--json"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let id = runbook_test_support::wait::poll_some(
+            Duration::from_secs(240),
+            Duration::from_millis(50),
+            || {
+                let list: Value =
+                    serde_json::from_str(&env.text(&["executions", "--json"])).ok()?;
+                let id = list.as_array()?.iter().find(|e| {
+                    e["name"] == "gameday"
+                        && !seen.contains(e["execution_id"].as_str().unwrap_or(""))
+                })?["execution_id"]
+                    .as_str()?
+                    .to_string();
+                reached(&env.show(&id)).then_some(id)
+            },
+        )
+        .unwrap_or_else(|| panic!("the game day never reached {point}"));
+        run.kill().unwrap();
+        let _ = run.wait();
+        seen.insert(id.clone());
+
+        let out = env.run(&["resume", &id, "--json"]);
+        let v = stdout_json(&out, "resume");
+        assert_eq!(
+            v["status"],
+            "SUCCEEDED",
+            "killed at {point}: {v:#}\n{}",
+            tail(&stderr(&out), 80)
+        );
+        let show = env.show(&id);
+        for child in ["failover", "failback"] {
+            let n = show["children"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|c| c["name"] == child)
+                .count();
+            assert_eq!(n, 1, "killed at {point}: one {child} execution: {show:#}");
+        }
+        let (rc, rep) = report(&env, &id);
+        assert_eq!(
+            (rc, rep["verdict"].as_str()),
+            (0, Some("pass")),
+            "killed at {point}: {rep:#}"
+        );
+        assert_eq!(rep["measured"]["lost_writes"], 0, "killed at {point}");
+        assert!(
+            rep["fault"]["undone_at_ms"].as_i64().is_some(),
+            "killed at {point}: the fault was undone: {rep:#}"
+        );
+        println!(
+            "killed at {point}, resumed: RTO {:?} s, {} acked",
+            rep["measured"]["rto_seconds"], rep["measured"]["acked_writes"]
+        );
+    }
+    // Restored: the routed name reaches a writable primary again.
+    let c = runbook_test_support::client::client(&env.routed_conn())
+        .await
+        .unwrap();
+    let row = c
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap();
+    assert!(!row.get::<_, bool>(0), "the routed name reaches a primary");
+    env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
+}
+
+/// True when the execution's history has entered Task state `state`.
+fn entered(show: &Value, state: &str) -> bool {
+    show["history"].as_array().is_some_and(|h| {
+        h.iter()
+            .any(|e| e["kind"] == "TaskStateEntered" && e["state"] == state)
+    })
+}
+
 /// The client's waiting steps read the safety lever first: engaged mid-run, they stop
 /// the game day (`GameDay.LeverEngaged`, caught into its rollback) instead of waiting
 /// on. Run through `runbook plugin test` with the lever's answer from a fixture.
