@@ -946,7 +946,8 @@ fn build_cached(project: &std::path::Path, out: &str, tool: &str, build: impl Fn
     }
     let dir = runbook_cache().join("plugin-builds");
     std::fs::create_dir_all(&dir).unwrap();
-    let cached = dir.join(format!("{out}-{:016x}.wasm", h.finish()));
+    let stem = out.trim_end_matches(".wasm");
+    let cached = dir.join(format!("{stem}-{:016x}.wasm", h.finish()));
     let target = project.join(out);
     if std::fs::copy(&cached, &target).is_ok() {
         return;

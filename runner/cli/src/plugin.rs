@@ -108,6 +108,17 @@ fn call_view(call: &CapCall) -> Value {
     v
 }
 
+impl ReplayProvider {
+    fn new(answers: &[Answer], replaying: Option<String>) -> ReplayProvider {
+        ReplayProvider {
+            answers: Mutex::new(answers.iter().cloned().map(|a| (a, false)).collect()),
+            replaying,
+            misses: Mutex::new(Vec::new()),
+            answered: Mutex::new(Vec::new()),
+        }
+    }
+}
+
 impl Provider for ReplayProvider {
     fn name(&self) -> &str {
         "replay"
@@ -524,17 +535,12 @@ pub fn test(runner: &Runner, a: &TestArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = plugin.check_grants(&state, &grants) {
         return usage(format_args!("{e} (use --grant)"));
     }
-    let fresh_answers = || answers.iter().cloned().map(|a| (a, false)).collect();
-    let provider = Arc::new(ReplayProvider {
-        answers: Mutex::new(fresh_answers()),
-        replaying: a
-            .replay
-            .as_ref()
-            .zip(a.state.as_ref())
-            .map(|(id, s)| format!("execution {id}, state {s}")),
-        misses: Mutex::new(Vec::new()),
-        answered: Mutex::new(Vec::new()),
-    });
+    let replaying = a
+        .replay
+        .as_ref()
+        .zip(a.state.as_ref())
+        .map(|(id, s)| format!("execution {id}, state {s}"));
+    let provider = Arc::new(ReplayProvider::new(&answers, replaying));
     let tee = Arc::new(Tee {
         quiet: a.json,
         ..Tee::default()
@@ -547,29 +553,9 @@ pub fn test(runner: &Runner, a: &TestArgs) -> anyhow::Result<ExitCode> {
         ..Limits::default()
     };
     let input_text = input.to_string();
-    let started = std::time::Instant::now();
-    let result = rt.block_on(host.run(
-        &plugin,
-        RunRequest {
-            state: state.clone(),
-            input: input_text.clone(),
-            grants: grants.clone(),
-            limits,
-            provider: provider.clone(),
-            observer: tee.clone(),
-        },
-    ));
-    let mut run_us = vec![started.elapsed().as_micros() as u64];
-    // The same run again, each with the answers fresh and nothing printed.
-    for _ in 1..a.repeat {
-        let provider = Arc::new(ReplayProvider {
-            answers: Mutex::new(fresh_answers()),
-            replaying: None,
-            misses: Mutex::new(Vec::new()),
-            answered: Mutex::new(Vec::new()),
-        });
+    let run_once = |provider: Arc<ReplayProvider>, observer: Arc<Tee>| {
         let started = std::time::Instant::now();
-        let _ = rt.block_on(host.run(
+        let result = rt.block_on(host.run(
             &plugin,
             RunRequest {
                 state: state.clone(),
@@ -577,13 +563,20 @@ pub fn test(runner: &Runner, a: &TestArgs) -> anyhow::Result<ExitCode> {
                 grants: grants.clone(),
                 limits,
                 provider,
-                observer: Arc::new(Tee {
-                    quiet: true,
-                    ..Tee::default()
-                }),
+                observer,
             },
         ));
-        run_us.push(started.elapsed().as_micros() as u64);
+        (result, started.elapsed().as_micros() as u64)
+    };
+    let (result, first_us) = run_once(provider.clone(), tee.clone());
+    let mut run_us = vec![first_us];
+    // The same run again, each with the answers fresh and nothing printed.
+    for _ in 1..a.repeat {
+        let quiet = Arc::new(Tee {
+            quiet: true,
+            ..Tee::default()
+        });
+        run_us.push(run_once(Arc::new(ReplayProvider::new(&answers, None)), quiet).1);
     }
     run_us.sort_unstable();
     let timing = json!({
