@@ -303,17 +303,24 @@ fn conformance() {
     let cases = load_cases();
     let mut failures = Vec::new();
     let mut names = std::collections::BTreeSet::new();
+    // Per file (category): cases, passing.
+    let mut by_file: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for (file, case) in &cases {
+        let counts = by_file.entry(file.as_str()).or_default();
+        counts.0 += 1;
         let name = case["name"].as_str().unwrap_or("<unnamed>").to_string();
         if !names.insert(name.clone()) {
             failures.push(format!("{file}: duplicate case name '{name}'"));
         }
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case(file, case)));
         match r {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => counts.1 += 1,
             Ok(Err(e)) => failures.push(format!("{file}: {name}:\n    {e}")),
             Err(_) => failures.push(format!("{file}: {name}: panicked")),
         }
+    }
+    for (file, (total, passed)) in &by_file {
+        println!("conformance: {file:<24} {passed:>4} / {total:<4} passing");
     }
     println!(
         "conformance: {} cases, {} failed",
