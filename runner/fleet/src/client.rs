@@ -13,7 +13,15 @@
 //! most two such attempts are made per call, which is what Patroni's rule budgets
 //! (keepalive + 2 × request timeout < TTL). Repeating a call is safe because every call
 //! this crate makes is a read, a lease operation, or a compare-guarded transaction.
+//!
+//! TLS (`https://` endpoints, a CA bundle, optionally a client certificate) runs on
+//! hyper-rustls with ring, the stack the AWS provider already builds. etcd's user/
+//! password auth: `/v3/auth/authenticate` gives a token sent as the `Authorization`
+//! header; a token etcd no longer knows (expired, the member restarted) is replaced
+//! once and the call repeated.
 
+use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -22,11 +30,15 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
 
+use crate::config::{Credentials, EtcdOptions, TlsFiles};
 use crate::error::{FleetError, Result};
 
 /// etcd's default `--max-request-bytes` (1.5 MiB). A request larger than this is
@@ -40,7 +52,9 @@ const AMBIGUOUS_ATTEMPTS: usize = 2;
 /// now" (no leader, timed out, shutting down): another member may.
 const GRPC_DEADLINE_EXCEEDED: i64 = 4;
 const GRPC_NOT_FOUND: i64 = 5;
+const GRPC_PERMISSION_DENIED: i64 = 7;
 const GRPC_UNAVAILABLE: i64 = 14;
+const GRPC_UNAUTHENTICATED: i64 = 16;
 
 /// A key-value pair as etcd returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,10 +122,13 @@ pub struct Lease {
 /// The etcd client. Cheap to share behind an `Arc`; safe for concurrent calls.
 pub struct EtcdClient {
     endpoints: Vec<String>,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     request_timeout: Duration,
     /// The member that answered last: tried first.
     preferred: AtomicUsize,
+    auth: Option<Credentials>,
+    /// etcd's auth token while one is held.
+    token: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for EtcdClient {
@@ -119,6 +136,7 @@ impl std::fmt::Debug for EtcdClient {
         f.debug_struct("EtcdClient")
             .field("endpoints", &self.endpoints)
             .field("request_timeout", &self.request_timeout)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -127,27 +145,49 @@ impl EtcdClient {
     /// A client for `endpoints` (`http://host:port`, as etcd's `--advertise-client-urls`),
     /// each attempt bounded by `request_timeout`.
     pub fn new<S: AsRef<str>>(endpoints: &[S], request_timeout: Duration) -> Result<EtcdClient> {
-        if endpoints.is_empty() {
+        EtcdClient::connect(&EtcdOptions::plain(endpoints), request_timeout)
+    }
+
+    /// A client as `options` say: `https://` endpoints need `options.tls`, `http://`
+    /// ones refuse it (one scheme per cluster); `options.auth` authenticates lazily,
+    /// on the first call.
+    pub fn connect(options: &EtcdOptions, request_timeout: Duration) -> Result<EtcdClient> {
+        if options.endpoints.is_empty() {
             return Err(FleetError::Endpoint(String::new(), "no endpoint".into()));
         }
-        let mut eps = Vec::with_capacity(endpoints.len());
-        for e in endpoints {
-            let e = e.as_ref().trim().trim_end_matches('/');
-            if !e.starts_with("http://") {
-                // TLS (https) is left for the journal backend: hyper-rustls is in the graph.
+        let want = if options.tls.is_some() {
+            "https://"
+        } else {
+            "http://"
+        };
+        let mut eps = Vec::with_capacity(options.endpoints.len());
+        for e in &options.endpoints {
+            let e = e.trim().trim_end_matches('/');
+            if !e.starts_with(want) {
                 return Err(FleetError::Endpoint(
                     e.to_string(),
-                    "only http:// endpoints are supported so far".into(),
+                    if options.tls.is_some() {
+                        "with TLS settings every endpoint must be https://".into()
+                    } else {
+                        "https:// needs TLS settings (a CA: ca=)".into()
+                    },
                 ));
             }
             e.parse::<hyper::Uri>()
                 .map_err(|err| FleetError::Endpoint(e.to_string(), err.to_string()))?;
             eps.push(e.to_string());
         }
+        let tls = tls_config(options.tls.as_ref())?;
         let mut connector = HttpConnector::new();
         // A dead member must not eat the whole request budget in connect.
         connector.set_connect_timeout(Some(request_timeout));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -156,6 +196,8 @@ impl EtcdClient {
             http,
             request_timeout,
             preferred: AtomicUsize::new(0),
+            auth: options.auth.clone(),
+            token: Mutex::new(None),
         })
     }
 
@@ -167,21 +209,74 @@ impl EtcdClient {
         self.request_timeout
     }
 
-    /// POST `body` to `path` with failover; the decoded JSON answer.
+    /// POST `body` to `path` with failover (authenticated when the client has
+    /// credentials); the decoded JSON answer.
     async fn call(&self, path: &str, body: &Value) -> Result<Value> {
+        if self.auth.is_none() {
+            return self.call_as(path, body, None).await;
+        }
+        let token = self.auth_token().await?;
+        match self.call_as(path, body, Some(&token)).await {
+            // etcd forgot the token (its TTL passed, or the member restarted): a new
+            // one, once. The refused call was not applied.
+            Err(FleetError::Auth(m)) if m.contains("invalid auth token") => {
+                self.token.lock().expect("token lock").take();
+                let token = self.auth_token().await?;
+                self.call_as(path, body, Some(&token)).await
+            }
+            other => other,
+        }
+    }
+
+    /// The token held, or a new one from `/v3/auth/authenticate`.
+    async fn auth_token(&self) -> Result<String> {
+        if let Some(t) = self.token.lock().expect("token lock").clone() {
+            return Ok(t);
+        }
+        let Some(c) = &self.auth else {
+            return Err(FleetError::Auth("no credentials configured".into()));
+        };
+        let v = self
+            .call_as(
+                "/v3/auth/authenticate",
+                &json!({ "name": c.user, "password": c.password }),
+                None,
+            )
+            .await
+            .map_err(|e| match e {
+                FleetError::Etcd { message, .. } => FleetError::Auth(message),
+                other => other,
+            })?;
+        let token = v
+            .get("token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| FleetError::Auth(format!("no token in the answer: {v}")))?
+            .to_string();
+        *self.token.lock().expect("token lock") = Some(token.clone());
+        Ok(token)
+    }
+
+    async fn call_as(&self, path: &str, body: &Value, token: Option<&str>) -> Result<Value> {
         let body = Bytes::from(serde_json::to_vec(body).expect("JSON serialises"));
         let n = self.endpoints.len();
         let start = self.preferred.load(Ordering::Relaxed) % n;
         let mut ambiguous = 0;
         let mut last = String::new();
+        let mut tls = None;
         for k in 0..n {
             let i = (start + k) % n;
-            match self.attempt(i, path, body.clone()).await {
+            match self.attempt(i, path, body.clone(), token).await {
                 Ok(v) => {
                     self.preferred.store(i, Ordering::Relaxed);
                     return Ok(v);
                 }
                 Err(Attempt::NotSent(e)) => last = format!("{}: {e}", self.endpoints[i]),
+                // Another member may hold a valid certificate; if none does, say TLS.
+                Err(Attempt::Tls(e)) => {
+                    last = format!("{}: {e}", self.endpoints[i]);
+                    tls = Some(last.clone());
+                }
                 Err(Attempt::Ambiguous(e)) => {
                     last = format!("{}: {e}", self.endpoints[i]);
                     ambiguous += 1;
@@ -193,27 +288,41 @@ impl EtcdClient {
             }
         }
         tracing::debug!(path, error = %last, "etcd call failed on every endpoint tried");
-        if ambiguous > 0 {
+        if let Some(tls) = tls {
+            Err(FleetError::Tls(tls))
+        } else if ambiguous > 0 {
             Err(FleetError::Ambiguous(last))
         } else {
             Err(FleetError::Unavailable(last))
         }
     }
 
-    async fn attempt(&self, i: usize, path: &str, body: Bytes) -> Result<Value, Attempt> {
+    async fn attempt(
+        &self,
+        i: usize,
+        path: &str,
+        body: Bytes,
+        token: Option<&str>,
+    ) -> Result<Value, Attempt> {
         let uri = format!("{}{path}", self.endpoints[i]);
-        let req = Request::post(uri)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .map_err(|e| {
-                Attempt::Refused(FleetError::Endpoint(
-                    self.endpoints[i].clone(),
-                    e.to_string(),
-                ))
-            })?;
+        let mut req = Request::post(uri).header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(t) = token {
+            // etcd's gateway passes it on as the gRPC "authorization" metadata.
+            req = req.header(hyper::header::AUTHORIZATION, t);
+        }
+        let req = req.body(Full::new(body)).map_err(|e| {
+            Attempt::Refused(FleetError::Endpoint(
+                self.endpoints[i].clone(),
+                e.to_string(),
+            ))
+        })?;
         let exchange = async {
             let resp = self.http.request(req).await.map_err(|e| {
-                if e.is_connect() {
+                // A refused handshake (TLS 1.3 reports a refused client certificate
+                // only at the first read) means the member processed nothing.
+                if let Some(t) = tls_failure(&e) {
+                    Attempt::Tls(t)
+                } else if e.is_connect() {
                     Attempt::NotSent(e.to_string())
                 } else {
                     Attempt::Ambiguous(e.to_string())
@@ -266,6 +375,13 @@ impl EtcdClient {
             return Err(match code {
                 GRPC_DEADLINE_EXCEEDED => Attempt::Ambiguous(message),
                 GRPC_UNAVAILABLE => Attempt::Ambiguous(message),
+                GRPC_UNAUTHENTICATED | GRPC_PERMISSION_DENIED => {
+                    Attempt::Refused(FleetError::Auth(message))
+                }
+                // etcd 3.4 reports a missing token as InvalidArgument.
+                _ if message.contains("user name is empty") => {
+                    Attempt::Refused(FleetError::Auth(message))
+                }
                 _ => Attempt::Refused(FleetError::Etcd { code, message }),
             });
         }
@@ -421,6 +537,79 @@ enum Attempt {
     Ambiguous(String),
     /// The member answered with an error (or garbage): final.
     Refused(FleetError),
+    /// The TLS handshake failed: nothing was processed.
+    Tls(String),
+}
+
+/// The rustls error somewhere in `e`'s chain (hyper → connector → io::Error, which
+/// hyper-rustls wraps once more → rustls). `io::Error::source` skips the error it
+/// wraps, so wrapped io::Errors are unwrapped with `get_ref`.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(r.to_string());
+        }
+        cur = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
+
+/// The rustls client configuration: the given CA(s) only (no system roots: an etcd
+/// cluster has its own CA), a client certificate if given. Without TLS settings, an
+/// empty configuration that is never used (every endpoint is http://).
+fn tls_config(tls: Option<&TlsFiles>) -> Result<rustls::ClientConfig> {
+    let cfg =
+        |what: &str, e: &dyn std::fmt::Display| FleetError::Config(what.into(), e.to_string());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| FleetError::Tls(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let Some(tls) = tls else {
+        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
+    };
+    let certs = CertificateDer::pem_file_iter(&tls.ca)
+        .map_err(|e| cfg("ca", &format!("{}: {e}", tls.ca.display())))?;
+    for c in certs {
+        let c = c.map_err(|e| cfg("ca", &format!("{}: {e}", tls.ca.display())))?;
+        roots
+            .add(c)
+            .map_err(|e| cfg("ca", &format!("{}: {e}", tls.ca.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(cfg(
+            "ca",
+            &format!("{}: no PEM certificate in it", tls.ca.display()),
+        ));
+    }
+    let builder = builder.with_root_certificates(roots);
+    match (&tls.cert, &tls.key) {
+        (None, None) => Ok(builder.with_no_client_auth()),
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+                .map_err(|e| cfg("cert", &format!("{}: {e}", cert.display())))?;
+            if chain.is_empty() {
+                return Err(cfg(
+                    "cert",
+                    &format!("{}: no PEM certificate in it", cert.display()),
+                ));
+            }
+            let key_der = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| cfg("key", &format!("{}: {e}", key.display())))?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| cfg("key", &e))
+        }
+        _ => Err(cfg("cert", &"cert and key go together")),
+    }
 }
 
 fn b64(bytes: &[u8]) -> String {

@@ -81,6 +81,9 @@ pub struct EtcdJournalConfig {
     pub chunk_bytes: usize,
     /// The members' `--max-request-bytes`.
     pub max_request_bytes: usize,
+    /// TLS (then every endpoint is `https://`) and etcd user/password auth.
+    pub tls: Option<crate::config::TlsFiles>,
+    pub auth: Option<crate::config::Credentials>,
 }
 
 impl EtcdJournalConfig {
@@ -92,7 +95,22 @@ impl EtcdJournalConfig {
             timing: Timing::DEFAULT,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             max_request_bytes: crate::client::DEFAULT_MAX_REQUEST_BYTES,
+            tls: None,
+            auth: None,
         }
+    }
+
+    /// From `--journal etcd://[user@]host:port,...[/prefix][?ca=&cert=&key=&password_file=]`
+    /// (see [`crate::config`]); the prefix defaults to `/runbook`.
+    pub fn from_url(url: &str, runner_id: &str) -> Result<EtcdJournalConfig, FleetError> {
+        let o = crate::config::EtcdOptions::parse(url)?;
+        let mut c = EtcdJournalConfig::new(&o.endpoints, runner_id);
+        if let Some(p) = o.prefix {
+            c.prefix = p;
+        }
+        c.tls = o.tls;
+        c.auth = o.auth;
+        Ok(c)
     }
 }
 
@@ -147,8 +165,14 @@ impl EtcdJournal {
                 code: "fleet.runtime",
                 message: format!("etcd journal runtime: {e}"),
             })?;
+        let options = crate::config::EtcdOptions {
+            endpoints: config.endpoints.clone(),
+            prefix: None,
+            tls: config.tls.clone(),
+            auth: config.auth.clone(),
+        };
         let client =
-            EtcdClient::new(&config.endpoints, config.timing.request_timeout()).map_err(store)?;
+            EtcdClient::connect(&options, config.timing.request_timeout()).map_err(store)?;
         let fleet = Fleet::new(Arc::new(client), &config.prefix)
             .with_max_request_bytes(config.max_request_bytes);
         let timing = config.timing;

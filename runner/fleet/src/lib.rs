@@ -18,6 +18,7 @@
 //! docs/fleet.md has the design for the rest (takeover with replay).
 
 pub mod client;
+pub mod config;
 pub mod error;
 pub mod fence;
 pub mod journal;
@@ -26,6 +27,7 @@ pub mod once;
 pub mod quorum;
 
 pub use client::{EtcdClient, Kv, Lease};
+pub use config::{Credentials, EtcdOptions, TlsFiles};
 pub use error::{FleetError, Result};
 pub use fence::{Created, FencingToken, Fleet};
 pub use journal::{EtcdJournal, EtcdJournalConfig};

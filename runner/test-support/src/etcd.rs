@@ -69,20 +69,51 @@ pub fn etcdctl_bin() -> Result<PathBuf, EtcdError> {
     find("RUNBOOK_ETCDCTL", &ETCDCTL_CANDIDATES).ok_or(EtcdError::NotFound("etcdctl", "ETCDCTL"))
 }
 
+/// TLS on the members' client port (peers talk plain HTTP on loopback).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// PEM certificate (chain) and key of the members; the certificate must name
+    /// 127.0.0.1 (an IP SAN), which is what clients dial.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// PEM CA that signs client certificates (`--trusted-ca-file`); etcdctl also
+    /// trusts it for the members' certificates (tests use one CA for both).
+    pub ca: PathBuf,
+    /// `--client-cert-auth`: refuse clients without a certificate signed by `ca`.
+    pub client_cert_auth: bool,
+    /// Client certificate and key etcdctl uses against these members.
+    pub etcdctl_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// How to start a cluster (default: plain HTTP).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub tls: Option<ServerTls>,
+}
+
 /// One member: its ports and, while it runs, its process.
 pub struct Member {
     pub name: String,
     pub client_port: u16,
     pub peer_port: u16,
+    /// Plain-HTTP `/health` and `/metrics` (`--listen-metrics-urls`), whatever the
+    /// client port speaks: the harness checks health there.
+    pub metrics_port: u16,
+    tls: bool,
     data_dir: PathBuf,
     log: PathBuf,
     process: Option<Guarded>,
 }
 
 impl Member {
-    /// `http://127.0.0.1:<client port>`.
+    /// `http://127.0.0.1:<client port>` (`https://` on a TLS cluster).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    fn metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.metrics_port)
     }
 
     fn peer_url(&self) -> String {
@@ -96,6 +127,7 @@ pub struct Cluster {
     // Declared first: members stop before their directory goes.
     members: Vec<Member>,
     token: String,
+    options: Options,
     dir: tempfile::TempDir,
 }
 
@@ -103,11 +135,16 @@ impl Cluster {
     /// Start `n` members and wait until every one of them reports healthy (a leader is
     /// elected and the member serves requests).
     pub fn start(n: usize) -> Result<Cluster, EtcdError> {
+        Cluster::start_with(n, Options::default())
+    }
+
+    /// [`Cluster::start`] with options (TLS on the client port).
+    pub fn start_with(n: usize, options: Options) -> Result<Cluster, EtcdError> {
         assert!(n >= 1, "a cluster needs at least one member");
         let bin = etcd_bin()?;
         let mut last = None;
         for _ in 0..START_ATTEMPTS {
-            match Self::try_start(&bin, n) {
+            match Self::try_start(&bin, n, &options) {
                 Ok(c) => return Ok(c),
                 // Most likely a port taken between probe and bind: new ports, new try.
                 Err(e @ EtcdError::Unhealthy { .. }) => last = Some(e),
@@ -117,7 +154,7 @@ impl Cluster {
         Err(last.expect("at least one attempt"))
     }
 
-    fn try_start(bin: &Path, n: usize) -> Result<Cluster, EtcdError> {
+    fn try_start(bin: &Path, n: usize, options: &Options) -> Result<Cluster, EtcdError> {
         let dir = tempfile::Builder::new().prefix("runbook-etcd-").tempdir()?;
         let members: Vec<Member> = (0..n)
             .map(|i| {
@@ -128,6 +165,8 @@ impl Cluster {
                     name,
                     client_port: process::free_port(),
                     peer_port: process::free_port(),
+                    metrics_port: process::free_port(),
+                    tls: options.tls.is_some(),
                     process: None,
                 }
             })
@@ -140,6 +179,7 @@ impl Cluster {
         let mut cluster = Cluster {
             members,
             token,
+            options: options.clone(),
             dir,
         };
         for i in 0..n {
@@ -192,6 +232,8 @@ impl Cluster {
             .arg(HEARTBEAT_MS.to_string())
             .arg("--election-timeout")
             .arg(ELECTION_MS.to_string())
+            .arg("--listen-metrics-urls")
+            .arg(m.metrics_url())
             .arg("--logger")
             .arg("zap")
             // Environment variables of an operator's etcd must not leak into a test.
@@ -200,6 +242,17 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        if let Some(tls) = &self.options.tls {
+            cmd.arg("--cert-file")
+                .arg(&tls.cert)
+                .arg("--key-file")
+                .arg(&tls.key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca);
+            if tls.client_cert_auth {
+                cmd.arg("--client-cert-auth");
+            }
+        }
         let guard = process::spawn(cmd, libc::SIGTERM)?;
         self.members[i].process = Some(guard);
         Ok(())
@@ -267,9 +320,10 @@ impl Cluster {
     }
 
     /// Member `i` answers `GET /health` with `"health":"true"` (it has a leader and
-    /// serves requests; etcd 3.4 checks this through a linearizable read).
+    /// serves requests; etcd 3.4 checks this through a linearizable read). Asked on
+    /// the plain metrics port, so it works on TLS clusters too.
     pub fn healthy(&self, i: usize) -> bool {
-        http(self.members[i].client_port, "GET", "/health", None)
+        http(self.members[i].metrics_port, "GET", "/health", None)
             .is_some_and(|(status, body)| status == 200 && body.contains("\"health\":\"true\""))
     }
 
@@ -318,9 +372,20 @@ impl Cluster {
         Ok(out)
     }
 
-    /// Run etcdctl against every member.
+    /// Run etcdctl against every member (with the cluster's CA and etcdctl client
+    /// certificate on a TLS cluster).
     pub fn etcdctl(&self, args: &[&str]) -> Result<Output, EtcdError> {
-        Self::etcdctl_at(&self.endpoints_csv(), args)
+        let mut all: Vec<String> = Vec::new();
+        if let Some(tls) = &self.options.tls {
+            all.push(format!("--cacert={}", tls.ca.display()));
+            if let Some((cert, key)) = &tls.etcdctl_cert {
+                all.push(format!("--cert={}", cert.display()));
+                all.push(format!("--key={}", key.display()));
+            }
+        }
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        Self::etcdctl_at(&self.endpoints_csv(), &all)
     }
 
     pub fn dir(&self) -> &Path {
