@@ -739,9 +739,8 @@ impl Ps<'_> {
         let items = o.get("Items").cloned();
         if let Some(v) = &items
             && !v.is_array()
-            && !v
-                .as_str()
-                .is_some_and(|s| crate::jsonata::expression(s).is_some())
+            && v.as_str()
+                .is_none_or(|s| crate::jsonata::expression(s).is_none())
         {
             self.err_val(
                 &format!("{ptr}/Items"),
