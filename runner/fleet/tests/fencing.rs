@@ -105,6 +105,15 @@ async fn expired_owner_is_taken_over_fast_timing() {
     takeover(Timing::FAST).await;
 }
 
+/// The same with [`Timing::DEFAULT`] (TTL 10 s: ~45 s of test with the 3-TTL hold), for
+/// docs/fleet.md's default-settings figure:
+/// `nice cargo test -p runbook-fleet --test fencing -- --ignored --nocapture default_timing`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "≈45 s; run by hand for the default-timing takeover figure"]
+async fn expired_owner_is_taken_over_default_timing() {
+    takeover(Timing::DEFAULT).await;
+}
+
 async fn takeover(t: Timing) {
     let c = cluster();
     let eps = c.endpoints();
