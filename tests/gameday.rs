@@ -427,32 +427,10 @@ async fn writer_crash_runner_crash_slow_link_and_partition_game_days() {
 async fn a_game_day_killed_mid_failover_resumes_and_reports() {
     let env = RunbookHome::new();
     env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
-    let file = runbook("gameday.yaml");
-    let mut run = env
-        .cmd(&["run", file.to_str().unwrap(), "--json"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     // Wait until the failover child exists, then SIGKILL the game day's runner.
-    let id = runbook_test_support::wait::poll_some(
-        Duration::from_secs(120),
-        Duration::from_millis(100),
-        || {
-            let list: Value = serde_json::from_str(&env.text(&["executions", "--json"])).ok()?;
-            let parent = list
-                .as_array()?
-                .iter()
-                .find(|e| e["name"] == "gameday")?
-                .clone();
-            let id = parent["execution_id"].as_str()?.to_string();
-            let show = env.show(&id);
-            (!show["children"].as_array()?.is_empty()).then_some(id)
-        },
-    )
-    .expect("the game day reached its failover");
-    run.kill().unwrap();
-    let _ = run.wait();
+    let id = kill_gameday_when(&env, &Default::default(), "its failover", |show| {
+        show["children"].as_array().is_some_and(|c| !c.is_empty())
+    });
 
     // One actor per environment: while the interrupted game day holds local/dev, a
     // failover of its own is refused, naming the holder.
@@ -504,7 +482,6 @@ async fn a_game_day_killed_mid_failover_resumes_and_reports() {
 async fn a_game_day_killed_at_any_point_resumes_and_reports() {
     let env = RunbookHome::new();
     env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
-    let file = runbook("gameday.yaml");
     // (where, reached): reached when the game day entered that Task state and, for the
     // failback, once its child execution exists.
     let points: [(&str, fn(&Value) -> bool); 3] = [
@@ -518,30 +495,7 @@ async fn a_game_day_killed_at_any_point_resumes_and_reports() {
     ];
     let mut seen = std::collections::HashSet::new();
     for (point, reached) in points {
-        let mut run = env
-            .cmd(&["run", file.to_str().unwrap(), "--json"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let id = runbook_test_support::wait::poll_some(
-            Duration::from_secs(240),
-            Duration::from_millis(50),
-            || {
-                let list: Value =
-                    serde_json::from_str(&env.text(&["executions", "--json"])).ok()?;
-                let id = list.as_array()?.iter().find(|e| {
-                    e["name"] == "gameday"
-                        && !seen.contains(e["execution_id"].as_str().unwrap_or(""))
-                })?["execution_id"]
-                    .as_str()?
-                    .to_string();
-                reached(&env.show(&id)).then_some(id)
-            },
-        )
-        .unwrap_or_else(|| panic!("the game day never reached {point}"));
-        run.kill().unwrap();
-        let _ = run.wait();
+        let id = kill_gameday_when(&env, &seen, point, reached);
         seen.insert(id.clone());
 
         let out = env.run(&["resume", &id, "--json"]);
@@ -588,6 +542,40 @@ async fn a_game_day_killed_at_any_point_resumes_and_reports() {
         .unwrap();
     assert!(!row.get::<_, bool>(0), "the routed name reaches a primary");
     env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
+}
+
+/// Starts `runbook run gameday.yaml`, waits until the game day (one not in `seen`)
+/// satisfies `reached` on its `show --json`, SIGKILLs its runner and returns its id.
+fn kill_gameday_when(
+    env: &RunbookHome,
+    seen: &std::collections::HashSet<String>,
+    point: &str,
+    reached: impl Fn(&Value) -> bool,
+) -> String {
+    let file = runbook("gameday.yaml");
+    let mut run = env
+        .cmd(&["run", file.to_str().unwrap(), "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let id = runbook_test_support::wait::poll_some(
+        Duration::from_secs(240),
+        Duration::from_millis(50),
+        || {
+            let list: Value = serde_json::from_str(&env.text(&["executions", "--json"])).ok()?;
+            let id = list.as_array()?.iter().find(|e| {
+                e["name"] == "gameday" && !seen.contains(e["execution_id"].as_str().unwrap_or(""))
+            })?["execution_id"]
+                .as_str()?
+                .to_string();
+            reached(&env.show(&id)).then_some(id)
+        },
+    )
+    .unwrap_or_else(|| panic!("the game day never reached {point}"));
+    run.kill().unwrap();
+    let _ = run.wait();
+    id
 }
 
 /// True when the execution's history has entered Task state `state`.
