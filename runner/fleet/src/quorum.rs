@@ -114,7 +114,13 @@ impl QuorumWatch {
                     };
                 });
             }
-            Err(e) => {
+            // etcd answered, but not as asked: counted, quorum unchanged.
+            Err(
+                e @ (FleetError::Etcd { .. }
+                | FleetError::Auth(_)
+                | FleetError::Tls(_)
+                | FleetError::Decode(_)),
+            ) => {
                 *self
                     .errors
                     .lock()
@@ -122,6 +128,8 @@ impl QuorumWatch {
                     .entry(e.code())
                     .or_default() += 1;
             }
+            // Outcomes of the fleet's own rules (taken, fenced, ...), not etcd errors.
+            Err(_) => {}
         }
         outcome
     }
