@@ -6,13 +6,19 @@
 //! randomness, so they are shadowed (in a block around the expression) by versions that read
 //! the execution time and the engine's seeded [`Rng`] given to [`evaluate`]; a replay
 //! therefore computes the same values.
+//!
+//! Cost: the crate cannot evaluate a syntax tree apart from the `JsonAta` (and arena) that
+//! parsed it, so parsed expressions are kept per thread (see [`Cache`]) and reused; bindings
+//! are built in the arena straight from `serde_json` values and results read back the same
+//! way, with no JSON text in between.
 
 use crate::error::AslError;
 use crate::rng::Rng;
 use bumpalo::Bump;
 use jsonata_rs::{ArrayFlags, FunctionContext, JsonAta, Value};
 use serde_json::Value as Json;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 /// Step Functions' error for an expression that fails at run time.
 pub const QUERY_EVALUATION_ERROR: &str = "States.QueryEvaluationError";
@@ -33,6 +39,67 @@ thread_local! {
     // Native functions are plain `fn`s; the state they need lives here for one evaluation.
     static RNG: Cell<Rng> = Cell::new(Rng::new(0));
     static NOW_MILLIS: Cell<i64> = const { Cell::new(0) };
+    // Per thread because a parsed expression is not `Send` (its frame is `Rc`-based); it holds
+    // no result and changes none (see `Cache`), so it does not make the engine impure.
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
+
+self_cell::self_cell!(
+    /// A parsed expression (prelude included) and the arena it allocates its values in: the
+    /// crate ties the two together, so they are kept together.
+    struct Compiled {
+        owner: Bump,
+        #[not_covariant]
+        dependent: JsonAta,
+    }
+);
+
+/// Expressions kept per thread.
+const CACHE_ENTRIES: usize = 64;
+/// The arena only grows (every evaluation allocates its bindings and result in it), so an
+/// expression whose arena has grown past this is dropped after use and parsed again.
+const ARENA_LIMIT: usize = 512 * 1024;
+
+/// Parsed expressions keyed by body and binding names, least recently used dropped first.
+///
+/// Reuse gives the same results as a fresh parse: the expression runs inside the prelude's
+/// block, so everything it binds goes to a child frame, and the root frame holds only the
+/// natives and the bindings, which every evaluation binds again. The names are part of the key
+/// so that a variable bound last time and not this time cannot be seen.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<String, (Compiled, u64)>,
+    tick: u64,
+}
+
+impl Cache {
+    fn take(&mut self, key: &str) -> Option<Compiled> {
+        self.entries.remove(key).map(|(c, _)| c)
+    }
+
+    fn put(&mut self, key: String, compiled: Compiled) {
+        if self.entries.len() >= CACHE_ENTRIES {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.entries.remove(&k);
+            }
+        }
+        self.tick += 1;
+        self.entries.insert(key, (compiled, self.tick));
+    }
+}
+
+/// Length-prefixed so that no body and names can spell another's key.
+fn cache_key(body: &str, bindings: &[(&str, &Json)]) -> String {
+    let mut key = format!("{}:{body}", body.len());
+    for (name, _) in bindings {
+        key.push_str(&format!("{}:{name}", name.len()));
+    }
+    key
 }
 
 /// `Some(body)` when `s` is a JSONata expression string `{% body %}`.
@@ -79,63 +146,99 @@ pub fn evaluate(
             ),
         )
     };
-    let arena = Bump::new();
-    let expr = JsonAta::new(&format!("{PRELUDE}{body}\n)"), &arena).map_err(fail)?;
-    for (name, value) in bindings {
-        // The crate takes bindings as its own values; JSON text is a JSONata literal.
-        let literal = JsonAta::new(&value.to_string(), &arena).map_err(fail)?;
-        expr.assign_var(name, literal.evaluate(None, None).map_err(fail)?);
-    }
-    expr.register_function("__rbRandom", 0, fn_random);
-    expr.register_function("__rbUuid", 0, fn_uuid);
-    expr.register_function("__rbNow", 0, fn_now);
-    expr.register_function("__rbMillis", 0, fn_millis);
-    expr.register_function("partition", 2, fn_partition);
-    expr.register_function("range", 3, fn_range);
-    expr.register_function("hash", 2, fn_hash);
-    expr.register_function("parse", 1, fn_parse);
+    let key = cache_key(body, bindings);
+    let compiled = match CACHE.with(|c| c.borrow_mut().take(&key)) {
+        Some(c) => c,
+        None => Compiled::try_new(Bump::new(), |arena| {
+            JsonAta::new(&format!("{PRELUDE}{body}\n)"), arena)
+        })
+        .map_err(fail)?,
+    };
     RNG.with(|r| r.set(*env.rng));
     NOW_MILLIS.with(|n| n.set(env.now_millis));
-    let result = expr.evaluate(None, None);
+    let out = compiled.with_dependent(|arena, expr| {
+        // Same order as a fresh expression: bindings, then our natives over any binding of
+        // the same name, then (inside `evaluate`) the crate's natives over both.
+        for (name, value) in bindings {
+            expr.assign_var(name, to_value(arena, value));
+        }
+        expr.register_function("__rbRandom", 0, fn_random);
+        expr.register_function("__rbUuid", 0, fn_uuid);
+        expr.register_function("__rbNow", 0, fn_now);
+        expr.register_function("__rbMillis", 0, fn_millis);
+        expr.register_function("partition", 2, fn_partition);
+        expr.register_function("range", 3, fn_range);
+        expr.register_function("hash", 2, fn_hash);
+        expr.register_function("parse", 1, fn_parse);
+        let value = expr.evaluate(None, None).map_err(fail)?;
+        if value.is_undefined() {
+            return Ok(None);
+        }
+        if value.is_function() {
+            return Err(AslError::new(
+                QUERY_EVALUATION_ERROR,
+                format!(
+                    "The JSONata expression '{}' returned a function, which is not JSON",
+                    body.trim()
+                ),
+            ));
+        }
+        Ok(Some(to_json(arena, value)))
+    });
     *env.rng = RNG.with(|r| r.get());
-    let value = result.map_err(fail)?;
-    if value.is_undefined() {
-        return Ok(None);
+    if compiled.borrow_owner().allocated_bytes() <= ARENA_LIMIT {
+        CACHE.with(|c| c.borrow_mut().put(key, compiled));
     }
-    if value.is_function() {
-        return Err(AslError::new(
-            QUERY_EVALUATION_ERROR,
-            format!(
-                "The JSONata expression '{}' returned a function, which is not JSON",
-                body.trim()
-            ),
-        ));
-    }
-    let text = value.serialize(false);
-    let json: Json = serde_json::from_str(&text).map_err(|e| {
-        AslError::new(
-            QUERY_EVALUATION_ERROR,
-            format!(
-                "The JSONata expression '{}' returned {text}: {e}",
-                body.trim()
-            ),
-        )
-    })?;
-    Ok(Some(sorted(json)))
+    out
 }
 
-/// Object keys in sorted order: the crate's objects are hash maps whose order varies between
-/// runs, and a state's output must not.
-fn sorted(v: Json) -> Json {
+/// A result as JSON, with object keys in sorted order: the crate's objects are hash maps whose
+/// order varies between runs, and a state's output must not. Inside arrays and objects,
+/// undefined is left out of objects and is `null` in arrays, and a function is `""` (as the
+/// crate's serialiser writes it).
+fn to_json<'a>(arena: &'a Bump, v: &'a Value<'a>) -> Json {
     match v {
-        Json::Object(m) => {
-            let mut entries: Vec<_> = m.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Json::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        Value::Undefined => Json::Null,
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Number(n) => number(arena, *n),
+        Value::String(s) => Json::String(s.to_string()),
+        Value::Regex(r) => Json::String(r.as_pattern().to_string()),
+        Value::Array(..) | Value::Range(..) => {
+            Json::Array(v.members().map(|m| to_json(arena, m)).collect())
         }
-        Json::Array(a) => Json::Array(a.into_iter().map(sorted).collect()),
-        other => other,
+        Value::Object(..) => {
+            let mut entries: Vec<_> = v.entries().filter(|(_, m)| !m.is_undefined()).collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            Json::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, m)| (k.to_string(), to_json(arena, m)))
+                    .collect(),
+            )
+        }
+        Value::Lambda { .. } | Value::NativeFn { .. } | Value::Transformer { .. } => {
+            Json::String(String::new())
+        }
     }
+}
+
+/// A number as the crate's serialiser writes it (JSONata's 15 significant digits, integers
+/// without a fraction) read back by serde_json, so results match the former text round trip.
+fn number(arena: &Bump, n: f64) -> Json {
+    if !n.is_finite() {
+        return Json::Null;
+    }
+    // Integers below 2^53 print as their digits: skip the text (but not -0, which
+    // serde_json reads as a float).
+    if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 && !(n == 0.0 && n.is_sign_negative())
+    {
+        return Json::from(n as i64);
+    }
+    let text = Value::number(arena, n).serialize(false);
+    text.parse::<serde_json::Number>()
+        .map(Json::Number)
+        .unwrap_or(Json::Null)
 }
 
 type Native<'a> = jsonata_rs::Result<&'a Value<'a>>;
@@ -376,6 +479,129 @@ mod tests {
         assert_eq!(a[0], json!(expected.uuid_v4()));
         let two = eval("[$uuid(), $uuid()]", json!({})).unwrap().unwrap();
         assert_ne!(two[0], two[1], "each call draws from the generator");
+    }
+
+    fn cached(body: &str, bindings: &[(&str, &Json)]) -> bool {
+        let key = cache_key(body, bindings);
+        CACHE.with(|c| c.borrow().entries.contains_key(&key))
+    }
+
+    #[test]
+    fn a_cached_expression_sees_only_this_evaluations_bindings() {
+        let body = " [$states.input.n, $x] ";
+        let (one, two) = (json!({"input": {"n": 1}}), json!({"input": {"n": 2}}));
+        let x = json!("x");
+        let mut rng = Rng::new(7);
+        let mut env = Env {
+            rng: &mut rng,
+            now_millis: 0,
+        };
+        let with_x = [("states", &one), ("x", &x)];
+        assert_eq!(
+            evaluate(body, &with_x, &mut env).unwrap(),
+            Some(json!([1, "x"]))
+        );
+        assert!(cached(body, &with_x), "kept for the next evaluation");
+        // Reused with other values; and without `$x`, which must not linger from the first.
+        assert_eq!(
+            evaluate(body, &[("states", &two), ("x", &x)], &mut env).unwrap(),
+            Some(json!([2, "x"]))
+        );
+        assert_eq!(
+            evaluate(body, &[("states", &two)], &mut env).unwrap(),
+            Some(json!([2]))
+        );
+        // What the expression binds stays in its own evaluation.
+        let counter = " ($c := $exists($c) ? $c + 1 : 0; $c) ";
+        for _ in 0..3 {
+            assert_eq!(eval(counter, json!({})).unwrap(), Some(json!(0)));
+        }
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        // An arena grown past the limit is dropped rather than kept.
+        let big = json!({"input": vec!["0123456789abcdef"; ARENA_LIMIT / 16]});
+        let body = " $count($states.input) ";
+        assert_eq!(
+            eval(body, big.clone()).unwrap(),
+            Some(json!(ARENA_LIMIT / 16))
+        );
+        assert!(!cached(body, &[("states", &big)]));
+        // At most CACHE_ENTRIES expressions, the least recently used dropped first.
+        let states = json!({});
+        let first = " 0 ";
+        eval(first, states.clone()).unwrap();
+        for i in 1..=CACHE_ENTRIES {
+            let body = format!(" {i} ");
+            assert_eq!(eval(&body, states.clone()).unwrap(), Some(json!(i)));
+        }
+        assert!(CACHE.with(|c| c.borrow().entries.len()) <= CACHE_ENTRIES);
+        assert!(!cached(first, &[("states", &states)]));
+        assert!(cached(
+            &format!(" {CACHE_ENTRIES} "),
+            &[("states", &states)]
+        ));
+    }
+
+    #[test]
+    fn numbers_read_back_as_the_crates_text_gave_them() {
+        // The former conversion: the crate's serialiser, then serde_json.
+        let arena = Bump::new();
+        let text =
+            |n: f64| serde_json::from_str::<Json>(&Value::number(&arena, n).serialize(false));
+        for n in [
+            0.0,
+            -0.0,
+            1.0,
+            -7.0,
+            42.5,
+            0.1 + 0.2,
+            1.0 / 3.0,
+            -2.0 / 3.0,
+            1e15,
+            1e16,
+            9_007_199_254_740_991.0,
+            9_007_199_254_740_993.0,
+            1e20,
+            1e21,
+            1.5e300,
+            1e-7,
+            1.25e-7,
+            123_456.789_012_345_67,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ] {
+            assert_eq!(number(&arena, n), text(n).unwrap(), "{n:e}");
+        }
+        assert_eq!(eval("0.1 + 0.2", json!({})).unwrap(), Some(json!(0.3)));
+        assert_eq!(
+            eval("[6 / 2, 7 / 2]", json!({})).unwrap(),
+            Some(json!([3, 3.5]))
+        );
+    }
+
+    #[test]
+    fn results_convert_without_text() {
+        let states = json!({"input": {"s": "a\"b\n\u{e9}\u{1}", "o": {"z": 1, "a": [true, null]}}});
+        let out = eval(
+            r#" {"copy": $states.input, "r": [1..3], "f": [$sum]} "#,
+            states,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            out["copy"],
+            json!({"o": {"a": [true, null], "z": 1}, "s": "a\"b\n\u{e9}\u{1}"})
+        );
+        let keys: Vec<_> = out["copy"]["o"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["a", "z"], "sorted keys");
+        assert_eq!(out["r"], json!([1, 2, 3]));
+        assert_eq!(
+            out["f"],
+            json!([""]),
+            "a nested function is \"\", as before"
+        );
     }
 
     #[test]
