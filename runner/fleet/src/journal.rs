@@ -362,7 +362,7 @@ impl Inner {
         token: &FencingToken,
         mode: Mode,
     ) -> Result<Created, FleetError> {
-        let value = if doc.len() + 1 <= self.chunk_bytes {
+        let value = if doc.len() < self.chunk_bytes {
             let mut v = Vec::with_capacity(doc.len() + 1);
             v.push(b'j');
             v.extend_from_slice(doc);
