@@ -1,9 +1,10 @@
 //! Cost of one JSONata evaluation as a state pays it (`runbook_engine::jsonata::evaluate`:
-//! parse the expression, bind `$states`, evaluate, convert back to JSON), against the same
-//! simple path through the engine's JSONPath (`$.a.b` on a path parsed once, as the parser does
-//! at validation). Run: `cargo bench -p runbook-engine --bench jsonata`.
+//! the expression parsed once and then taken from the per-thread cache, `$states` bound,
+//! evaluated, converted back to JSON), and of a first use (parsed), against the same simple
+//! path through the engine's JSONPath (`$.a.b` on a path parsed once, as the parser does at
+//! validation). Run: `cargo bench -p runbook-engine --bench jsonata`.
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use runbook_engine::jsonata::{Env, evaluate};
 use runbook_engine::path::Path;
 use runbook_engine::rng::Rng;
@@ -74,6 +75,29 @@ fn benches(c: &mut Criterion) {
     // so the input's size is part of every expression's cost.
     g.bench_function("jsonata_simple_path_100_item_input", |b| {
         b.iter(|| black_box(eval(black_box(path_body), &list_states, &mut rng)))
+    });
+    // A body not seen before on each iteration (a different comment): parsed, as on the first
+    // evaluation of each expression.
+    let mut n = 0u64;
+    g.bench_function("jsonata_simple_path_first_use", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                format!("$states.input.a.b /* {n} */")
+            },
+            |body| black_box(eval(&body, &small_states, &mut rng)),
+            BatchSize::SmallInput,
+        )
+    });
+    // The floor: a literal with no bindings, so only the crate's own set-up per evaluation.
+    g.bench_function("jsonata_literal_no_bindings", |b| {
+        b.iter(|| {
+            let mut env = Env {
+                rng: &mut rng,
+                now_millis: 0,
+            };
+            black_box(evaluate(black_box("1"), &[], &mut env).unwrap())
+        })
     });
     g.bench_function("jsonpath_simple_path", |b| {
         b.iter(|| black_box(jsonpath.select(black_box(&small))))

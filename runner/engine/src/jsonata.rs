@@ -150,26 +150,26 @@ pub fn evaluate(
     let compiled = match CACHE.with(|c| c.borrow_mut().take(&key)) {
         Some(c) => c,
         None => Compiled::try_new(Bump::new(), |arena| {
-            JsonAta::new(&format!("{PRELUDE}{body}\n)"), arena)
+            let expr = JsonAta::new(&format!("{PRELUDE}{body}\n)"), arena)?;
+            register_natives(&expr);
+            Ok::<_, jsonata_rs::Error>(expr)
         })
         .map_err(fail)?,
     };
+    // A binding named like one of our natives replaces it in the root frame.
+    let shadowed = bindings.iter().any(|(n, _)| NATIVES.contains(n));
     RNG.with(|r| r.set(*env.rng));
     NOW_MILLIS.with(|n| n.set(env.now_millis));
     let out = compiled.with_dependent(|arena, expr| {
-        // Same order as a fresh expression: bindings, then our natives over any binding of
-        // the same name, then (inside `evaluate`) the crate's natives over both.
         for (name, value) in bindings {
             expr.assign_var(name, to_value(arena, value));
         }
-        expr.register_function("__rbRandom", 0, fn_random);
-        expr.register_function("__rbUuid", 0, fn_uuid);
-        expr.register_function("__rbNow", 0, fn_now);
-        expr.register_function("__rbMillis", 0, fn_millis);
-        expr.register_function("partition", 2, fn_partition);
-        expr.register_function("range", 3, fn_range);
-        expr.register_function("hash", 2, fn_hash);
-        expr.register_function("parse", 1, fn_parse);
+        // Same order as a fresh expression: bindings, then our natives over any binding of
+        // the same name, then (inside `evaluate`) the crate's natives over both. Without such
+        // a binding, those registered when the expression was parsed are still in place.
+        if shadowed {
+            register_natives(expr);
+        }
         let value = expr.evaluate(None, None).map_err(fail)?;
         if value.is_undefined() {
             return Ok(None);
@@ -190,6 +190,29 @@ pub fn evaluate(
         CACHE.with(|c| c.borrow_mut().put(key, compiled));
     }
     out
+}
+
+/// What [`register_natives`] binds.
+const NATIVES: [&str; 8] = [
+    "__rbRandom",
+    "__rbUuid",
+    "__rbNow",
+    "__rbMillis",
+    "partition",
+    "range",
+    "hash",
+    "parse",
+];
+
+fn register_natives(expr: &JsonAta<'_>) {
+    expr.register_function(NATIVES[0], 0, fn_random);
+    expr.register_function(NATIVES[1], 0, fn_uuid);
+    expr.register_function(NATIVES[2], 0, fn_now);
+    expr.register_function(NATIVES[3], 0, fn_millis);
+    expr.register_function(NATIVES[4], 2, fn_partition);
+    expr.register_function(NATIVES[5], 3, fn_range);
+    expr.register_function(NATIVES[6], 2, fn_hash);
+    expr.register_function(NATIVES[7], 1, fn_parse);
 }
 
 /// A result as JSON, with object keys in sorted order: the crate's objects are hash maps whose
@@ -511,6 +534,14 @@ mod tests {
             evaluate(body, &[("states", &two)], &mut env).unwrap(),
             Some(json!([2]))
         );
+        // A variable named like one of our functions does not replace it, on reuse either.
+        let hash = json!("not a function");
+        for _ in 0..2 {
+            assert_eq!(
+                evaluate("$hash('a', 'MD5')", &[("hash", &hash)], &mut env).unwrap(),
+                Some(json!("0cc175b9c0f1b6a831c399e269772661"))
+            );
+        }
         // What the expression binds stays in its own evaluation.
         let counter = " ($c := $exists($c) ? $c + 1 : 0; $c) ";
         for _ in 0..3 {
