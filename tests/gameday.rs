@@ -484,7 +484,7 @@ async fn a_game_day_killed_at_any_point_resumes_and_reports() {
     env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
     // (where, reached): reached when the game day entered that Task state and, for the
     // failback, once its child execution exists.
-    let points: [(&str, fn(&Value) -> bool); 3] = [
+    let points: [(&str, Reached); 3] = [
         ("SteadyState", |show| entered(show, "SteadyState")),
         ("AwaitRecovery", |show| entered(show, "AwaitRecovery")),
         ("Failback", |show| {
@@ -543,6 +543,9 @@ async fn a_game_day_killed_at_any_point_resumes_and_reports() {
     assert!(!row.get::<_, bool>(0), "the routed name reaches a primary");
     env.run_book(&runbook("teardown.yaml"), &[], "SUCCEEDED");
 }
+
+/// Whether a game day's `show --json` has reached a kill point.
+type Reached = fn(&Value) -> bool;
 
 /// Starts `runbook run gameday.yaml`, waits until the game day (one not in `seen`)
 /// satisfies `reached` on its `show --json`, SIGKILLs its runner and returns its id.
