@@ -58,9 +58,7 @@ impl JournalError {
 
 pub type Result<T> = std::result::Result<T, JournalError>;
 
-pub use backend::{
-    BackendError, BackendResult, Claimant, Fence, JournalBackend, NewHistory,
-};
+pub use backend::{BackendError, BackendResult, Claimant, Fence, JournalBackend, NewHistory};
 pub use gameday::{FaultRow, LagRow, LedgerRow, LeverState, SessionRow};
 pub use serve::{DecisionRow, ServeRun};
 pub use tokens::{

@@ -522,7 +522,9 @@ mod tests {
         g.measured = Measured::default();
         assert_eq!(g.verdict(), Verdict::Inconclusive);
         assert!(
-            g.reasons().iter().any(|r| r.starts_with("control-plane game day")),
+            g.reasons()
+                .iter()
+                .any(|r| r.starts_with("control-plane game day")),
             "{:?}",
             g.reasons()
         );
