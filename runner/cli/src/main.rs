@@ -2,6 +2,7 @@
 //! Exit codes: 0 SUCCEEDED (or command ok), 1 FAILED / TIMED_OUT / ABORTED,
 //! 2 invalid runbook, bad usage or internal error.
 
+mod fleet;
 mod gameday;
 mod plugin;
 mod progress;
@@ -42,6 +43,27 @@ struct Cli {
     /// Log filter for the runner's own diagnostics (e.g. `info`, `runbook_host=debug`).
     #[arg(long, global = true, env = "RUNBOOK_LOG", default_value = "warn")]
     log: String,
+    /// Fleet mode: `etcd://[user@]host:port[,host:port...][/prefix][?ca=&cert=&key=&password_file=]`.
+    /// Executions are written through to etcd (fenced) and can be resumed by any runner;
+    /// `sqlite` (the default) is single-machine mode. See docs/fleet.md.
+    #[arg(long, global = true, env = "RUNBOOK_JOURNAL", value_name = "URL")]
+    journal: Option<String>,
+    /// Fleet mode lease timing: `default` (TTL 10 s), `fast` (TTL 2 s) or
+    /// `TTL_SECS,KEEPALIVE_MS,REQUEST_TIMEOUT_MS` (keepalive + 2 × timeout < TTL).
+    #[arg(
+        long,
+        global = true,
+        env = "RUNBOOK_FLEET_TIMING",
+        default_value = "default"
+    )]
+    fleet_timing: String,
+    /// Fleet mode: this runner's id (default `<hostname>-<pid>`).
+    #[arg(long, global = true, env = "RUNBOOK_RUNNER_ID")]
+    runner_id: Option<String>,
+    /// The local provider's directory (its environments and daemon), when it is not
+    /// the state dir: runners with their own state dirs can share one local cloud.
+    #[arg(long, global = true, env = "RUNBOOK_LOCAL_DIR")]
+    local_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -356,7 +378,34 @@ fn state_dir(cli: &Cli) -> PathBuf {
     home.join(".local/share/runbook")
 }
 
+/// Where the local provider keeps its environments and runs its daemon.
+fn local_dir(cli: &Cli) -> PathBuf {
+    cli.local_dir.clone().unwrap_or_else(|| state_dir(cli))
+}
+
+/// `--journal etcd://...`: fleet mode.
+fn fleet_url(cli: &Cli) -> anyhow::Result<Option<&str>> {
+    match cli.journal.as_deref() {
+        None | Some("") | Some("sqlite") => Ok(None),
+        Some(url) if url.starts_with("etcd://") => Ok(Some(url)),
+        Some(other) => anyhow::bail!("--journal {other}: expected sqlite or etcd://host:port,..."),
+    }
+}
+
 fn runner(cli: &Cli) -> anyhow::Result<Runner> {
+    let runner = runner_sqlite(cli)?;
+    let Some(url) = fleet_url(cli)? else {
+        return Ok(runner);
+    };
+    let mirror = fleet::mirror(
+        url,
+        &fleet::runner_id(cli.runner_id.as_deref()),
+        fleet::timing(&cli.fleet_timing)?,
+    )?;
+    Ok(runner.with_fleet(mirror))
+}
+
+fn runner_sqlite(cli: &Cli) -> anyhow::Result<Runner> {
     let mut cfg = RunnerConfig::new(state_dir(cli));
     cfg.plugin_path = cli.plugin_path.clone();
     // Child executions and traffic drivers run in processes of their own: this binary,
@@ -368,13 +417,22 @@ fn runner(cli: &Cli) -> anyhow::Result<Runner> {
     }
     args.push("--log".into());
     args.push(cli.log.clone().into());
-    cfg.worker = Some(WorkerCommand {
-        program: std::env::current_exe().context("locating the runbook binary")?,
-        args,
-    });
+    if let Some(d) = &cli.local_dir {
+        args.push("--local-dir".into());
+        args.push(d.into());
+    }
+    // Fleet mode: children run in this process, under this runner's fencing token (a
+    // worker process would be another runner without it); no traffic sessions yet.
+    cfg.worker = match fleet_url(cli)? {
+        Some(_) => None,
+        None => Some(WorkerCommand {
+            program: std::env::current_exe().context("locating the runbook binary")?,
+            args,
+        }),
+    };
     Ok(Runner::open(
         cfg,
-        Arc::new(providers::Factory::new(state_dir(cli))),
+        Arc::new(providers::Factory::new(local_dir(cli))),
     )?)
 }
 
@@ -515,7 +573,23 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Executions { limit, json } => {
             let runner = runner(&cli)?;
-            show::executions(runner.journal(), *limit, *json)?;
+            match runner.fleet() {
+                // Fleet mode: what the fleet journal has, read into a scratch journal
+                // (this runner's cache is left alone).
+                Some(mirror) => {
+                    let scratch = runbook_journal::Journal::open_in_memory()?;
+                    for row in mirror
+                        .store()
+                        .backend()
+                        .executions(*limit)
+                        .map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?
+                    {
+                        mirror.import(&scratch, &row.id)?;
+                    }
+                    show::executions(&scratch, *limit, *json)?;
+                }
+                None => show::executions(runner.journal(), *limit, *json)?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Stop {
@@ -550,7 +624,20 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Task { command } => task::run(runner(&cli)?.journal(), command),
         Command::Show { id, json } => {
             let runner = runner(&cli)?;
-            show::execution(runner.journal(), id, *json)?;
+            match runner.fleet() {
+                Some(mirror) => {
+                    let scratch = runbook_journal::Journal::open_in_memory()?;
+                    // A full id, or a prefix this runner's own journal resolves.
+                    let full = runner
+                        .journal()
+                        .resolve(id)
+                        .map(|r| r.id)
+                        .unwrap_or_else(|_| id.clone());
+                    mirror.import(&scratch, &full)?;
+                    show::execution(&scratch, &full, *json)?;
+                }
+                None => show::execution(runner.journal(), id, *json)?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Graph { file, format } => {
@@ -600,14 +687,14 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Endpoint { name } => {
-            let p = providers::local(&state_dir(&cli))?;
+            let p = providers::local(&local_dir(&cli))?;
             println!("{}", rt()?.block_on(p.endpoint(name))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Secret {
             command: SecretCommand::Get { name, region },
         } => {
-            let p = providers::local(&state_dir(&cli))?;
+            let p = providers::local(&local_dir(&cli))?;
             println!(
                 "{}",
                 serde_json::to_string(&p.secret_get(name, region.as_deref())?)?
@@ -648,7 +735,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn local_command(cli: &Cli, command: &LocalCommand) -> anyhow::Result<ExitCode> {
-    let dir = state_dir(cli);
+    let dir = local_dir(cli);
     if let LocalCommand::Daemon = command {
         rt()?.block_on(runbook_provider_local::run_daemon(&dir))?;
         return Ok(ExitCode::SUCCESS);

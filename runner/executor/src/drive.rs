@@ -240,6 +240,16 @@ impl Runner {
             let event = tokio::select! {
                 event = rx.recv() => event,
                 _ = stop_check.tick() => {
+                    // Fleet mode: stop acting the moment the lease is past its local
+                    // deadline, even with nothing to write.
+                    if let Some(mirror) = &self.fleet
+                        && let Err(e) = mirror.may_act(id)
+                    {
+                        for (_, h) in tasks.drain().chain(timers.drain()) {
+                            h.abort();
+                        }
+                        return Err(e.into());
+                    }
                     if let Some((error, cause)) = self.journal.stop_request(id)? {
                         let at = now_ms();
                         self.journal.append_event(
@@ -296,6 +306,9 @@ impl Runner {
             result.error.as_deref(),
             result.cause.as_deref(),
         )?;
+        if let Some(mirror) = &self.fleet {
+            mirror.release(id);
+        }
         progress.finished(&result);
         Ok(result)
     }

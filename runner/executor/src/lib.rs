@@ -15,6 +15,7 @@ mod callback;
 mod child;
 mod drive;
 mod dryrun;
+mod fleet;
 mod observe;
 mod plugins;
 mod prepare;
@@ -34,6 +35,7 @@ use runbook_journal::{ExecutionRow, Journal, now_ms};
 use serde_json::{Value, json};
 
 pub use dryrun::{PlanReport, PlanStep};
+pub use fleet::{FleetMirror, FleetStore};
 pub use observe::LazyProvider;
 pub use plugins::resolve_plugin;
 pub use prepare::{Prepared, START_EXECUTION_SYNC, START_EXECUTION_SYNC2, resolve_child_path};
@@ -166,6 +168,8 @@ pub struct Runner {
     journal: Arc<Journal>,
     host: Arc<OnceLock<Arc<Host>>>,
     providers: Arc<dyn ProviderFactory>,
+    /// Fleet mode: the journal's write-through mirror (docs/fleet.md).
+    fleet: Option<Arc<FleetMirror>>,
 }
 
 /// How a new execution starts.
@@ -191,7 +195,20 @@ impl Runner {
             journal,
             host: Arc::new(OnceLock::new()),
             providers,
+            fleet: None,
         })
+    }
+
+    /// Fleet mode: every write of an execution's core record goes to `mirror` first,
+    /// and capability calls are made only while this runner owns the execution.
+    pub fn with_fleet(mut self, mirror: Arc<FleetMirror>) -> Runner {
+        self.journal.set_write_through(mirror.clone());
+        self.fleet = Some(mirror);
+        self
+    }
+
+    pub fn fleet(&self) -> Option<&Arc<FleetMirror>> {
+        self.fleet.as_ref()
     }
 
     pub fn journal(&self) -> &Arc<Journal> {
@@ -389,14 +406,22 @@ impl Runner {
     /// The provider an existing execution was started with, behind the host services
     /// (faults, lever, traffic) that the executor itself answers.
     fn provider_for(&self, row: &ExecutionRow) -> Arc<dyn Provider> {
-        services::HostServices::wrap(
+        let provider = services::HostServices::wrap(
             self.clone(),
             row,
             LazyProvider::new(
                 row.provider.clone().unwrap_or_else(|| "local".into()),
                 self.providers.clone(),
             ),
-        )
+        );
+        match &self.fleet {
+            Some(mirror) => Arc::new(fleet::Fenced {
+                inner: provider,
+                mirror: mirror.clone(),
+                id: row.id.clone(),
+            }),
+            None => provider,
+        }
     }
 
     fn load(&self, id: &str) -> Result<(ExecutionRow, Prepared), RunError> {
@@ -407,6 +432,21 @@ impl Runner {
 
     /// Continue an interrupted execution.
     pub async fn resume(&self, id: &str, progress: Arc<dyn Progress>) -> Result<Outcome, RunError> {
+        let full;
+        let id = match &self.fleet {
+            // Fleet mode: the fleet journal is the truth; claim it there (a new, higher
+            // token) and copy it here, whether or not this runner had a copy.
+            Some(mirror) => {
+                full = self
+                    .journal
+                    .resolve(id)
+                    .map(|r| r.id)
+                    .unwrap_or_else(|_| id.to_string());
+                mirror.take_over(&self.journal, &full)?;
+                full.as_str()
+            }
+            None => id,
+        };
         let (row, prepared) = self.load(id)?;
         if row.status != "RUNNING" {
             return Err(RunError::WrongStatus {
@@ -430,7 +470,11 @@ impl Runner {
         let provider = self.provider_for(&row);
         if exec.status() != Status::Running {
             // It had finished; only the final row was lost.
-            return self.finish_from_engine(&row.id, &exec, progress);
+            let outcome = self.finish_from_engine(&row.id, &exec, progress);
+            if let Some(mirror) = &self.fleet {
+                mirror.release(&row.id);
+            }
+            return outcome;
         }
         let actions = exec.outstanding();
         self.drive(&row, &mut exec, &prepared, provider, actions, progress)

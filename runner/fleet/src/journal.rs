@@ -130,6 +130,9 @@ struct Inner {
     /// Per stream (`<p>/exec/<id>/<stream>/`): the last sequence number known written
     /// (None: not loaded yet). The async lock orders this runner's writers of a stream.
     streams: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<i64>>>>>,
+    /// Owner key → (token revision, lease it was won under): what [`EtcdJournal::may_act_on`]
+    /// checks before an effect.
+    held: Mutex<HashMap<String, (i64, i64)>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -193,6 +196,7 @@ impl EtcdJournal {
                 chunk_bytes,
                 keeper: Mutex::new(Arc::new(keeper)),
                 streams: Mutex::new(HashMap::new()),
+                held: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -210,6 +214,48 @@ impl EtcdJournal {
     /// Whether this runner's lease is still valid by its conservative local deadline.
     pub fn lease_valid(&self) -> bool {
         self.inner.keeper().is_valid()
+    }
+
+    /// Whether this runner may still act on what `fence` guards: the fence was won
+    /// under the current lease, and that lease is alive by its conservative local
+    /// deadline (no answer from etcd needed). A token won under a lease that was since
+    /// lost stays dead after a fresh lease is granted.
+    pub fn may_act_on(&self, fence: &Fence) -> bool {
+        let Fence::Token {
+            owner_key,
+            revision,
+            ..
+        } = fence
+        else {
+            return false;
+        };
+        let held = self
+            .inner
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(owner_key)
+            .copied();
+        let k = self.inner.keeper();
+        held == Some((*revision, k.id())) && k.is_valid()
+    }
+
+    /// Give up the ownership `fence` stands for (a clean hand-over: another runner may
+    /// acquire the scope now instead of after the TTL). Fenced: a stale fence releases
+    /// nothing.
+    pub fn release(&self, fence: &Fence) -> BackendResult<()> {
+        let inner = self.inner.clone();
+        let fence = fence.clone();
+        self.run(async move {
+            let token = inner.token(&fence)?;
+            inner.fleet.release(&token).await.map_err(store)?;
+            inner
+                .held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(token.owner_key());
+            Ok(())
+        })
     }
 
     /// Stop renewing the lease without revoking it (what a paused or partitioned
@@ -345,12 +391,18 @@ impl Inner {
     }
 
     async fn acquire(&self, scope: &str) -> BackendResult<FencingToken> {
-        retry(|| async {
+        let (token, lease) = retry(|| async {
             let lease = self.lease().await?;
-            self.fleet.acquire(scope, &self.runner_id, lease).await
+            let token = self.fleet.acquire(scope, &self.runner_id, lease).await?;
+            Ok::<_, FleetError>((token, lease))
         })
         .await
-        .map_err(store)
+        .map_err(store)?;
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(token.owner_key().to_string(), (token.revision(), lease));
+        Ok(token)
     }
 
     /// Write a document at `key`, chunked when large (chunks first, the manifest last).

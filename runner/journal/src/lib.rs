@@ -20,7 +20,7 @@ mod serve;
 mod tokens;
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,11 @@ pub enum JournalError {
         holder: String,
         holder_name: String,
     },
+    /// The write-through store (fleet mode's etcd) refused or failed a write; `code`
+    /// is its stable code (`fleet.fenced`, `fleet.unavailable`, ...). Nothing was
+    /// written locally.
+    #[error("{message}")]
+    Mirror { code: &'static str, message: String },
 }
 
 impl JournalError {
@@ -52,6 +57,7 @@ impl JournalError {
             JournalError::NotFound(_) => "E-JOURNAL-NOT-FOUND",
             JournalError::Corrupt(_) => "E-JOURNAL-CORRUPT",
             JournalError::EnvironmentBusy { .. } => "E-ENV-BUSY",
+            JournalError::Mirror { code, .. } => code,
         }
     }
 }
@@ -153,6 +159,39 @@ pub struct LogRow {
 
 pub struct Journal {
     conn: Mutex<Connection>,
+    /// Fleet mode: where every write of an execution's core record goes first.
+    write_through: OnceLock<Arc<dyn WriteThrough>>,
+}
+
+/// Fleet mode (docs/fleet.md): a store every write of an execution's core record
+/// (creation, status, events, history, capability calls) goes to *before* SQLite, so
+/// the local journal is a cache of it. An error stops the write: nothing is written
+/// locally, and the caller gets it as [`JournalError::Mirror`].
+pub trait WriteThrough: Send + Sync {
+    fn create_execution(&self, e: &ExecutionRow) -> Result<()>;
+    fn set_running(&self, id: &str, pid: u32, redrive_count: u32) -> Result<()>;
+    fn append_event(&self, id: &str, at_ms: i64, event: &Value) -> Result<()>;
+    fn append_history(&self, id: &str, rows: &[NewHistory]) -> Result<()>;
+    fn record_call(&self, id: &str, at_ms: i64, row: &CallRow) -> Result<()>;
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        id: &str,
+        status: &str,
+        at_ms: i64,
+        output: Option<&Value>,
+        error: Option<&str>,
+        cause: Option<&str>,
+    ) -> Result<()>;
+}
+
+/// An execution as another store has it, to copy into this journal verbatim.
+pub struct Imported {
+    pub execution: ExecutionRow,
+    pub events: Vec<EventRow>,
+    pub history: Vec<HistoryRow>,
+    pub calls: Vec<CallRow>,
+    pub logs: Vec<LogRow>,
 }
 
 const SCHEMA: &str = r#"
@@ -340,7 +379,110 @@ impl Journal {
         conn.execute_batch(tokens::SCHEMA)?;
         Ok(Journal {
             conn: Mutex::new(conn),
+            write_through: OnceLock::new(),
         })
+    }
+
+    /// Fleet mode: send every write of an execution's core record to `w` first (once
+    /// per journal; a second call is ignored).
+    pub fn set_write_through(&self, w: Arc<dyn WriteThrough>) {
+        let _ = self.write_through.set(w);
+    }
+
+    fn through(&self) -> Option<&Arc<dyn WriteThrough>> {
+        self.write_through.get()
+    }
+
+    /// Replace this journal's copy of an execution with `x` (its row and its four
+    /// streams, sequence numbers kept), in one transaction. Not written through: the
+    /// rows come from the write-through store.
+    pub fn import_execution(&self, x: &Imported) -> Result<()> {
+        let e = &x.execution;
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for table in ["events", "history", "calls", "logs"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE execution_id = ?1"),
+                [&e.id],
+            )?;
+        }
+        tx.execute("DELETE FROM executions WHERE id = ?1", [&e.id])?;
+        let root: Option<String> = match &e.parent_id {
+            Some(p) => tx
+                .query_row(
+                    "SELECT COALESCE(root_id, id) FROM executions WHERE id = ?1",
+                    [p],
+                    |r| r.get(0),
+                )
+                .optional()?,
+            None => Some(e.id.clone()),
+        };
+        tx.execute(
+            "INSERT INTO executions (id, name, runbook_path, runbook_text, input, provider, status, started_ms, ended_ms, output, error, cause, seed, redrive_count, runner_pid, parent_id, root_id, environment)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+            params![
+                e.id,
+                e.name,
+                e.runbook_path,
+                e.runbook_text,
+                json(&e.input),
+                e.provider,
+                e.status,
+                e.started_ms,
+                e.ended_ms,
+                e.output.as_ref().map(json),
+                e.error,
+                e.cause,
+                e.seed as i64,
+                e.redrive_count,
+                e.runner_pid,
+                e.parent_id,
+                root,
+                e.environment
+            ],
+        )?;
+        for r in &x.events {
+            tx.execute(
+                "INSERT INTO events (execution_id, seq, at_ms, event) VALUES (?1, ?2, ?3, ?4)",
+                params![e.id, r.seq, r.at_ms, json(&r.event)],
+            )?;
+        }
+        for r in &x.history {
+            tx.execute(
+                "INSERT INTO history (execution_id, seq, at_ms, kind, state, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![e.id, r.seq, r.at_ms, r.kind, r.state, json(&r.details)],
+            )?;
+        }
+        for r in &x.calls {
+            tx.execute(
+                "INSERT INTO calls (execution_id, seq, at_ms, state, plugin, service, action, region, resource, outcome, error_code, duration_us, args, result)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                params![
+                    e.id,
+                    r.seq,
+                    r.at_ms,
+                    r.state,
+                    r.plugin,
+                    r.service,
+                    r.action,
+                    r.region,
+                    r.resource,
+                    r.outcome,
+                    r.error_code,
+                    r.duration_us,
+                    r.args.as_ref().map(json),
+                    r.result.as_ref().map(json)
+                ],
+            )?;
+        }
+        for r in &x.logs {
+            tx.execute(
+                "INSERT INTO logs (execution_id, seq, at_ms, state, plugin, level, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![e.id, r.seq, r.at_ms, r.state, r.plugin, r.level, r.message],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
@@ -352,6 +494,26 @@ impl Journal {
     /// check that no other execution tree is RUNNING on that environment are one
     /// transaction: two runners racing for one environment cannot both start.
     pub fn create_execution(&self, e: &ExecutionRow) -> Result<()> {
+        let Some(w) = self.through() else {
+            return self.create_local(e);
+        };
+        w.create_execution(e)?;
+        let local = self.create_local(e);
+        if let Err(err) = &local {
+            // Not left RUNNING in the store with nobody to drive it.
+            let _ = w.finish(
+                &e.id,
+                "FAILED",
+                now_ms(),
+                None,
+                Some(err.code()),
+                Some(&err.to_string()),
+            );
+        }
+        local
+    }
+
+    fn create_local(&self, e: &ExecutionRow) -> Result<()> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let root: String = match &e.parent_id {
@@ -477,6 +639,9 @@ impl Journal {
 
     /// Append an engine input; returns its sequence number.
     pub fn append_event(&self, id: &str, at_ms: i64, event: &Value) -> Result<i64> {
+        if let Some(w) = self.through() {
+            w.append_event(id, at_ms, event)?;
+        }
         self.with(|c| {
             let seq: i64 = c.query_row(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE execution_id = ?1",
@@ -499,6 +664,9 @@ impl Journal {
     ) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
+        }
+        if let Some(w) = self.through() {
+            w.append_history(id, rows)?;
         }
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         // IMMEDIATE: other processes (workers, traffic drivers) write too; a deferred
@@ -523,6 +691,9 @@ impl Journal {
     }
 
     pub fn record_call(&self, id: &str, at_ms: i64, row: &CallRow) -> Result<()> {
+        if let Some(w) = self.through() {
+            w.record_call(id, at_ms, row)?;
+        }
         let args = row.args.as_ref().map(json);
         let result = row
             .result
@@ -575,6 +746,9 @@ impl Journal {
     /// Mark an execution RUNNING again (resume, redrive). A redriven execution takes its
     /// environment again, so the environment check applies as at creation.
     pub fn set_running(&self, id: &str, pid: u32, redrive_count: u32) -> Result<()> {
+        if let Some(w) = self.through() {
+            w.set_running(id, pid, redrive_count)?;
+        }
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let cur: Option<(Option<String>, String)> = tx
@@ -605,6 +779,9 @@ impl Journal {
         error: Option<&str>,
         cause: Option<&str>,
     ) -> Result<()> {
+        if let Some(w) = self.through() {
+            w.finish(id, status, at_ms, output, error, cause)?;
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE executions SET status = ?2, ended_ms = ?3, output = ?4, error = ?5, cause = ?6, runner_pid = NULL, stop_request = NULL WHERE id = ?1",
