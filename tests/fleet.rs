@@ -1,1 +1,324 @@
-//! Fleet mode end to end (issue 15): runner processes sharing one etcd cluster.
+//! Fleet mode end to end (issue 15): `runbook` processes with their own state dirs
+//! (their own SQLite journals) share one 3-member etcd cluster (`--journal etcd://`)
+//! and one local cloud (`RUNBOOK_LOCAL_DIR`). An execution written to etcd by one
+//! runner is taken over and finished by another; a stale runner neither writes nor
+//! acts. `tests/runbooks/fleet-pause.yaml` publishes one SNS notification (appended to
+//! a file) after a long Wait: the file counts who acted.
+//!
+//! Takeover times are printed, never asserted on (they are measurements).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use runbook_test_support::etcd::Cluster;
+use runbook_test_support::process::{self, Guarded};
+use runbook_test_support::runbook::{RunbookHome, fixture, stderr, tail};
+use runbook_test_support::wait;
+use serde_json::Value;
+
+const OWNER_KEY: &str = "/runbook/owners/local/fleet";
+
+/// `etcd://host:port,...` of every member.
+fn url(cluster: &Cluster) -> String {
+    let hosts: Vec<String> = (0..cluster.len())
+        .map(|i| format!("127.0.0.1:{}", cluster.member(i).client_port))
+        .collect();
+    format!("etcd://{}", hosts.join(","))
+}
+
+/// A runner: its own state dir, fleet mode on `url` with the fastest safe timing
+/// (TTL 2 s), and the local cloud in `local` (`None`: its own state dir).
+fn runner(url: &str, id: &str, local: Option<&Path>) -> RunbookHome {
+    let home = RunbookHome::new();
+    let local = local
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| home.path().to_path_buf());
+    home.with_env([
+        ("RUNBOOK_JOURNAL", Some(url.to_string())),
+        ("RUNBOOK_FLEET_TIMING", Some("fast".into())),
+        ("RUNBOOK_RUNNER_ID", Some(id.to_string())),
+        ("RUNBOOK_LOCAL_DIR", Some(local.display().to_string())),
+    ])
+}
+
+/// A runner process in the background, its stdout and stderr in files of its home.
+struct Background {
+    process: Guarded,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Background {
+    fn start(r: &RunbookHome, args: &[&str], name: &str) -> Background {
+        let out = r.path().join(format!("{name}.out"));
+        let err = r.path().join(format!("{name}.err"));
+        let mut cmd = r.cmd(args);
+        cmd.stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap());
+        Background {
+            process: process::spawn(cmd, libc::SIGKILL).expect("starting a runner"),
+            out,
+            err,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.process.pid() as i32
+    }
+
+    fn exited(&mut self) -> bool {
+        self.process.exited()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    fn json(&self) -> Value {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!("no JSON result ({e}): {text}\n{}", tail(&self.stderr(), 40))
+        })
+    }
+}
+
+fn start_run(a: &RunbookHome, notes: &Path, pause: u32) -> Background {
+    let file = fixture("fleet-pause.yaml");
+    let path = format!("Path={}", notes.display());
+    let pause = format!("PauseSeconds={pause}");
+    Background::start(
+        a,
+        &[
+            "run",
+            file.to_str().unwrap(),
+            "--json",
+            "--param",
+            &path,
+            "--param",
+            &pause,
+        ],
+        "run-a",
+    )
+}
+
+/// `runbook executions --json` as the fleet journal has it.
+fn executions(r: &RunbookHome) -> Vec<Value> {
+    let (code, v) = r.json(&["executions", "--json"]);
+    assert_eq!(code, 0, "executions: {v}");
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// The id of the one fleet-pause execution once its history reached the Wait.
+fn wait_until_paused(r: &RunbookHome) -> String {
+    let mut id = String::new();
+    wait::until(
+        "the execution to reach its Wait state in etcd",
+        Duration::from_secs(60),
+        || {
+            let Some(e) = executions(r)
+                .into_iter()
+                .find(|e| e["name"] == "fleet-pause")
+            else {
+                return false;
+            };
+            id = e["execution_id"].as_str().unwrap().to_string();
+            r.show(&id)["history"]
+                .as_array()
+                .is_some_and(|h| h.iter().any(|h| h["kind"] == "WaitStateEntered"))
+        },
+    );
+    id
+}
+
+fn owner(cluster: &Cluster) -> String {
+    let out = cluster
+        .etcdctl(&["get", OWNER_KEY, "--print-value-only"])
+        .expect("etcdctl get");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `runbook resume ID --json` on `b`, repeated while the old owner's lease lives
+/// (`fleet.taken`), as an operator or a watcher would: the final result.
+fn resume_until_taken_over(b: &RunbookHome, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = b.run(&["resume", id, "--json"]);
+        let err = stderr(&out);
+        if out.status.code() == Some(2) && err.contains("fleet.taken") {
+            assert!(Instant::now() < deadline, "never taken over: {err}");
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "resume {id}: no JSON ({e}); exit {:?}\n{}",
+                out.status.code(),
+                tail(&err, 40)
+            )
+        });
+        return v;
+    }
+}
+
+/// Lines of the notification file published after the pause.
+fn published(notes: &Path) -> usize {
+    std::fs::read_to_string(notes)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("after-pause"))
+        .count()
+}
+
+/// The execution's history as etcd has it: gap-free sequence numbers, every state
+/// entered exactly once, one start and one end.
+fn assert_one_history(r: &RunbookHome, id: &str) -> Value {
+    let shown = r.show(id);
+    let history = shown["history"].as_array().expect("history").clone();
+    for (i, h) in history.iter().enumerate() {
+        assert_eq!(h["seq"], i as i64 + 1, "history sequence: {h}");
+    }
+    let count = |kind: &str, state: Option<&str>| {
+        history
+            .iter()
+            .filter(|h| h["kind"] == kind && state.is_none_or(|s| h["state"] == s))
+            .count()
+    };
+    assert_eq!(count("ExecutionStarted", None), 1, "{history:#?}");
+    assert_eq!(count("ExecutionSucceeded", None), 1, "{history:#?}");
+    assert_eq!(count("TaskStateEntered", Some("Before")), 1);
+    assert_eq!(count("WaitStateEntered", Some("Pause")), 1);
+    assert_eq!(count("TaskStateEntered", Some("After")), 1);
+    assert_eq!(count("TaskSucceeded", Some("After")), 1);
+    let publishes = shown["calls"]
+        .as_array()
+        .expect("calls")
+        .iter()
+        .filter(|c| c["action"] == "Publish")
+        .count();
+    assert_eq!(publishes, 1, "one Publish in the call audit");
+    shown
+}
+
+/// (a) Runner A is SIGKILLed during the Wait; runner B (its own state dir, which has
+/// never seen the execution) resumes it: imported from etcd, finished, one execution,
+/// the effect after the Wait made once.
+#[test]
+fn killed_owner_is_taken_over_by_another_runner() {
+    let cluster = Cluster::start(3).expect("3-member etcd");
+    let url = url(&cluster);
+    let a = runner(&url, "runner-a", None);
+    let b = runner(&url, "runner-b", Some(a.path()));
+    let notes = a.path().join("notes.txt");
+
+    let mut run_a = start_run(&a, &notes, 12);
+    let id = wait_until_paused(&b);
+    assert_eq!(owner(&cluster), "runner-a");
+    process::signal(run_a.pid(), libc::SIGKILL);
+    let killed = Instant::now();
+    wait::until("runner A to die", Duration::from_secs(10), || {
+        run_a.exited()
+    });
+    drop(run_a);
+
+    // B has no copy of the execution in its own journal.
+    let local = b.run(&["show", &id, "--json", "--journal", "sqlite"]);
+    assert_ne!(local.status.code(), Some(0), "B's SQLite knew {id} already");
+
+    let out = resume_until_taken_over(&b, &id);
+    println!(
+        "takeover after SIGKILL: resume finished {:.2} s after the kill (Wait ends 12 s after it began)",
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(out["status"], "SUCCEEDED", "{out:#}");
+    assert_eq!(out["execution_id"], id.as_str());
+    assert_eq!(published(&notes), 1, "the Task after the Wait acted once");
+
+    // One execution in the fleet journal, one consistent history; B's own journal
+    // has the imported and finished copy; the environment was released at the end.
+    let all = executions(&b);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0]["status"], "SUCCEEDED");
+    assert_one_history(&b, &id);
+    let (code, cached) = b.json(&["show", &id, "--json", "--journal", "sqlite"]);
+    assert_eq!((code, cached["status"].as_str()), (0, Some("SUCCEEDED")));
+    assert_eq!(owner(&cluster), "", "environment released after the end");
+}
+
+/// (b) Runner A is SIGSTOPped past its lease's TTL during the Wait; B takes the
+/// execution over (higher fencing token); A is SIGCONTed while B drives it: A is
+/// refused (`fleet.fenced`) and stops without acting, B finishes, etcd has one
+/// consistent history and the Task after the Wait acted once.
+#[test]
+fn stale_runner_is_fenced_and_stops_acting() {
+    let cluster = Cluster::start(3).expect("3-member etcd");
+    let url = url(&cluster);
+    let a = runner(&url, "runner-a", None);
+    let b = runner(&url, "runner-b", Some(a.path()));
+    let notes = a.path().join("notes.txt");
+
+    let mut run_a = start_run(&a, &notes, 15);
+    let id = wait_until_paused(&b);
+    let pid_a = run_a.pid();
+    process::signal(pid_a, libc::SIGSTOP);
+    let stopped = Instant::now();
+
+    // B resumes in the background (again while A's lease lives: `fleet.taken`); A
+    // stays stopped until B owns the environment.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut b_run = loop {
+        let mut run = Background::start(&b, &["resume", &id, "--json"], "resume-b");
+        let settled = wait::poll(Duration::from_secs(20), Duration::from_millis(50), || {
+            owner(&cluster) == "runner-b" || run.exited()
+        });
+        assert!(settled, "B neither claimed nor gave up");
+        if owner(&cluster) == "runner-b" {
+            break run;
+        }
+        let err = run.stderr();
+        assert!(err.contains("fleet.taken"), "B: {}", tail(&err, 20));
+        assert!(Instant::now() < deadline, "B never took over");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    println!(
+        "takeover after SIGSTOP: runner-b owns the environment {:.2} s after A stopped (TTL 2 s)",
+        stopped.elapsed().as_secs_f64()
+    );
+
+    // A wakes while B drives the execution (B's Wait still runs).
+    process::signal(pid_a, libc::SIGCONT);
+    wait::until("stale runner A to stop", Duration::from_secs(20), || {
+        run_a.exited()
+    });
+    let a_err = run_a.stderr();
+    assert!(
+        a_err.contains("error: fleet.fenced"),
+        "A: {}",
+        tail(&a_err, 20)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&run_a.out).unwrap_or_default(),
+        "",
+        "A printed no result"
+    );
+    assert_eq!(published(&notes), 0, "the stale runner did not act");
+
+    wait::until("B to finish", Duration::from_secs(60), || b_run.exited());
+    let v = b_run.json();
+    assert_eq!(v["status"], "SUCCEEDED", "{v:#}");
+    assert_eq!(published(&notes), 1, "B acted once");
+    assert_one_history(&b, &id);
+
+    // A's own journal stopped where A stopped: it never entered the state after the
+    // Wait, and still says RUNNING (the fleet journal is the truth).
+    let (code, a_local) = a.json(&["show", &id, "--json", "--journal", "sqlite"]);
+    assert_eq!(code, 0);
+    assert_eq!(a_local["status"], "RUNNING");
+    assert!(
+        !a_local["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["state"] == "After"),
+        "{a_local:#}"
+    );
+}
