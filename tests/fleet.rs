@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use runbook_test_support::etcd::Cluster;
 use runbook_test_support::process::{self, Guarded};
-use runbook_test_support::runbook::{RunbookHome, fixture, stderr, tail};
+use runbook_test_support::runbook::{RunbookHome, fixture, tail};
 use runbook_test_support::wait;
 use serde_json::Value;
 
@@ -137,26 +137,33 @@ fn owner(cluster: &Cluster) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// `runbook resume ID --json` on `b`, repeated while the old owner's lease lives
-/// (`fleet.taken`), as an operator or a watcher would: the final result.
-fn resume_until_taken_over(b: &RunbookHome, id: &str) -> Value {
+/// The fencing token of the environment's owner: its owner key's create revision.
+fn token(cluster: &Cluster) -> i64 {
+    let out = cluster
+        .etcdctl(&["get", OWNER_KEY, "-w", "json"])
+        .expect("etcdctl get");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("etcdctl json");
+    v["kvs"][0]["create_revision"].as_i64().unwrap_or(0)
+}
+
+/// `runbook resume ID --json` on `b` in the background, started again while the old
+/// owner's lease lives (`fleet.taken`), as an operator or a watcher would, until B
+/// owns the environment: the resume that did.
+fn take_over(b: &RunbookHome, cluster: &Cluster, id: &str) -> Background {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let out = b.run(&["resume", id, "--json"]);
-        let err = stderr(&out);
-        if out.status.code() == Some(2) && err.contains("fleet.taken") {
-            assert!(Instant::now() < deadline, "never taken over: {err}");
-            std::thread::sleep(Duration::from_millis(200));
-            continue;
-        }
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "resume {id}: no JSON ({e}); exit {:?}\n{}",
-                out.status.code(),
-                tail(&err, 40)
-            )
+        let mut run = Background::start(b, &["resume", id, "--json"], "resume-b");
+        let settled = wait::poll(Duration::from_secs(20), Duration::from_millis(50), || {
+            owner(cluster) == "runner-b" || run.exited()
         });
-        return v;
+        assert!(settled, "B neither claimed nor gave up");
+        if owner(cluster) == "runner-b" {
+            return run;
+        }
+        let err = run.stderr();
+        assert!(err.contains("fleet.taken"), "B: {}", tail(&err, 20));
+        assert!(Instant::now() < deadline, "B never took over");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -213,6 +220,7 @@ fn killed_owner_is_taken_over_by_another_runner() {
     let mut run_a = start_run(&a, &notes, 12);
     let id = wait_until_paused(&b);
     assert_eq!(owner(&cluster), "runner-a");
+    let token_a = token(&cluster);
     process::signal(run_a.pid(), libc::SIGKILL);
     let killed = Instant::now();
     wait::until("runner A to die", Duration::from_secs(10), || {
@@ -224,11 +232,15 @@ fn killed_owner_is_taken_over_by_another_runner() {
     let local = b.run(&["show", &id, "--json", "--journal", "sqlite"]);
     assert_ne!(local.status.code(), Some(0), "B's SQLite knew {id} already");
 
-    let out = resume_until_taken_over(&b, &id);
+    let mut resume = take_over(&b, &cluster, &id);
     println!(
-        "takeover after SIGKILL: resume finished {:.2} s after the kill (Wait ends 12 s after it began)",
+        "takeover after SIGKILL: runner-b owns the environment {:.2} s after the kill \
+         (fast timing, TTL 2 s)",
         killed.elapsed().as_secs_f64()
     );
+    assert!(token(&cluster) > token_a, "B's fencing token is higher");
+    wait::until("B to finish", Duration::from_secs(60), || resume.exited());
+    let out = resume.json();
     assert_eq!(out["status"], "SUCCEEDED", "{out:#}");
     assert_eq!(out["execution_id"], id.as_str());
     assert_eq!(published(&notes), 1, "the Task after the Wait acted once");
@@ -258,27 +270,14 @@ fn stale_runner_is_fenced_and_stops_acting() {
 
     let mut run_a = start_run(&a, &notes, 15);
     let id = wait_until_paused(&b);
+    let token_a = token(&cluster);
     let pid_a = run_a.pid();
     process::signal(pid_a, libc::SIGSTOP);
     let stopped = Instant::now();
 
-    // B resumes in the background (again while A's lease lives: `fleet.taken`); A
-    // stays stopped until B owns the environment.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut b_run = loop {
-        let mut run = Background::start(&b, &["resume", &id, "--json"], "resume-b");
-        let settled = wait::poll(Duration::from_secs(20), Duration::from_millis(50), || {
-            owner(&cluster) == "runner-b" || run.exited()
-        });
-        assert!(settled, "B neither claimed nor gave up");
-        if owner(&cluster) == "runner-b" {
-            break run;
-        }
-        let err = run.stderr();
-        assert!(err.contains("fleet.taken"), "B: {}", tail(&err, 20));
-        assert!(Instant::now() < deadline, "B never took over");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    // A stays stopped until B owns the environment.
+    let mut b_run = take_over(&b, &cluster, &id);
+    assert!(token(&cluster) > token_a, "B's fencing token is higher");
     println!(
         "takeover after SIGSTOP: runner-b owns the environment {:.2} s after A stopped (TTL 2 s)",
         stopped.elapsed().as_secs_f64()
