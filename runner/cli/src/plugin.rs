@@ -361,23 +361,23 @@ fn recorded(runner: &Runner, id: &str, state: &str) -> anyhow::Result<Recorded> 
                 .result
                 .clone()
                 .and_then(|r| serde_json::from_value::<CapError>(r).ok());
-            let outcome = match (c.outcome.as_str(), &c.error_code) {
-                ("ok", _) if c.result.is_some() => Ok(Ok(c.result.clone().unwrap_or_default())),
-                ("error", _) if kept_error.is_some() => Ok(Err(kept_error.unwrap())),
+            let outcome = match (c.outcome.as_str(), c.result, kept_error, &c.error_code) {
+                ("ok", Some(result), _, _) => Ok(Ok(result)),
+                ("error", _, Some(error), _) => Ok(Err(error)),
                 // Journals written before results were kept: the code only.
-                ("error", Some(code)) => Ok(Err(CapError::new(
+                ("error", _, None, Some(code)) => Ok(Err(CapError::new(
                     kind_of(code),
                     code.clone(),
                     format!("{code} (replayed from execution {})", row.id),
                 ))),
-                ("ok", _) => Err(format!(
+                ("ok", None, _, _) => Err(format!(
                     "execution {} recorded that {name} succeeded but kept no result (a journal \
                      from before results were kept, or a result over {} KiB): give its response \
                      in --fixture",
                     row.id,
                     runbook_journal::MAX_CALL_RESULT_BYTES >> 10
                 )),
-                (other, _) => Err(format!(
+                (other, ..) => Err(format!(
                     "execution {} recorded {name} as {other}: nothing to replay",
                     row.id
                 )),
