@@ -13,7 +13,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use runbook_test_support::client::{self, client, missing};
-use runbook_test_support::runbook::{RunbookHome, fixture, runbook, stderr, tail};
+use runbook_test_support::runbook::{RunbookHome, runbook, stderr, tail};
 use runbook_test_support::wait;
 use serde_json::{Value, json};
 
@@ -151,16 +151,9 @@ fn scheduled(env: &RunbookHome, id: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_approval_moves_nothing_and_approved_one_fails_over() {
     let env = RunbookHome::new();
-    env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
     // What the on-call pager receives: the alert topic (replica region, where
     // failover.yaml publishes) delivered to a file.
-    let pager = env.path().join("pager.jsonl");
-    let path = format!("Path={}", pager.display());
-    env.run_book(
-        &fixture("subscribe-file.yaml"),
-        &["--param", &path],
-        "SUCCEEDED",
-    );
+    let pager = env.deploy_with_pager();
 
     let conn = env.routed_conn();
     let c = client(&conn).await.unwrap();

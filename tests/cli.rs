@@ -871,6 +871,23 @@ fn decides_like_lag_guard(env: &RunbookHome, wasm: &str) {
     let (my_error, my_cause, _) = ran(&mine);
     assert_eq!((&my_error, &my_cause), (&error, &cause));
 
+    // Deployed, with a healthy primary: both runbooks run to the end, both policies
+    // decline, nothing is promoted.
+    env.run_book(
+        &runbook_test_support::runbook::runbook("deploy.yaml"),
+        &["--provider", "local"],
+        "SUCCEEDED",
+    );
+    let healthy = |book: &std::path::Path| {
+        let v = env.run_book(book, &["--provider", "local"], "SUCCEEDED");
+        (
+            v["output"]["Promoted"].clone(),
+            v["output"]["Decision"]["Decision"].clone(),
+        )
+    };
+    assert_eq!(healthy(&failover), (json!(false), json!("none")));
+    assert_eq!(healthy(&mine), (json!(false), json!("none")), "{wasm}");
+
     // And the facts of the lag-guard execution, replayed from its journal into `wasm`.
     let (code, v) = env.json(&[
         "plugin",

@@ -308,15 +308,8 @@ fn readiness_reasons(s: &ServeProc) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_turns_not_ready_when_the_secret_or_the_replica_goes_and_back() {
     let env = RunbookHome::new();
-    env.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
     // What the on-call pager receives: the environment's topic, delivered to a file.
-    let pager = env.path().join("pager.jsonl");
-    let path = format!("Path={}", pager.display());
-    env.run_book(
-        &fixture("subscribe-file.yaml"),
-        &["--param", &path],
-        "SUCCEEDED",
-    );
+    let pager = env.deploy_with_pager();
     let cfg = config(&env, "serve.yaml", READINESS);
     let serve = ServeProc::start(&env, &cfg, "serve.log");
     wait::until("ready", Duration::from_secs(90), || {

@@ -123,6 +123,20 @@ impl RunbookHome {
         v
     }
 
+    /// Deploys the dev environment on the local provider and subscribes a file to its
+    /// alert topic (what an on-call pager would receive); returns that file's path.
+    pub fn deploy_with_pager(&self) -> PathBuf {
+        self.run_book(&runbook("deploy.yaml"), &[], "SUCCEEDED");
+        let pager = self.path().join("pager.jsonl");
+        let path = format!("Path={}", pager.display());
+        self.run_book(
+            &fixture("subscribe-file.yaml"),
+            &["--param", &path],
+            "SUCCEEDED",
+        );
+        pager
+    }
+
     /// A libpq connection string to the dev environment's routed name (port from
     /// `runbook endpoint`, credentials from `runbook secret get`), as an application
     /// would connect.
