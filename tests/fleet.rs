@@ -17,6 +17,7 @@ use runbook_test_support::wait;
 use serde_json::Value;
 
 const OWNER_KEY: &str = "/runbook/owners/local/fleet";
+const DEV_OWNER_KEY: &str = "/runbook/owners/local/dev";
 
 /// `etcd://host:port,...` of every member.
 fn url(cluster: &Cluster) -> String {
@@ -131,8 +132,12 @@ fn wait_until_paused(r: &RunbookHome) -> String {
 }
 
 fn owner(cluster: &Cluster) -> String {
+    owner_of(cluster, OWNER_KEY)
+}
+
+fn owner_of(cluster: &Cluster, key: &str) -> String {
     let out = cluster
-        .etcdctl(&["get", OWNER_KEY, "--print-value-only"])
+        .etcdctl(&["get", key, "--print-value-only"])
         .expect("etcdctl get");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -150,14 +155,18 @@ fn token(cluster: &Cluster) -> i64 {
 /// owner's lease lives (`fleet.taken`), as an operator or a watcher would, until B
 /// owns the environment: the resume that did.
 fn take_over(b: &RunbookHome, cluster: &Cluster, id: &str) -> Background {
+    take_over_at(b, cluster, id, OWNER_KEY)
+}
+
+fn take_over_at(b: &RunbookHome, cluster: &Cluster, id: &str, key: &str) -> Background {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut run = Background::start(b, &["resume", id, "--json"], "resume-b");
         let settled = wait::poll(Duration::from_secs(20), Duration::from_millis(50), || {
-            owner(cluster) == "runner-b" || run.exited()
+            owner_of(cluster, key) == "runner-b" || run.exited()
         });
         assert!(settled, "B neither claimed nor gave up");
-        if owner(cluster) == "runner-b" {
+        if owner_of(cluster, key) == "runner-b" {
             return run;
         }
         let err = run.stderr();
@@ -320,4 +329,161 @@ fn stale_runner_is_fenced_and_stops_acting() {
             .any(|h| h["state"] == "After"),
         "{a_local:#}"
     );
+}
+
+/// (c) failover.yaml on the local provider (real PostgreSQL) with its owner SIGKILLed
+/// once the promotion has begun: runner B takes it over and completes it, and the
+/// replica is promoted once (the interrupted Promote Task is re-run; the plugin
+/// describes before it acts, so a replica already promoting or standalone is not
+/// promoted again).
+#[test]
+fn owner_killed_mid_failover_is_completed_by_another_runner_with_one_promotion() {
+    let cluster = Cluster::start(3).expect("3-member etcd");
+    let url = url(&cluster);
+    let a = runner(&url, "runner-a", None);
+    let b = runner(&url, "runner-b", Some(a.path()));
+
+    let deploy = runbook_test_support::runbook::runbook("deploy.yaml");
+    let out = a.run(&["run", deploy.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "deploy: {}",
+        tail(&String::from_utf8_lossy(&out.stderr), 40)
+    );
+    a.text(&["local", "crash", "primary-postgres-dev", "--all-nodes"]);
+
+    let failover = runbook_test_support::runbook::runbook("failover.yaml");
+    let mut run_a = Background::start(
+        &a,
+        &["run", failover.to_str().unwrap(), "--json"],
+        "failover-a",
+    );
+    // Kill A the moment etcd has the Promote Task scheduled (an etcd watch, not a
+    // poll: the local promotion takes well under a second), so its Task is in flight.
+    let watch = Watch::start(&cluster, "/runbook/exec/", run_a.pid(), |line| {
+        line.contains("\"kind\":\"TaskScheduled\"") && line.contains("\"state\":\"Promote\"")
+    });
+    wait::until(
+        "the failover to reach Promote",
+        Duration::from_secs(300),
+        || watch.fired() || run_a.exited(),
+    );
+    assert!(
+        watch.fired(),
+        "A ended first: {}",
+        tail(&run_a.stderr(), 40)
+    );
+    let killed = Instant::now();
+    drop(watch);
+    wait::until("runner A to die", Duration::from_secs(10), || {
+        run_a.exited()
+    });
+    let all = executions(&b);
+    let id = all
+        .iter()
+        .find(|e| e["name"] == "failover")
+        .and_then(|e| e["execution_id"].as_str())
+        .expect("the failover in etcd")
+        .to_string();
+    let at_kill = b.show(&id)["history"]
+        .as_array()
+        .and_then(|h| h.last().cloned())
+        .unwrap_or_default();
+
+    let mut resume = take_over_at(&b, &cluster, &id, DEV_OWNER_KEY);
+    println!(
+        "failover takeover: runner-b owns local/dev {:.2} s after the kill (A was killed after {} {})",
+        killed.elapsed().as_secs_f64(),
+        at_kill["kind"],
+        at_kill["state"]
+    );
+    wait::until("B to finish the failover", Duration::from_secs(600), || {
+        resume.exited()
+    });
+    let v = resume.json();
+    assert_eq!(v["status"], "SUCCEEDED", "{v:#}");
+    assert_eq!(v["output"]["Weights"]["replica"], 100, "{v:#}");
+
+    // One promotion: the local control plane logs each one.
+    let log = std::fs::read_to_string(a.path().join("local/daemon.log")).unwrap_or_default();
+    let promotions = log
+        .lines()
+        .filter(|l| l.contains("read replica promoted"))
+        .count();
+    assert_eq!(promotions, 1, "{}", tail(&log, 60));
+
+    // One failover execution in the fleet journal; each state entered once.
+    let failovers = executions(&b)
+        .into_iter()
+        .filter(|e| e["name"] == "failover")
+        .count();
+    assert_eq!(failovers, 1);
+    let shown = b.show(&id);
+    let history = shown["history"].as_array().unwrap();
+    for (i, h) in history.iter().enumerate() {
+        assert_eq!(h["seq"], i as i64 + 1, "history sequence: {h}");
+    }
+    let promote_entered = history
+        .iter()
+        .filter(|h| h["kind"] == "TaskStateEntered" && h["state"] == "Promote")
+        .count();
+    assert_eq!(promote_entered, 1);
+}
+
+/// `etcdctl watch --prefix` in the background: SIGKILLs `victim` at the first line
+/// `hit` accepts. Stopped by PID on drop.
+struct Watch {
+    child: std::process::Child,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watch {
+    fn start(
+        cluster: &Cluster,
+        prefix: &str,
+        victim: i32,
+        hit: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Watch {
+        use std::io::BufRead;
+        let mut child =
+            std::process::Command::new(runbook_test_support::etcd::etcdctl_bin().expect("etcdctl"))
+                .env_clear()
+                .env("ETCDCTL_API", "3")
+                .args([
+                    "--endpoints",
+                    &cluster.endpoints_csv(),
+                    "watch",
+                    "--prefix",
+                    prefix,
+                ])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("etcdctl watch");
+        let out = child.stdout.take().unwrap();
+        let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = fired.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if hit(&line) {
+                    process::signal(victim, libc::SIGKILL);
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    break;
+                }
+            }
+        });
+        Watch { child, fired }
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
