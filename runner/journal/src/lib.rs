@@ -1014,6 +1014,94 @@ pub(crate) mod tests {
         ));
     }
 
+    /// Refuses every write after the first `allow` ones, as a fenced fleet store does.
+    struct Refusing {
+        allow: Mutex<usize>,
+    }
+
+    impl Refusing {
+        fn next(&self) -> Result<()> {
+            let mut n = self.allow.lock().unwrap();
+            if *n == 0 {
+                return Err(JournalError::Mirror {
+                    code: "fleet.fenced",
+                    message: "fleet.fenced: refused".into(),
+                });
+            }
+            *n -= 1;
+            Ok(())
+        }
+    }
+
+    impl WriteThrough for Refusing {
+        fn create_execution(&self, _: &ExecutionRow) -> Result<()> {
+            self.next()
+        }
+        fn set_running(&self, _: &str, _: u32, _: u32) -> Result<()> {
+            self.next()
+        }
+        fn append_event(&self, _: &str, _: i64, _: &Value) -> Result<()> {
+            self.next()
+        }
+        fn append_history(&self, _: &str, _: &[NewHistory]) -> Result<()> {
+            self.next()
+        }
+        fn record_call(&self, _: &str, _: i64, _: &CallRow) -> Result<()> {
+            self.next()
+        }
+        fn finish(
+            &self,
+            _: &str,
+            _: &str,
+            _: i64,
+            _: Option<&Value>,
+            _: Option<&str>,
+            _: Option<&str>,
+        ) -> Result<()> {
+            self.next()
+        }
+    }
+
+    #[test]
+    fn a_refused_write_through_writes_nothing_locally_and_import_replaces() {
+        let j = Journal::open_in_memory().unwrap();
+        j.set_write_through(Arc::new(Refusing {
+            allow: Mutex::new(2),
+        }));
+        j.create_execution(&exec("e3")).unwrap();
+        j.append_event("e3", 5, &json!({"k": 1})).unwrap();
+        let e = j.append_event("e3", 6, &json!({"k": 2})).unwrap_err();
+        assert_eq!(e.code(), "fleet.fenced");
+        assert!(j.finish("e3", "FAILED", 7, None, None, None).is_err());
+        assert_eq!(
+            j.events("e3").unwrap().len(),
+            1,
+            "the refused event is not local"
+        );
+        assert_eq!(j.execution("e3").unwrap().status, "RUNNING");
+
+        // What the store has replaces the local copy, sequence numbers kept.
+        let mut head = exec("e3");
+        head.status = "SUCCEEDED".into();
+        let ev = |seq| EventRow {
+            seq,
+            at_ms: seq,
+            event: json!({"seq": seq}),
+        };
+        j.import_execution(&Imported {
+            execution: head,
+            events: vec![ev(1), ev(2), ev(3)],
+            history: vec![],
+            calls: vec![],
+            logs: vec![],
+        })
+        .unwrap();
+        assert_eq!(j.execution("e3").unwrap().status, "SUCCEEDED");
+        let events = j.events("e3").unwrap();
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[2].event, json!({"seq": 3}));
+    }
+
     #[test]
     fn survives_reopen() {
         let dir = std::env::temp_dir().join(format!("runbook-journal-test-{}", std::process::id()));
