@@ -350,6 +350,16 @@ fn check_environment(tx: &rusqlite::Transaction<'_>, env: &str, root: &str) -> R
     }
 }
 
+/// The root of the execution tree `id` belongs to (None: `id` is not here).
+fn root_of(c: &Connection, id: &str) -> Result<Option<String>> {
+    Ok(c.query_row(
+        "SELECT COALESCE(root_id, id) FROM executions WHERE id = ?1",
+        [id],
+        |r| r.get(0),
+    )
+    .optional()?)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -407,14 +417,9 @@ impl Journal {
             )?;
         }
         tx.execute("DELETE FROM executions WHERE id = ?1", [&e.id])?;
+        // A child whose parent is not here (yet) keeps no root: nothing to check.
         let root: Option<String> = match &e.parent_id {
-            Some(p) => tx
-                .query_row(
-                    "SELECT COALESCE(root_id, id) FROM executions WHERE id = ?1",
-                    [p],
-                    |r| r.get(0),
-                )
-                .optional()?,
+            Some(p) => root_of(&tx, p)?,
             None => Some(e.id.clone()),
         };
         tx.execute(
@@ -517,14 +522,7 @@ impl Journal {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let root: String = match &e.parent_id {
-            Some(p) => tx
-                .query_row(
-                    "SELECT COALESCE(root_id, id) FROM executions WHERE id = ?1",
-                    [p],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .ok_or_else(|| JournalError::NotFound(p.clone()))?,
+            Some(p) => root_of(&tx, p)?.ok_or_else(|| JournalError::NotFound(p.clone()))?,
             None => e.id.clone(),
         };
         if let Some(env) = &e.environment {
