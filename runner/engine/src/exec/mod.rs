@@ -295,7 +295,28 @@ struct CtxInfo<'a> {
     task_token: Option<&'a str>,
 }
 
-impl CtxInfo<'_> {
+impl<'a> CtxInfo<'a> {
+    /// The context of `state`, current as `cur` (no Map item, no task token). Takes the
+    /// execution's fields, not the execution, so its generator stays borrowable.
+    fn at(
+        ec: &'a ExecutionContext,
+        exec_input: &'a Value,
+        redrive_count: u32,
+        state: &'a str,
+        cur: &Cur,
+    ) -> CtxInfo<'a> {
+        CtxInfo {
+            ec,
+            exec_input,
+            redrive_count,
+            state,
+            entered: cur.entered,
+            retry_count: cur.retry_count,
+            item: None,
+            task_token: None,
+        }
+    }
+
     fn value(&self) -> Value {
         let mut v = json!({
             "Execution": {

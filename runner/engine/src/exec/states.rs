@@ -61,14 +61,8 @@ impl Execution {
             _ => None,
         };
         let ci = CtxInfo {
-            ec: &self.ctx,
-            exec_input: &self.input,
-            redrive_count: self.redrive_count,
-            state: &st.name,
-            entered: cur.entered,
-            retry_count: cur.retry_count,
-            item: None,
             task_token: task_token.as_deref(),
+            ..CtxInfo::at(&self.ctx, &self.input, self.redrive_count, &st.name, cur)
         };
         let build = || ci.value();
         let chain = var_chain(&self.scopes, sid);
@@ -596,16 +590,7 @@ impl Execution {
             .outcome()
             .map_or((None, None), |o| (o.result_selector, o.result_path));
         let cur = self.scopes[&sid].cur.as_ref().expect("current state");
-        let ci = CtxInfo {
-            ec: &self.ctx,
-            exec_input: &self.input,
-            redrive_count: self.redrive_count,
-            state: &st.name,
-            entered: cur.entered,
-            retry_count: cur.retry_count,
-            item: None,
-            task_token: None,
-        };
+        let ci = CtxInfo::at(&self.ctx, &self.input, self.redrive_count, &st.name, cur);
         let build = || ci.value();
         let chain = var_chain(&self.scopes, sid);
         let ctx = Ctx::lazy(&build, ci.exec_input).with_vars(&chain);

@@ -67,16 +67,13 @@ impl Execution {
         }
         let scope = &self.scopes[&sid];
         let cur = scope.cur.as_ref().expect("current state");
-        let ci = CtxInfo {
-            ec: &self.ctx,
-            exec_input: &self.input,
-            redrive_count: self.redrive_count,
-            state: &scope.machine.states[cur.state].name,
-            entered: cur.entered,
-            retry_count: cur.retry_count,
-            item: None,
-            task_token: None,
-        };
+        let ci = CtxInfo::at(
+            &self.ctx,
+            &self.input,
+            self.redrive_count,
+            &scope.machine.states[cur.state].name,
+            cur,
+        );
         let build = || ci.value();
         let chain = var_chain(&self.scopes, sid);
         let ctx = Ctx::lazy(&build, ci.exec_input).with_vars(&chain);
