@@ -49,7 +49,8 @@ pub enum RunError {
     /// The runbook is invalid: one `file:line:col: message` per line. Exit code 2.
     #[error("{0}")]
     Invalid(String),
-    #[error("{0}")]
+    // Transparent: `{:#}` would otherwise print the journal's message twice.
+    #[error(transparent)]
     Journal(#[from] runbook_journal::JournalError),
     #[error("execution {id} is being driven by runner pid {pid}; stop it first")]
     Busy { id: String, pid: u32 },
