@@ -708,7 +708,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
         } => match (config, check) {
             (_, Some(file)) => serve::check(&runner(&cli)?, file),
-            (Some(file), None) => serve::serve(runner(&cli)?, &state_dir(&cli), file, *listen),
+            (Some(file), None) => serve::serve(
+                runner(&cli)?,
+                &state_dir(&cli),
+                file,
+                *listen,
+                serve::fleet_settings(&cli)?,
+            ),
             (None, None) => unreachable!("clap requires --config or --check"),
         },
         Command::Schedules { file, count, json } => serve::schedules(file, *count, *json),

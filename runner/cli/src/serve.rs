@@ -66,11 +66,62 @@ pub fn check(runner: &Runner, file: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Fleet mode (`--journal etcd://`): serve's settings and its workers' command. Workers
+/// are `runbook resume ID` with the same global settings (the same `--journal`), each
+/// with a runner id of its own (`spawn_worker` adds it).
+pub fn fleet_settings(
+    cli: &crate::Cli,
+) -> anyhow::Result<
+    Option<(
+        runbook_serve::FleetSettings,
+        runbook_executor::WorkerCommand,
+    )>,
+> {
+    let Some(url) = crate::fleet_url(cli)? else {
+        return Ok(None);
+    };
+    let settings = runbook_serve::FleetSettings {
+        url: url.to_string(),
+        runner_id: crate::fleet::runner_id(cli.runner_id.as_deref()),
+        timing: crate::fleet::timing(&cli.fleet_timing)?,
+    };
+    let state_dir = crate::state_dir(cli);
+    let mut args: Vec<std::ffi::OsString> = vec!["--state-dir".into(), state_dir.into()];
+    if !cli.plugin_path.is_empty() {
+        args.push("--plugin-path".into());
+        args.push(std::env::join_paths(&cli.plugin_path)?);
+    }
+    args.push("--log".into());
+    args.push(cli.log.clone().into());
+    if let Some(d) = &cli.local_dir {
+        args.push("--local-dir".into());
+        args.push(d.into());
+    }
+    args.extend(
+        [
+            "--journal",
+            url,
+            "--fleet-timing",
+            cli.fleet_timing.as_str(),
+        ]
+        .map(std::ffi::OsString::from),
+    );
+    let worker = runbook_executor::WorkerCommand {
+        program: std::env::current_exe().context("locating the runbook binary")?,
+        args,
+    };
+    Ok(Some((settings, worker)))
+}
+
 pub fn serve(
     runner: Runner,
     state_dir: &Path,
     file: &Path,
     listen: Option<SocketAddr>,
+    fleet: Option<(
+        runbook_serve::FleetSettings,
+        runbook_executor::WorkerCommand,
+    )>,
 ) -> anyhow::Result<ExitCode> {
     let cfg = match runbook_serve::config::load(file) {
         Ok(c) => c,
@@ -79,11 +130,17 @@ pub fn serve(
             return Ok(ExitCode::from(2));
         }
     };
-    let worker = runner
-        .config()
-        .worker
-        .clone()
-        .context("serve needs a worker command")?;
+    let (fleet, worker) = match fleet {
+        Some((settings, worker)) => (Some(settings), worker),
+        None => (
+            None,
+            runner
+                .config()
+                .worker
+                .clone()
+                .context("serve needs a worker command")?,
+        ),
+    };
     let journal = runner.journal().clone();
     let deps = runbook_serve::Deps {
         runner,
@@ -92,6 +149,7 @@ pub fn serve(
             state_dir: state_dir.to_path_buf(),
         })),
         show: Arc::new(move |id: &str| show::execution_text(&journal, id).ok()),
+        fleet,
     };
     let rt = crate::rt()?;
     let result = rt.block_on(async move {

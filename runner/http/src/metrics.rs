@@ -108,6 +108,31 @@ pub fn render_metrics(status: &Status) -> String {
             .set(bool_value(r.ready));
     }
 
+    if let Some(f) = &status.fleet {
+        b.gauge(
+            "runbook_fleet_quorum",
+            "Fleet mode: 1 while this runner's etcd lease requests are answered, else 0.",
+            &[],
+        )
+        .with_label_values::<&str>(&[])
+        .set(bool_value(f.quorum));
+        b.gauge(
+            "runbook_fleet_lease_valid",
+            "Fleet mode: 1 while this runner's lease is alive by its local deadline (it may act), else 0.",
+            &[],
+        )
+        .with_label_values::<&str>(&[])
+        .set(bool_value(f.lease_valid));
+        let errors = b.counter(
+            "runbook_fleet_etcd_errors_total",
+            "Fleet mode: etcd request errors seen by this runner, by stable code.",
+            &["code"],
+        );
+        for (code, n) in &f.errors {
+            errors.with_label_values(&[code.as_str()]).inc_by(*n);
+        }
+    }
+
     if let Some(last) = status.gamedays.first() {
         let gauge = |name: &str, help: &str, v: f64| {
             b.gauge(name, help, &[])
@@ -295,5 +320,31 @@ mod tests {
         }
         // No game day yet: no game-day gauge pretends a value.
         assert!(!text.contains("runbook_gameday_"), "{text}");
+        // Not in fleet mode: no fleet gauge.
+        assert!(!text.contains("runbook_fleet_"), "{text}");
+    }
+
+    #[test]
+    fn fleet_gauges_when_in_fleet_mode() {
+        let status = Status {
+            fleet: Some(FleetView {
+                runner_id: "eu-1".into(),
+                lease_valid: false,
+                quorum: false,
+                errors: vec![("fleet.unavailable".into(), 4)],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = render_metrics(&status);
+        for line in [
+            "# TYPE runbook_fleet_quorum gauge",
+            "runbook_fleet_quorum 0",
+            "runbook_fleet_lease_valid 0",
+            "# TYPE runbook_fleet_etcd_errors_total counter",
+            "runbook_fleet_etcd_errors_total{code=\"fleet.unavailable\"} 4",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
     }
 }

@@ -26,6 +26,26 @@ pub struct Status {
     pub readiness: Vec<ReadinessView>,
     /// Game days, newest first; the page draws the RTO trend from them.
     pub gamedays: Vec<GameDayView>,
+    /// Fleet mode (`--journal etcd://`): this serve's standing in the fleet.
+    #[serde(default)]
+    pub fleet: Option<FleetView>,
+}
+
+/// Fleet mode: whether this serve may act (its lease is alive by its local deadline)
+/// and what its etcd requests say about quorum.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FleetView {
+    pub runner_id: String,
+    /// The lease is alive by its local deadline: serve may start executions.
+    pub lease_valid: bool,
+    pub lease: Option<i64>,
+    /// The last lease request was answered.
+    pub quorum: bool,
+    /// While `quorum` is false: since when (ms) and the last error.
+    pub no_quorum_since_ms: Option<i64>,
+    pub last_error: Option<String>,
+    /// etcd errors seen, by stable code.
+    pub errors: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

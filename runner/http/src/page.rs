@@ -147,6 +147,43 @@ fn empty_row(out: &mut String, cols: usize, text: &str) {
 }
 
 /// The status page `/` shows: one self-contained document, refreshed every 5 s.
+/// Fleet mode: one line saying whether this serve may act, and why not.
+fn fleet_line(out: &mut String, f: &FleetView, now: i64) {
+    if f.lease_valid && f.quorum {
+        let _ = write!(
+            out,
+            "<p class=\"meta\" id=\"fleet\">Fleet: runner <code>{}</code>, etcd quorum, lease {} valid.</p>",
+            esc(&f.runner_id),
+            f.lease.map(|l| l.to_string()).unwrap_or_default()
+        );
+        return;
+    }
+    let since = f
+        .no_quorum_since_ms
+        .map(|s| {
+            format!(
+                " for {}",
+                human_duration(((now - s).max(0)) as f64 / 1000.0)
+            )
+        })
+        .unwrap_or_default();
+    let _ = write!(
+        out,
+        "<p class=\"lever\" id=\"fleet\">Fleet: runner <code>{}</code> {}{} — it starts nothing until its lease is granted again{}.</p>",
+        esc(&f.runner_id),
+        if f.quorum {
+            "holds no live lease"
+        } else {
+            "has NO etcd quorum"
+        },
+        since,
+        f.last_error
+            .as_deref()
+            .map(|e| format!(" (last error: {})", esc(e)))
+            .unwrap_or_default()
+    );
+}
+
 pub fn render_status_page(status: &Status) -> String {
     let mut out = String::with_capacity(16 * 1024);
     head(&mut out, "runbook serve — status", true);
@@ -168,6 +205,9 @@ pub fn render_status_page(status: &Status) -> String {
             );
         }
         None => out.push_str("<p class=\"meta\" id=\"lever\">Safety lever released.</p>"),
+    }
+    if let Some(f) = &status.fleet {
+        fleet_line(&mut out, f, now);
     }
     out.push_str("<p><a href=\"/dashboards\">Dashboards</a> · <a href=\"/metrics\">Metrics</a></p></header>\n");
     schedules(&mut out, status);

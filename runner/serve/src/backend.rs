@@ -231,6 +231,7 @@ pub(crate) fn status(s: &Serve) -> Status {
         watchers,
         readiness,
         gamedays,
+        fleet: s.fleet.as_ref().map(|f| crate::fleet::view(&f.status())),
     }
 }
 

@@ -22,6 +22,7 @@
 mod backend;
 mod check;
 pub mod config;
+mod fleet;
 mod readiness;
 mod runs;
 mod schedules;
@@ -39,6 +40,7 @@ use runbook_scheduler::ScheduleState;
 
 pub use check::{CheckReport, check};
 pub use config::{ConfigError, ServeConfig};
+pub use fleet::FleetSettings;
 
 /// Errors that stop `serve` (exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,8 @@ pub struct Deps {
     pub dashboards: Option<Arc<dyn Dashboards>>,
     /// The page shown at `/executions/ID` (`runbook show`'s text) — the CLI renders it.
     pub show: ShowText,
+    /// Fleet mode (`--journal etcd://`): claims, takeover, fail closed.
+    pub fleet: Option<FleetSettings>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -138,6 +142,8 @@ pub struct Serve {
     /// Worker processes serve started and has not reaped.
     pub(crate) children: Mutex<HashMap<String, tokio::process::Child>>,
     pub(crate) log_dir: PathBuf,
+    /// Fleet mode: serve's lease and claims (docs/fleet.md).
+    pub(crate) fleet: Option<Arc<fleet::ServeFleet>>,
 }
 
 impl Serve {
@@ -169,6 +175,14 @@ pub async fn run(
     std::fs::create_dir_all(&log_dir)
         .map_err(|e| anyhow::anyhow!("creating {}: {e}", log_dir.display()))?;
     let now = runbook_journal::now_ms();
+    let fleet = match &deps.fleet {
+        Some(settings) => Some(Arc::new(
+            fleet::ServeFleet::connect(settings)
+                .await
+                .map_err(|e| anyhow::anyhow!("--journal: {e} ({})", e.code()))?,
+        )),
+        None => None,
+    };
     let serve = Arc::new(Serve {
         cfg,
         runner: deps.runner,
@@ -179,6 +193,7 @@ pub async fn run(
         act: tokio::sync::Mutex::new(()),
         children: Mutex::new(HashMap::new()),
         log_dir,
+        fleet,
     });
     schedules::load(&serve)?;
     watch::load(&serve)?;
@@ -192,6 +207,7 @@ pub async fn run(
             "config": serve.cfg.path.display().to_string(),
             "schedules": serve.cfg.schedules.len(),
             "environments": serve.cfg.environments.len(),
+            "fleet_runner": serve.fleet.as_ref().map(|f| f.runner_id().to_string()),
         }),
     )?;
     tracing::info!(
@@ -250,6 +266,11 @@ pub async fn run(
         let s = serve.clone();
         let rx = stop_rx.clone();
         tasks.spawn(async move { schedules::run_loop(s, rx).await });
+    }
+    if serve.fleet.is_some() {
+        let s = serve.clone();
+        let rx = stop_rx.clone();
+        tasks.spawn(async move { fleet::run_loop(s, rx).await });
     }
     for env in serve.cfg.environments.clone() {
         let s = serve.clone();

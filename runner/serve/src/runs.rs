@@ -27,6 +27,9 @@ pub(crate) enum StartError {
     Exists(String),
     #[error("{0}")]
     Invalid(String),
+    /// Fleet mode: serve's lease is not alive (no etcd quorum): it starts nothing.
+    #[error("{0}")]
+    Fleet(String),
     #[error("{0}")]
     Other(String),
 }
@@ -49,6 +52,9 @@ impl Serve {
         let journal = self.journal();
         if let Ok(row) = journal.execution(&req.id) {
             return Err(StartError::Exists(row.id));
+        }
+        if let Some(why) = self.fleet.as_ref().and_then(|f| f.refusal()) {
+            return Err(StartError::Fleet(why));
         }
         let prepared = self.runner.prepare(req.runbook).map_err(|e| match e {
             RunError::Invalid(m) => StartError::Invalid(m),
@@ -82,6 +88,11 @@ impl Serve {
         );
         match created {
             Ok(row) => {
+                // Fleet mode: serve created it under its own token; the worker claims
+                // it with a new one, so serve gives the environment up first.
+                if let Some(m) = self.runner.fleet() {
+                    m.release(&row.id);
+                }
                 self.spawn_worker(&row.id);
                 Ok(row.id)
             }
@@ -120,6 +131,12 @@ impl Serve {
         };
         let mut cmd = self.worker.command();
         cmd.arg("resume").arg(id).arg("--json").stdin(Stdio::null());
+        if let Some(f) = &self.fleet {
+            // Its own id in the fleet (owner keys show who drives what).
+            let short: String = id.chars().take(8).collect();
+            cmd.arg("--runner-id")
+                .arg(format!("{}-worker-{short}", f.runner_id()));
+        }
         match (open(), open()) {
             (Ok(out), Ok(err)) => {
                 cmd.stdout(out).stderr(err);
@@ -141,7 +158,7 @@ impl Serve {
     }
 
     /// Whether a worker serve started for `id` is still running (and reap it if not).
-    fn worker_alive(&self, id: &str) -> bool {
+    pub(crate) fn worker_alive(&self, id: &str) -> bool {
         let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
         match children.get_mut(id) {
             Some(c) => match c.try_wait() {
@@ -180,7 +197,8 @@ impl Serve {
             };
             if row.status == "RUNNING" {
                 let driven = row.runner_pid.is_some_and(process_alive);
-                if !driven && !self.worker_alive(&row.id) {
+                let fleet_refuses = self.fleet.as_ref().is_some_and(|f| !f.may_act());
+                if !driven && !fleet_refuses && !self.worker_alive(&row.id) {
                     tracing::warn!(execution = %row.id, "no runner drives it; resuming");
                     let _ = self.journal().record_decision(
                         now_ms(),

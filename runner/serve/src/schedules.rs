@@ -158,7 +158,22 @@ async fn tick_one(s: &Arc<Serve>, sc: &ScheduleConfig, now: Timestamp) -> Option
                 continue;
             }
             Decision::Fire { slot, at } => {
-                match s.start_execution(&slot_request(&name, sc, *slot)) {
+                let req = slot_request(&name, sc, *slot);
+                if let Some(outcome) = fleet_claim(s, &name, *slot, &req.id).await {
+                    // Another runner fired it, or this one may not act: not started.
+                    if outcome {
+                        entry.skipped += 1;
+                    }
+                    runbook_scheduler::apply(
+                        &mut entry.st,
+                        &Decision::Skip {
+                            slot: *slot,
+                            reason: SkipReason::Overlap,
+                        },
+                    );
+                    continue;
+                }
+                match s.start_execution(&req) {
                     Ok(id) | Err(StartError::Exists(id)) => {
                         record(
                             s,
@@ -257,6 +272,52 @@ async fn tick_one(s: &Arc<Serve>, sc: &ScheduleConfig, now: Timestamp) -> Option
     next
 }
 
+/// Fleet mode: claim `slot` across the fleet before starting it (`execution` is the
+/// slot's id). `None`: start it (not in fleet mode, or this runner won the claim now
+/// or with an earlier attempt). `Some(false)`: another runner fired it (journaled as
+/// `fired-elsewhere` with the winner). `Some(true)`: this runner may not act or the
+/// claim got no answer (journaled as a skip).
+async fn fleet_claim(s: &Serve, name: &str, slot: Timestamp, execution: &str) -> Option<bool> {
+    let f = s.fleet.as_ref()?;
+    if let Some(why) = f.refusal() {
+        tracing::error!(schedule = name, slot = %iso(slot), "not fired: {why}");
+        record(
+            s,
+            name,
+            "skip",
+            json!({"slot": iso(slot), "reason": "fleet-no-quorum", "detail": why}),
+        );
+        return Some(true);
+    }
+    match f.claim_slot(name, ms(slot), execution).await {
+        Ok(runbook_fleet::Claimed::Lost {
+            record: r,
+            revision,
+        }) => {
+            record(
+                s,
+                name,
+                "fired-elsewhere",
+                json!({"slot": iso(slot), "runner": r.runner, "execution_id": r.execution,
+                       "claim_revision": revision,
+                       "summary": format!("fired by runner {} (execution {})", r.runner, r.execution)}),
+            );
+            Some(false)
+        }
+        Ok(_) => None,
+        Err(e) => {
+            record(
+                s,
+                name,
+                "skip",
+                json!({"slot": iso(slot), "reason": "fleet-claim-failed",
+                       "detail": format!("{}: {e}", e.code())}),
+            );
+            Some(true)
+        }
+    }
+}
+
 fn record(s: &Serve, name: &str, action: &str, body: Value) {
     tracing::info!(schedule = name, action, %body, "schedule decision");
     if let Err(e) = s
@@ -289,28 +350,37 @@ pub(crate) async fn finished(s: &Arc<Serve>, run: &ServeRun, status: &str, succe
         }
     } else if let Some(d) = runbook_scheduler::on_finished(&mut entry.st, succeeded, &sc.schedule) {
         if let Decision::Fire { slot, at } = d {
-            match s.start_execution(&slot_request(&name, sc, slot)) {
-                Ok(id) | Err(StartError::Exists(id)) => {
-                    record(
-                        s,
-                        &name,
-                        "fire",
-                        json!({"slot": iso(slot), "due": iso(at), "execution_id": id, "buffered": true}),
-                    );
-                    entry.fired += 1;
-                    entry.last_execution = Some(id);
-                    entry.last_status = Some("RUNNING".into());
-                    runbook_scheduler::apply(&mut entry.st, &d);
-                }
-                Err(e) => {
-                    record(
-                        s,
-                        &name,
-                        "skip",
-                        json!({"slot": iso(slot), "reason": "start-failed", "detail": e.to_string()}),
-                    );
-                    entry.st.buffered = None;
+            let req = slot_request(&name, sc, slot);
+            let claimed = fleet_claim(s, &name, slot, &req.id).await;
+            if claimed.is_some() {
+                entry.st.buffered = None;
+                if claimed == Some(true) {
                     entry.skipped += 1;
+                }
+            } else {
+                match s.start_execution(&req) {
+                    Ok(id) | Err(StartError::Exists(id)) => {
+                        record(
+                            s,
+                            &name,
+                            "fire",
+                            json!({"slot": iso(slot), "due": iso(at), "execution_id": id, "buffered": true}),
+                        );
+                        entry.fired += 1;
+                        entry.last_execution = Some(id);
+                        entry.last_status = Some("RUNNING".into());
+                        runbook_scheduler::apply(&mut entry.st, &d);
+                    }
+                    Err(e) => {
+                        record(
+                            s,
+                            &name,
+                            "skip",
+                            json!({"slot": iso(slot), "reason": "start-failed", "detail": e.to_string()}),
+                        );
+                        entry.st.buffered = None;
+                        entry.skipped += 1;
+                    }
                 }
             }
         } else {

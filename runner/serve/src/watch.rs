@@ -10,7 +10,7 @@ use runbook_watcher::{Action, Decision, Mode, Round};
 use serde_json::{Value, json};
 
 use crate::config::EnvironmentConfig;
-use crate::runs::{StartError, StartRequest};
+use crate::runs::StartRequest;
 use crate::{Serve, WatcherEntry, signals};
 
 const KIND: &str = "watcher";
@@ -169,14 +169,16 @@ async fn round(s: &Arc<Serve>, env: &EnvironmentConfig, p: &Arc<dyn Provider>) -
             provider: &env.provider,
             params: &params,
         };
-        match s.start_execution(&req) {
+        let claim = match &s.fleet {
+            Some(f) => fleet_claim(f, env, &req.id).await,
+            None => Ok(()),
+        };
+        match claim.and_then(|()| s.start_execution(&req).map_err(|e| e.to_string())) {
             Ok(id) => {
                 runbook_watcher::failover_started(&mut st, &id, r.at_ms);
                 started = Some(id);
             }
-            // Someone else (an operator, a game day) got the environment first.
-            Err(e @ StartError::Busy { .. }) => start_error = Some(e.to_string()),
-            Err(e) => start_error = Some(e.to_string()),
+            Err(e) => start_error = Some(e),
         }
     }
     let journal_it = runbook_watcher::worth_journaling(prev.as_ref(), &d) || start_error.is_some();
@@ -240,6 +242,37 @@ async fn round(s: &Arc<Serve>, env: &EnvironmentConfig, p: &Arc<dyn Provider>) -
         }
     }
     d
+}
+
+/// Fleet mode: claim the failover of this outage episode across the fleet (the primary
+/// is the configured one: a same-named primary failing again after a failover is the
+/// same episode, left to the operator; docs/fleet.md). `Err`: not started, and why
+/// (another runner won it: its execution; or no quorum).
+async fn fleet_claim(
+    f: &crate::fleet::ServeFleet,
+    env: &EnvironmentConfig,
+    execution: &str,
+) -> Result<(), String> {
+    if let Some(why) = f.refusal() {
+        return Err(why);
+    }
+    let primary = format!("{}@{}", env.primary(), env.primary_region);
+    match f.claim_failover(&env.lock_key(), &primary, execution).await {
+        Ok((_, runbook_fleet::Claimed::Lost { record, .. })) => Err(format!(
+            "fired by runner {} (execution {}): it won the failover of this outage",
+            record.runner, record.execution
+        )),
+        Ok((_, runbook_fleet::Claimed::Already { record, .. }))
+            if record.execution != execution =>
+        {
+            Err(format!(
+                "this runner claimed this outage earlier (execution {})",
+                record.execution
+            ))
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("fleet claim failed ({}): {e}", e.code())),
+    }
 }
 
 pub(crate) async fn run_loop(
