@@ -1,0 +1,340 @@
+//! `runbook serve` in fleet mode (issue 15, items 3 and 4): three serve processes with
+//! their own state dirs (own SQLite journals) share one 3-member etcd cluster
+//! (`--journal etcd://`) and one local cloud (`RUNBOOK_LOCAL_DIR`).
+//! `tests/runbooks/fleet-pause.yaml` publishes one SNS notification (appended to a
+//! file) per execution: the file counts who fired.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use runbook_test_support::etcd::Cluster;
+use runbook_test_support::runbook::{RunbookHome, fixture, tail};
+use runbook_test_support::serve::ServeProc;
+use runbook_test_support::wait;
+use serde_json::Value;
+
+/// `etcd://host:port,...` of every member.
+fn url(cluster: &Cluster) -> String {
+    let hosts: Vec<String> = (0..cluster.len())
+        .map(|i| format!("127.0.0.1:{}", cluster.member(i).client_port))
+        .collect();
+    format!("etcd://{}", hosts.join(","))
+}
+
+/// A serve's home: its own state dir, fleet mode with the fastest safe timing, the
+/// shared local cloud.
+fn home(url: &str, id: &str, local: &Path) -> RunbookHome {
+    RunbookHome::new().with_env([
+        ("RUNBOOK_JOURNAL", Some(url.to_string())),
+        ("RUNBOOK_FLEET_TIMING", Some("fast".into())),
+        ("RUNBOOK_RUNNER_ID", Some(id.to_string())),
+        ("RUNBOOK_LOCAL_DIR", Some(local.display().to_string())),
+    ])
+}
+
+fn utc_in(secs: i64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let out = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}", now + secs),
+            "+%Y-%m-%dT%H:%M:%S",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A serve config with one `at()` schedule per `(name, seconds from now)`, each running
+/// fleet-pause (1 s pause) that publishes to `notes`.
+fn config(dir: &Path, notes: &Path, slots: &[(&str, i64)]) -> PathBuf {
+    let book = fixture("fleet-pause.yaml");
+    let mut body = String::from("Schedules:\n");
+    for (name, secs) in slots {
+        body.push_str(&format!(
+            "  {name}:\n    Runbook: {}\n    Params: {{ Path: {}, PauseSeconds: 1, Environment: fleet-{name} }}\n    Expression: at({})\n",
+            book.display(),
+            notes.display(),
+            utc_in(*secs)
+        ));
+    }
+    let path = dir.join("serve.yaml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// Lines of the notification file published after the pause.
+fn published(notes: &Path) -> usize {
+    std::fs::read_to_string(notes)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("after-pause"))
+        .count()
+}
+
+/// serve's own journaled decisions (its local SQLite; no etcd needed to read them).
+fn decisions(h: &RunbookHome, kind: &str) -> Vec<Value> {
+    let (code, v) = h.json(&[
+        "decisions",
+        "--json",
+        "--journal",
+        "sqlite",
+        "--kind",
+        kind,
+        "--limit",
+        "500",
+    ]);
+    assert_eq!(code, 0, "decisions: {v}");
+    v.as_array().cloned().unwrap_or_default()
+}
+
+/// Executions of fleet-pause in the fleet journal (etcd).
+fn fleet_executions(h: &RunbookHome) -> Vec<Value> {
+    let (code, v) = h.json(&["executions", "--json", "--limit", "500"]);
+    assert_eq!(code, 0, "executions: {v}");
+    v.as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["name"] == "fleet-pause")
+        .collect()
+}
+
+fn slot_claims(cluster: &Cluster) -> Vec<String> {
+    let out = cluster
+        .etcdctl(&["get", "/runbook/once/schedule/", "--prefix", "--keys-only"])
+        .expect("etcdctl get");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn logs(serves: &[ServeProc]) -> String {
+    serves
+        .iter()
+        .map(|s| tail(&s.log_text(), 30))
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+#[test]
+fn three_serves_fire_each_slot_once_and_losers_record_the_winner() {
+    let cluster = Cluster::start(3).expect("3-member etcd");
+    let url = url(&cluster);
+    // Only its directory: the shared local cloud.
+    let local = RunbookHome::new();
+    let homes: Vec<RunbookHome> = ["serve-a", "serve-b", "serve-c"]
+        .iter()
+        .map(|id| home(&url, id, local.path()))
+        .collect();
+    let notes = local.path().join("notes.txt");
+    let names = ["s1", "s2", "s3"];
+    let cfg = config(
+        homes[0].path(),
+        &notes,
+        &[("s1", 25), ("s2", 29), ("s3", 33)],
+    );
+    let serves: Vec<ServeProc> = homes
+        .iter()
+        .map(|h| ServeProc::start(h, &cfg, "serve.log"))
+        .collect();
+    for s in &serves {
+        assert_eq!(
+            s.metric("runbook_fleet_quorum"),
+            Some(1.0),
+            "{}",
+            s.metrics()
+        );
+    }
+    wait::until(
+        "three scheduled executions SUCCEEDED in etcd",
+        Duration::from_secs(120),
+        || {
+            let x = fleet_executions(&homes[0]);
+            x.len() >= 3 && x.iter().all(|e| e["status"] == "SUCCEEDED")
+        },
+    );
+    let execs = fleet_executions(&homes[1]);
+    assert_eq!(execs.len(), 3, "one execution per slot: {execs:?}");
+    assert_eq!(
+        published(&notes),
+        3,
+        "one publish per slot\n{}",
+        logs(&serves)
+    );
+    assert_eq!(
+        slot_claims(&cluster).len(),
+        3,
+        "{:?}",
+        slot_claims(&cluster)
+    );
+
+    // Every serve decided every slot: exactly one fired it, the two others journaled
+    // who did.
+    let mut per_home: Vec<Vec<Value>> = Vec::new();
+    wait::until(
+        "every serve decided every slot",
+        Duration::from_secs(30),
+        || {
+            per_home = homes.iter().map(|h| decisions(h, "schedule")).collect();
+            names.iter().all(|n| {
+                per_home.iter().all(|d| {
+                    d.iter().any(|x| {
+                        x["subject"] == *n
+                            && (x["action"] == "fire" || x["action"] == "fired-elsewhere")
+                    })
+                })
+            })
+        },
+    );
+    let ids = ["serve-a", "serve-b", "serve-c"];
+    for n in names {
+        let mut winner = None;
+        let mut fires = 0;
+        for (i, d) in per_home.iter().enumerate() {
+            let mine: Vec<&Value> = d.iter().filter(|x| x["subject"] == n).collect();
+            let fired = mine.iter().filter(|x| x["action"] == "fire").count();
+            fires += fired;
+            if fired == 1 {
+                winner = Some((
+                    ids[i],
+                    mine.iter().find(|x| x["action"] == "fire").unwrap()["body"]["execution_id"]
+                        .clone(),
+                ));
+            }
+        }
+        assert_eq!(fires, 1, "slot {n} fired {fires} times: {per_home:?}");
+        let (who, exec) = winner.unwrap();
+        for (i, d) in per_home.iter().enumerate() {
+            if ids[i] == who {
+                continue;
+            }
+            let lost = d
+                .iter()
+                .find(|x| x["subject"] == n && x["action"] == "fired-elsewhere")
+                .unwrap_or_else(|| panic!("{} has no fired-elsewhere for {n}: {d:?}", ids[i]));
+            assert_eq!(lost["body"]["runner"], who, "{lost}");
+            assert_eq!(lost["body"]["execution_id"], exec, "{lost}");
+            let summary = lost["body"]["summary"].as_str().unwrap();
+            assert!(summary.contains(who), "{summary}");
+        }
+        eprintln!("slot {n}: fired by {who} ({exec})");
+    }
+}
+
+#[test]
+fn serves_stop_without_quorum_and_fire_again_when_it_returns() {
+    let mut cluster = Cluster::start(3).expect("3-member etcd");
+    let url = url(&cluster);
+    // Only its directory: the shared local cloud.
+    let local = RunbookHome::new();
+    let homes: Vec<RunbookHome> = ["serve-a", "serve-b", "serve-c"]
+        .iter()
+        .map(|id| home(&url, id, local.path()))
+        .collect();
+    let notes = local.path().join("notes.txt");
+    // `during` comes due while two members are down; `after` once they are back.
+    let cfg = config(homes[0].path(), &notes, &[("during", 40), ("after", 75)]);
+    let serves: Vec<ServeProc> = homes
+        .iter()
+        .map(|h| ServeProc::start(h, &cfg, "serve.log"))
+        .collect();
+    for s in &serves {
+        assert_eq!(
+            s.metric("runbook_fleet_quorum"),
+            Some(1.0),
+            "{}",
+            s.metrics()
+        );
+        assert_eq!(s.metric("runbook_fleet_lease_valid"), Some(1.0));
+    }
+    cluster.kill(1);
+    cluster.kill(2);
+    wait::until(
+        "every serve reports no quorum and no valid lease",
+        Duration::from_secs(30),
+        || {
+            serves.iter().all(|s| {
+                s.metric("runbook_fleet_quorum") == Some(0.0)
+                    && s.metric("runbook_fleet_lease_valid") == Some(0.0)
+            })
+        },
+    );
+    let text = serves[0].metrics();
+    let check = runbook_test_support::promtool::check_metrics(&text).expect("promtool");
+    assert!(check.clean(), "promtool: {check:?}\n{text}");
+    assert!(
+        text.contains("runbook_fleet_etcd_errors_total{code=\"fleet."),
+        "{text}"
+    );
+    let page = runbook_test_support::http::get(serves[0].addr, "/")
+        .expect("status page")
+        .body;
+    assert!(page.contains("NO etcd quorum"), "{page}");
+    wait::until(
+        "every serve skipped `during` for want of quorum",
+        Duration::from_secs(60),
+        || {
+            homes.iter().all(|h| {
+                decisions(h, "schedule").iter().any(|d| {
+                    d["subject"] == "during"
+                        && d["action"] == "skip"
+                        && d["body"]["reason"] == "fleet-no-quorum"
+                })
+            })
+        },
+    );
+    for (h, s) in homes.iter().zip(&serves) {
+        assert!(
+            decisions(h, "fleet")
+                .iter()
+                .any(|d| d["action"] == "stop-acting"),
+            "no stop-acting decision\n{}",
+            tail(&s.log_text(), 30)
+        );
+        assert!(
+            s.log_text().contains("serve stops acting"),
+            "{}",
+            s.log_text()
+        );
+    }
+    cluster.restart(1).expect("member 1 back");
+    cluster.restart(2).expect("member 2 back");
+    wait::until(
+        "every serve reports quorum and a valid lease again",
+        Duration::from_secs(60),
+        || {
+            serves.iter().all(|s| {
+                s.metric("runbook_fleet_quorum") == Some(1.0)
+                    && s.metric("runbook_fleet_lease_valid") == Some(1.0)
+            })
+        },
+    );
+    wait::until(
+        "`after` fired and finished",
+        Duration::from_secs(90),
+        || {
+            let x = fleet_executions(&homes[0]);
+            x.len() == 1 && x[0]["status"] == "SUCCEEDED"
+        },
+    );
+    // Nothing was started for `during`; `after` fired once.
+    assert_eq!(fleet_executions(&homes[2]).len(), 1);
+    assert_eq!(published(&notes), 1, "{}", logs(&serves));
+    let fires: usize = homes
+        .iter()
+        .map(|h| {
+            decisions(h, "schedule")
+                .iter()
+                .filter(|d| d["action"] == "fire")
+                .count()
+        })
+        .sum();
+    assert_eq!(fires, 1);
+}
