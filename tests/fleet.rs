@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use runbook_test_support::client::{self, Writer, missing};
 use runbook_test_support::etcd::Cluster;
 use runbook_test_support::process::{self, Guarded};
 use runbook_test_support::runbook::{RunbookHome, fixture, tail};
@@ -331,6 +332,102 @@ fn stale_runner_is_fenced_and_stops_acting() {
     );
 }
 
+/// (d) The etcd member the runner talks to (the first of its endpoints) is SIGKILLed
+/// while the runner is in the Wait: its client fails over to another member, the same
+/// runner keeps its ownership (same fencing token throughout) and finishes, and etcd
+/// has one consistent history, which the restarted member serves too.
+#[test]
+fn runner_finishes_when_an_etcd_member_is_killed_mid_execution() {
+    let mut cluster = Cluster::start(3).expect("3-member etcd");
+    let url = url(&cluster);
+    let a = runner(&url, "runner-a", None);
+    let notes = a.path().join("notes.txt");
+
+    let mut run_a = start_run(&a, &notes, 8);
+    let id = wait_until_paused(&a);
+    assert_eq!(owner(&cluster), "runner-a");
+    let token_a = token(&cluster);
+    // Whether it is also the leader (then a leader election happens too), printed.
+    let status = Cluster::etcdctl_at(
+        &cluster.member(0).endpoint(),
+        &["endpoint", "status", "-w", "json"],
+    )
+    .expect("etcdctl endpoint status");
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+    let s0 = &status[0]["Status"];
+    let was_leader = s0["leader"].is_u64() && s0["leader"] == s0["header"]["member_id"];
+    cluster.kill(0);
+    let killed = Instant::now();
+
+    // Until it ends, the environment stays runner A's under the same token.
+    let mut seen = Vec::new();
+    wait::until("runner A to finish", Duration::from_secs(60), || {
+        // One read for both (the owner releases at the end, between two reads);
+        // `-w fields` prints them as text: `"Value" : "runner-a"`, `"CreateRevision" : 2`.
+        let out = cluster
+            .etcdctl(&["get", OWNER_KEY, "-w", "fields"])
+            .expect("etcdctl get");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("\"{name}\" : ")))
+                .map(|v| v.trim().trim_matches('"').to_string())
+        };
+        if let (Some(who), Some(rev)) = (field("Value"), field("CreateRevision")) {
+            seen.push((who, rev.parse::<i64>().unwrap_or(0)));
+        }
+        run_a.exited()
+    });
+    let finished = killed.elapsed();
+    assert!(
+        !seen.is_empty(),
+        "the owner key was never read after the kill"
+    );
+    assert!(
+        seen.iter()
+            .all(|(who, t)| who == "runner-a" && *t == token_a),
+        "ownership changed hands: {seen:?}"
+    );
+    let out = run_a.json();
+    assert_eq!(out["status"], "SUCCEEDED", "{out:#}");
+    assert_eq!(out["execution_id"], id.as_str());
+    assert_eq!(published(&notes), 1, "the Task after the Wait acted once");
+    println!(
+        "member 0 (leader: {was_leader}) killed in the Wait: runner A finished {:.2} s later, \
+         {} owner reads, all runner-a with token {token_a}",
+        finished.as_secs_f64(),
+        seen.len()
+    );
+
+    let all = executions(&a);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(all[0]["status"], "SUCCEEDED");
+    let shown = assert_one_history(&a, &id);
+    assert_eq!(owner(&cluster), "", "environment released after the end");
+
+    // The killed member, restarted, has caught up: the same history, key for key.
+    cluster.restart(0).expect("member 0 back");
+    let prefix = format!("/runbook/exec/{id}/history/");
+    let on_member = |i: usize| -> usize {
+        let out = Cluster::etcdctl_at(
+            &cluster.member(i).endpoint(),
+            &["get", &prefix, "--prefix", "--keys-only", "--consistency=s"],
+        )
+        .expect("etcdctl get");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count()
+    };
+    let rows = shown["history"].as_array().unwrap().len();
+    wait::until(
+        "the restarted member to serve the whole history",
+        Duration::from_secs(30),
+        || on_member(0) == rows,
+    );
+    assert_eq!(on_member(1), rows);
+}
+
 /// (c) failover.yaml on the local provider (real PostgreSQL) with its owner SIGKILLed
 /// once the promotion has begun: runner B takes it over and completes it, and the
 /// replica is promoted once (the interrupted Promote Task is re-run; the plugin
@@ -349,6 +446,27 @@ fn owner_killed_mid_failover_is_completed_by_another_runner_with_one_promotion()
         out.status.success(),
         "deploy: {}",
         tail(&String::from_utf8_lossy(&out.stderr), 40)
+    );
+    // An independent client writes through the routed name for the whole test: what
+    // the database acknowledged must survive the takeover.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let conn = a.routed_conn();
+    rt.block_on(async {
+        let c = client::client(&conn).await.expect("routed name");
+        client::create_table(&c).await.expect("writer's table");
+    });
+    let writer = {
+        let _in_runtime = rt.enter();
+        Writer::start(conn.clone(), 1)
+    };
+    let writing = Instant::now();
+    assert!(
+        rt.block_on(writer.wait_acked_since(writing, 5, Duration::from_secs(30))),
+        "the independent client writes before the crash"
     );
     a.text(&["local", "crash", "primary-postgres-dev", "--all-nodes"]);
 
@@ -428,6 +546,25 @@ fn owner_killed_mid_failover_is_completed_by_another_runner_with_one_promotion()
         .filter(|h| h["kind"] == "TaskStateEntered" && h["state"] == "Promote")
         .count();
     assert_eq!(promote_entered, 1);
+
+    // The independent client writes through the routed name again, and every write
+    // the database acknowledged (before the crash, and after the takeover) is there.
+    let done = Instant::now();
+    assert!(
+        rt.block_on(writer.wait_acked_since(done, 5, Duration::from_secs(60))),
+        "the independent client writes through the routed name after the failover"
+    );
+    let (acked, outage) = rt.block_on(writer.finish());
+    let lost = rt.block_on(missing(&conn, &acked));
+    assert!(
+        lost.is_empty(),
+        "the independent client lost acknowledged rows after the takeover: {lost:?}"
+    );
+    println!(
+        "independent client: {} writes acknowledged, none lost; longest outage it saw {:.2?}",
+        acked.len(),
+        outage
+    );
 }
 
 /// `etcdctl watch --prefix` in the background: SIGKILLs `victim` at the first line
