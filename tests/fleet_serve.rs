@@ -338,3 +338,144 @@ fn serves_stop_without_quorum_and_fire_again_when_it_returns() {
         .sum();
     assert_eq!(fires, 1);
 }
+
+/// The serve whose worker drives an execution is SIGKILLed together with that worker
+/// (serve's whole process group, as a host crash or `systemctl kill` would): the other
+/// serve finds the execution RUNNING with no owner for one TTL, takes it over (a
+/// worker of its own resumes it) and finishes it: one execution, SUCCEEDED, its history
+/// gap-free, one publish, one takeover decision journaled.
+#[test]
+fn surviving_serve_takes_over_the_execution_of_a_killed_serve() {
+    let cluster = Cluster::start(3).expect("3-member etcd");
+    let url = url(&cluster);
+    let local = RunbookHome::new();
+    let ids = ["serve-a", "serve-b"];
+    let homes: Vec<RunbookHome> = ids.iter().map(|id| home(&url, id, local.path())).collect();
+    let notes = local.path().join("notes.txt");
+    // One slot; its execution waits 25 s (time to kill its serve and take it over). The
+    // schedule names its environment, so both serves take over on it.
+    let book = fixture("fleet-pause.yaml");
+    let cfg = homes[0].path().join("serve.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "Schedules:\n  t1:\n    Runbook: {}\n    Environment: fleet-t1\n    Params: {{ Path: {}, PauseSeconds: 25, Environment: fleet-t1 }}\n    Expression: at({})\n",
+            book.display(),
+            notes.display(),
+            utc_in(20)
+        ),
+    )
+    .unwrap();
+    let mut serves: Vec<ServeProc> = homes
+        .iter()
+        .map(|h| ServeProc::start(h, &cfg, "serve.log"))
+        .collect();
+
+    // The execution is in its Wait, driven by one serve's worker.
+    let owner_key = "/runbook/owners/local/fleet-t1";
+    let owner = || {
+        let out = cluster
+            .etcdctl(&["get", owner_key, "--print-value-only"])
+            .expect("etcdctl get");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let mut id = String::new();
+    wait::until(
+        "the scheduled execution to reach its Wait, driven by a worker",
+        Duration::from_secs(120),
+        || {
+            let Some(e) = fleet_executions(&homes[1]).into_iter().next() else {
+                return false;
+            };
+            id = e["execution_id"].as_str().unwrap().to_string();
+            owner().contains("-worker-")
+                && homes[1].show(&id)["history"]
+                    .as_array()
+                    .is_some_and(|h| h.iter().any(|h| h["kind"] == "WaitStateEntered"))
+        },
+    );
+    let first = owner();
+    let victim = ids
+        .iter()
+        .position(|s| first.starts_with(&format!("{s}-worker-")))
+        .unwrap_or_else(|| panic!("owner {first} is no serve's worker"));
+    let survivor = 1 - victim;
+    // The worker serve started (its log: "worker started execution=ID pid=N").
+    let worker_pid: i32 = serves[victim]
+        .log_text()
+        .lines()
+        .find(|l| l.contains("worker started") && l.contains(&id))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("pid=")))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no worker in the log:\n{}", serves[victim].log_text()));
+    assert!(runbook_test_support::process::alive(worker_pid));
+    serves[victim].kill_group();
+    let killed = std::time::Instant::now();
+    assert!(
+        !runbook_test_support::process::alive(worker_pid),
+        "the worker {worker_pid} died with its serve's process group"
+    );
+
+    // The survivor's worker takes the environment over.
+    let mine = format!("{}-worker-", ids[survivor]);
+    wait::until(
+        "the surviving serve's worker to own the environment",
+        Duration::from_secs(60),
+        || owner().starts_with(&mine),
+    );
+    println!(
+        "serve takeover: {} killed with its worker; {}'s worker owns the environment {:.2} s later \
+         (fast timing, TTL 2 s: lease expiry + one TTL unowned + takeover pass)",
+        ids[victim],
+        ids[survivor],
+        killed.elapsed().as_secs_f64()
+    );
+    wait::until(
+        "the execution SUCCEEDED in etcd",
+        Duration::from_secs(120),
+        || {
+            fleet_executions(&homes[survivor])
+                .first()
+                .is_some_and(|e| e["status"] == "SUCCEEDED")
+        },
+    );
+    let execs = fleet_executions(&homes[survivor]);
+    assert_eq!(execs.len(), 1, "one execution: {execs:?}");
+    assert_eq!(execs[0]["execution_id"], id.as_str());
+    assert_eq!(published(&notes), 1, "{}", logs(&serves));
+
+    // One history: gap-free, started and ended once, each state entered once.
+    let shown = homes[survivor].show(&id);
+    let history = shown["history"].as_array().expect("history");
+    for (i, h) in history.iter().enumerate() {
+        assert_eq!(h["seq"], i as i64 + 1, "history sequence: {h}");
+    }
+    let count = |kind: &str, state: Option<&str>| {
+        history
+            .iter()
+            .filter(|h| h["kind"] == kind && state.is_none_or(|s| h["state"] == s))
+            .count()
+    };
+    assert_eq!(count("ExecutionStarted", None), 1, "{history:#?}");
+    assert_eq!(count("ExecutionSucceeded", None), 1, "{history:#?}");
+    for state in ["Before", "After"] {
+        assert_eq!(count("TaskStateEntered", Some(state)), 1, "{history:#?}");
+    }
+    assert_eq!(count("WaitStateEntered", Some("Pause")), 1, "{history:#?}");
+
+    // The survivor journaled one takeover, of this execution, and settled it.
+    let takeovers: Vec<Value> = decisions(&homes[survivor], "fleet")
+        .into_iter()
+        .filter(|d| d["action"] == "takeover")
+        .collect();
+    assert_eq!(takeovers.len(), 1, "{takeovers:?}");
+    assert_eq!(takeovers[0]["body"]["execution_id"], id.as_str());
+    wait::until(
+        "the survivor's own journal to have the finished copy",
+        Duration::from_secs(30),
+        || {
+            let (code, v) = homes[survivor].json(&["show", &id, "--json", "--journal", "sqlite"]);
+            code == 0 && v["status"] == "SUCCEEDED"
+        },
+    );
+}
