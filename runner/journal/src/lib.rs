@@ -98,8 +98,22 @@ pub fn now_ms() -> i64 {
 
 impl Journal {
     pub fn open(path: &Path) -> Result<Journal> {
-        let conn = Connection::open(path)?;
-        Self::init(conn)
+        // Two processes opening a journal that does not exist yet race to create it:
+        // while one switches the new file to WAL and creates the schema, the other can
+        // get SQLITE_BUSY without its busy handler being consulted (seen as
+        // `runbook executions` failing while `runbook run` starts). The schema is
+        // idempotent, so opening again after a short pause is safe.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Self::init(Connection::open(path)?) {
+                Err(JournalError::Sql(e))
+                    if is_busy(&e) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
     }
 
     pub fn open_in_memory() -> Result<Journal> {
@@ -125,6 +139,13 @@ impl Journal {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         Ok(f(&conn)?)
     }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 #[cfg(test)]
@@ -182,6 +203,31 @@ pub(crate) mod tests {
             j.execution("nope"),
             Err(JournalError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn concurrent_first_opens_all_succeed() {
+        // Many openers race to create the same journal, as `runbook run` and
+        // `runbook executions` do when an operator watches a first run start.
+        for round in 0..20 {
+            let dir = std::env::temp_dir().join(format!(
+                "runbook-journal-race-{}-{round}",
+                std::process::id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("j.db");
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let path = path.clone();
+                    std::thread::spawn(move || Journal::open(&path).map(|_| ()))
+                })
+                .collect();
+            for o in openers {
+                o.join().unwrap().unwrap();
+            }
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
     }
 
     #[test]
