@@ -6,7 +6,7 @@
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use runbook_test_support::runbook::{RunbookHome, fixture, stderr};
+use runbook_test_support::runbook::{RunbookHome, fixture, log_lines_starting, stderr};
 use runbook_test_support::wait;
 use serde_json::{Value, json};
 
@@ -161,15 +161,5 @@ fn killed_waiting_runner_resumes_waiting_without_rerunning_the_plugin() {
     assert_eq!(v["output"]["after"], json!({"approved_by": "bob"}));
     // The notifying plugin of Ask ran once: its "hello" log line is journaled once.
     let show = env.show(&id);
-    let hellos = show["logs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| {
-            l["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("hello from logger"))
-        })
-        .count();
-    assert_eq!(hellos, 1, "{show}");
+    assert_eq!(log_lines_starting(&show, "hello from logger"), 1, "{show}");
 }

@@ -7,82 +7,21 @@
 //!
 //! Takeover times are printed, never asserted on (they are measurements).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use runbook_test_support::client::{self, Writer, missing};
 use runbook_test_support::etcd::Cluster;
-use runbook_test_support::process::{self, Guarded};
-use runbook_test_support::runbook::{RunbookHome, fixture, tail};
+use runbook_test_support::fleet::{
+    self as fleet_harness, Background, executions, kill_when_scheduled, owner_of, take_over_at,
+};
+use runbook_test_support::process;
+use runbook_test_support::runbook::{RunbookHome, fixture, log_lines_starting, tail};
 use runbook_test_support::wait;
 use serde_json::Value;
 
 const OWNER_KEY: &str = "/runbook/owners/local/fleet";
 const DEV_OWNER_KEY: &str = "/runbook/owners/local/dev";
-
-/// `etcd://host:port,...` of every member.
-fn url(cluster: &Cluster) -> String {
-    let hosts: Vec<String> = (0..cluster.len())
-        .map(|i| format!("127.0.0.1:{}", cluster.member(i).client_port))
-        .collect();
-    format!("etcd://{}", hosts.join(","))
-}
-
-/// A runner: its own state dir, fleet mode on `url` with the fastest safe timing
-/// (TTL 2 s), and the local cloud in `local` (`None`: its own state dir).
-fn runner(url: &str, id: &str, local: Option<&Path>) -> RunbookHome {
-    let home = RunbookHome::new();
-    let local = local
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| home.path().to_path_buf());
-    home.with_env([
-        ("RUNBOOK_JOURNAL", Some(url.to_string())),
-        ("RUNBOOK_FLEET_TIMING", Some("fast".into())),
-        ("RUNBOOK_RUNNER_ID", Some(id.to_string())),
-        ("RUNBOOK_LOCAL_DIR", Some(local.display().to_string())),
-    ])
-}
-
-/// A runner process in the background, its stdout and stderr in files of its home.
-struct Background {
-    process: Guarded,
-    out: PathBuf,
-    err: PathBuf,
-}
-
-impl Background {
-    fn start(r: &RunbookHome, args: &[&str], name: &str) -> Background {
-        let out = r.path().join(format!("{name}.out"));
-        let err = r.path().join(format!("{name}.err"));
-        let mut cmd = r.cmd(args);
-        cmd.stdout(std::fs::File::create(&out).unwrap())
-            .stderr(std::fs::File::create(&err).unwrap());
-        Background {
-            process: process::spawn(cmd, libc::SIGKILL).expect("starting a runner"),
-            out,
-            err,
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.process.pid() as i32
-    }
-
-    fn exited(&mut self) -> bool {
-        self.process.exited()
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.err).unwrap_or_default()
-    }
-
-    fn json(&self) -> Value {
-        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        serde_json::from_str(&text).unwrap_or_else(|e| {
-            panic!("no JSON result ({e}): {text}\n{}", tail(&self.stderr(), 40))
-        })
-    }
-}
 
 fn start_run(a: &RunbookHome, notes: &Path, pause: u32) -> Background {
     let file = fixture("fleet-pause.yaml");
@@ -101,13 +40,6 @@ fn start_run(a: &RunbookHome, notes: &Path, pause: u32) -> Background {
         ],
         "run-a",
     )
-}
-
-/// `runbook executions --json` as the fleet journal has it.
-fn executions(r: &RunbookHome) -> Vec<Value> {
-    let (code, v) = r.json(&["executions", "--json"]);
-    assert_eq!(code, 0, "executions: {v}");
-    v.as_array().cloned().unwrap_or_default()
 }
 
 /// The id of the one fleet-pause execution once its history reached the Wait.
@@ -136,13 +68,6 @@ fn owner(cluster: &Cluster) -> String {
     owner_of(cluster, OWNER_KEY)
 }
 
-fn owner_of(cluster: &Cluster, key: &str) -> String {
-    let out = cluster
-        .etcdctl(&["get", key, "--print-value-only"])
-        .expect("etcdctl get");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// The fencing token of the environment's owner: its owner key's create revision.
 fn token(cluster: &Cluster) -> i64 {
     let out = cluster
@@ -156,25 +81,7 @@ fn token(cluster: &Cluster) -> i64 {
 /// owner's lease lives (`fleet.taken`), as an operator or a watcher would, until B
 /// owns the environment: the resume that did.
 fn take_over(b: &RunbookHome, cluster: &Cluster, id: &str) -> Background {
-    take_over_at(b, cluster, id, OWNER_KEY)
-}
-
-fn take_over_at(b: &RunbookHome, cluster: &Cluster, id: &str, key: &str) -> Background {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut run = Background::start(b, &["resume", id, "--json"], "resume-b");
-        let settled = wait::poll(Duration::from_secs(20), Duration::from_millis(50), || {
-            owner_of(cluster, key) == "runner-b" || run.exited()
-        });
-        assert!(settled, "B neither claimed nor gave up");
-        if owner_of(cluster, key) == "runner-b" {
-            return run;
-        }
-        let err = run.stderr();
-        assert!(err.contains("fleet.taken"), "B: {}", tail(&err, 20));
-        assert!(Instant::now() < deadline, "B never took over");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    take_over_at(b, "runner-b", cluster, id, OWNER_KEY)
 }
 
 /// Lines of the notification file published after the pause.
@@ -222,9 +129,9 @@ fn assert_one_history(r: &RunbookHome, id: &str) -> Value {
 #[test]
 fn killed_owner_is_taken_over_by_another_runner() {
     let cluster = Cluster::start(3).expect("3-member etcd");
-    let url = url(&cluster);
-    let a = runner(&url, "runner-a", None);
-    let b = runner(&url, "runner-b", Some(a.path()));
+    let url = fleet_harness::url(&cluster);
+    let a = fleet_harness::home(&url, "runner-a", None);
+    let b = fleet_harness::home(&url, "runner-b", Some(a.path()));
     let notes = a.path().join("notes.txt");
 
     let mut run_a = start_run(&a, &notes, 12);
@@ -273,9 +180,9 @@ fn killed_owner_is_taken_over_by_another_runner() {
 #[test]
 fn stale_runner_is_fenced_and_stops_acting() {
     let cluster = Cluster::start(3).expect("3-member etcd");
-    let url = url(&cluster);
-    let a = runner(&url, "runner-a", None);
-    let b = runner(&url, "runner-b", Some(a.path()));
+    let url = fleet_harness::url(&cluster);
+    let a = fleet_harness::home(&url, "runner-a", None);
+    let b = fleet_harness::home(&url, "runner-b", Some(a.path()));
     let notes = a.path().join("notes.txt");
 
     let mut run_a = start_run(&a, &notes, 15);
@@ -304,11 +211,7 @@ fn stale_runner_is_fenced_and_stops_acting() {
         "A: {}",
         tail(&a_err, 20)
     );
-    assert_eq!(
-        std::fs::read_to_string(&run_a.out).unwrap_or_default(),
-        "",
-        "A printed no result"
-    );
+    assert_eq!(run_a.stdout(), "", "A printed no result");
     assert_eq!(published(&notes), 0, "the stale runner did not act");
 
     wait::until("B to finish", Duration::from_secs(60), || b_run.exited());
@@ -339,8 +242,8 @@ fn stale_runner_is_fenced_and_stops_acting() {
 #[test]
 fn runner_finishes_when_an_etcd_member_is_killed_mid_execution() {
     let mut cluster = Cluster::start(3).expect("3-member etcd");
-    let url = url(&cluster);
-    let a = runner(&url, "runner-a", None);
+    let url = fleet_harness::url(&cluster);
+    let a = fleet_harness::home(&url, "runner-a", None);
     let notes = a.path().join("notes.txt");
 
     let mut run_a = start_run(&a, &notes, 8);
@@ -436,9 +339,9 @@ fn runner_finishes_when_an_etcd_member_is_killed_mid_execution() {
 #[test]
 fn owner_killed_mid_failover_is_completed_by_another_runner_with_one_promotion() {
     let cluster = Cluster::start(3).expect("3-member etcd");
-    let url = url(&cluster);
-    let a = runner(&url, "runner-a", None);
-    let b = runner(&url, "runner-b", Some(a.path()));
+    let url = fleet_harness::url(&cluster);
+    let a = fleet_harness::home(&url, "runner-a", None);
+    let b = fleet_harness::home(&url, "runner-b", Some(a.path()));
 
     let deploy = runbook_test_support::runbook::runbook("deploy.yaml");
     let out = a.run(&["run", deploy.to_str().unwrap(), "--json"]);
@@ -476,26 +379,9 @@ fn owner_killed_mid_failover_is_completed_by_another_runner_with_one_promotion()
         &["run", failover.to_str().unwrap(), "--json"],
         "failover-a",
     );
-    // Kill A the moment etcd has the Promote Task scheduled (an etcd watch, not a
-    // poll: the local promotion takes well under a second), so its Task is in flight.
-    let watch = Watch::start(&cluster, "/runbook/exec/", run_a.pid(), |line| {
-        line.contains("\"kind\":\"TaskScheduled\"") && line.contains("\"state\":\"Promote\"")
-    });
-    wait::until(
-        "the failover to reach Promote",
-        Duration::from_secs(300),
-        || watch.fired() || run_a.exited(),
-    );
-    assert!(
-        watch.fired(),
-        "A ended first: {}",
-        tail(&run_a.stderr(), 40)
-    );
-    let killed = Instant::now();
-    drop(watch);
-    wait::until("runner A to die", Duration::from_secs(10), || {
-        run_a.exited()
-    });
+    // Kill A the moment etcd has the Promote Task scheduled (the local promotion
+    // takes well under a second, so only a watch catches it in flight).
+    let killed = kill_when_scheduled(&cluster, &mut run_a, "Promote");
     let all = executions(&b);
     let id = all
         .iter()
@@ -508,7 +394,7 @@ fn owner_killed_mid_failover_is_completed_by_another_runner_with_one_promotion()
         .and_then(|h| h.last().cloned())
         .unwrap_or_default();
 
-    let mut resume = take_over_at(&b, &cluster, &id, DEV_OWNER_KEY);
+    let mut resume = take_over_at(&b, "runner-b", &cluster, &id, DEV_OWNER_KEY);
     println!(
         "failover takeover: runner-b owns local/dev {:.2} s after the kill (A was killed after {} {})",
         killed.elapsed().as_secs_f64(),
@@ -567,60 +453,163 @@ fn owner_killed_mid_failover_is_completed_by_another_runner_with_one_promotion()
     );
 }
 
-/// `etcdctl watch --prefix` in the background: SIGKILLs `victim` at the first line
-/// `hit` accepts. Stopped by PID on drop.
-struct Watch {
-    child: std::process::Child,
-    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+/// `runbook stop` and `runbook redrive` from any runner: B stops the execution A
+/// drives (A reads the request from etcd and aborts); C stops the execution of a
+/// SIGKILLed runner (it takes it over once the lease is gone and aborts it itself);
+/// B redrives what A ran and failed, under a new token.
+#[test]
+fn stop_and_redrive_work_from_any_runner() {
+    let cluster = Cluster::start(3).expect("3-member etcd");
+    let url = fleet_harness::url(&cluster);
+    let a = fleet_harness::home(&url, "runner-a", None);
+    let b = fleet_harness::home(&url, "runner-b", Some(a.path()));
+    let c = fleet_harness::home(&url, "runner-c", Some(a.path()));
+    let notes = a.path().join("notes.txt");
+
+    // A live driver reads the stop request from etcd.
+    let mut run_a = start_run(&a, &notes, 120);
+    let id = wait_until_paused(&b);
+    let asked = Instant::now();
+    let (code, v) = b.json(&[
+        "stop", &id, "--json", "--error", "Ops.Stop", "--cause", "from B",
+    ]);
+    assert_eq!((code, v["status"].as_str()), (0, Some("ABORTED")), "{v:#}");
+    wait::until("A to end its run", Duration::from_secs(30), || {
+        run_a.exited()
+    });
+    let a_out = run_a.json();
+    assert_eq!(a_out["status"], "ABORTED", "{a_out:#}");
+    assert_eq!(a_out["error"], "Ops.Stop");
+    println!(
+        "stop from another runner: ABORTED by its driver {:.2} s after the request",
+        asked.elapsed().as_secs_f64()
+    );
+    assert_eq!(published(&notes), 0, "nothing after the Wait ran");
+    assert_eq!(c.show(&id)["status"], "ABORTED");
+
+    // An orphan (its runner SIGKILLed) is aborted by the runner that asks.
+    let mut run_a = start_run(&a, &notes, 120);
+    let orphan = wait::poll_some(Duration::from_secs(60), Duration::from_millis(200), || {
+        executions(&c)
+            .into_iter()
+            .find(|e| e["name"] == "fleet-pause" && e["status"] == "RUNNING")
+            .and_then(|e| e["execution_id"].as_str().map(String::from))
+            .filter(|o| {
+                c.show(o)["history"]
+                    .as_array()
+                    .is_some_and(|h| h.iter().any(|h| h["kind"] == "WaitStateEntered"))
+            })
+    })
+    .expect("the second execution paused");
+    process::signal(run_a.pid(), libc::SIGKILL);
+    wait::until("A to die", Duration::from_secs(10), || run_a.exited());
+    let (code, v) = c.json(&["stop", &orphan, "--json"]);
+    assert_eq!((code, v["status"].as_str()), (0, Some("ABORTED")), "{v:#}");
+    let shown = b.show(&orphan);
+    assert_eq!(shown["status"], "ABORTED", "{shown:#}");
+    assert!(
+        shown["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["kind"] == "ExecutionAborted"),
+        "C wrote the abort into the fleet's history: {shown:#}"
+    );
+
+    // Redrive on another runner than the one that failed it.
+    let (code, v) = a.json(&["run", fixture("fails.yaml").to_str().unwrap(), "--json"]);
+    assert_eq!(code, 1, "{v:#}");
+    let failed = v["execution_id"].as_str().unwrap().to_string();
+    let (code, v) = b.json(&["redrive", &failed, "--json"]);
+    assert_eq!(code, 1, "the plugin fails deterministically: {v:#}");
+    assert_eq!(v["execution_id"], failed.as_str());
+    let shown = c.show(&failed);
+    assert_eq!(shown["redrive_count"], 1, "{shown:#}");
+    let scheduled = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["kind"] == "TaskScheduled")
+        .count();
+    assert_eq!(scheduled, 4, "two attempts by A, two by B's redrive");
 }
 
-impl Watch {
-    fn start(
-        cluster: &Cluster,
-        prefix: &str,
-        victim: i32,
-        hit: impl Fn(&str) -> bool + Send + 'static,
-    ) -> Watch {
-        use std::io::BufRead;
-        let mut child =
-            std::process::Command::new(runbook_test_support::etcd::etcdctl_bin().expect("etcdctl"))
-                .env_clear()
-                .env("ETCDCTL_API", "3")
-                .args([
-                    "--endpoints",
-                    &cluster.endpoints_csv(),
-                    "watch",
-                    "--prefix",
-                    prefix,
-                ])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .expect("etcdctl watch");
-        let out = child.stdout.take().unwrap();
-        let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = fired.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if hit(&line) {
-                    process::signal(victim, libc::SIGKILL);
-                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                    break;
-                }
-            }
-        });
-        Watch { child, fired }
-    }
+/// `.waitForTaskToken` in fleet mode: A waits on a token and is SIGKILLed; the token
+/// is answered on C (which never saw the execution) while nobody waits; B takes the
+/// execution over and waits on the same token without running the notifier again,
+/// takes C's answer and finishes. A second answer, from anywhere, is refused.
+#[test]
+fn task_tokens_are_answered_from_any_runner_and_survive_a_takeover() {
+    let cluster = Cluster::start(3).expect("3-member etcd");
+    let url = fleet_harness::url(&cluster);
+    let a = fleet_harness::home(&url, "runner-a", None);
+    let b = fleet_harness::home(&url, "runner-b", Some(a.path()));
+    let c = fleet_harness::home(&url, "runner-c", Some(a.path()));
 
-    fn fired(&self) -> bool {
-        self.fired.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
+    let file = fixture("callback.yaml");
+    let mut run_a = Background::start(&a, &["run", file.to_str().unwrap(), "--json"], "run-a");
+    // The token, once A's notifier returned (the wait proper), as C reads it from etcd.
+    let (id, token) = wait::poll_some(Duration::from_secs(120), Duration::from_millis(200), || {
+        let e = executions(&c)
+            .into_iter()
+            .find(|e| e["name"] == "callback")?;
+        let w = e["waiting_for_task_token"].as_array()?.first()?.clone();
+        w["plugin_done_ms"].as_i64()?;
+        Some((
+            e["execution_id"].as_str()?.to_string(),
+            w["token"].as_str()?.to_string(),
+        ))
+    })
+    .expect("A waits on a task token, visible from C");
+    process::signal(run_a.pid(), libc::SIGKILL);
+    wait::until("A to die", Duration::from_secs(10), || run_a.exited());
 
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    let out = c.run(&["task", "success", &token, "--output", r#"{"by": "carol"}"#]);
+    assert!(
+        out.status.success(),
+        "{}",
+        tail(&String::from_utf8_lossy(&out.stderr), 20)
+    );
+    // The first answer wins, whoever gives it next.
+    let again = b.run(&["task", "failure", &token, "--error", "Rejected"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("TaskTimedOut"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let mut resume = take_over_at(
+        &b,
+        "runner-b",
+        &cluster,
+        &id,
+        &format!("/runbook/owners/execution/{id}"),
+    );
+    wait::until("B to finish", Duration::from_secs(120), || resume.exited());
+    let v = resume.json();
+    assert_eq!(
+        v["status"],
+        "SUCCEEDED",
+        "{v:#}\n{}",
+        tail(&resume.stderr(), 40)
+    );
+    assert_eq!(
+        v["output"]["after"],
+        serde_json::json!({"approved_by": "carol"})
+    );
+
+    // The notifier ran once (A's), its log line in etcd once; the token is closed.
+    let show = c.show(&id);
+    assert_eq!(
+        log_lines_starting(&show, "hello from logger"),
+        1,
+        "{show:#}"
+    );
+    let late = a.run(&["task", "heartbeat", &token]);
+    assert_eq!(
+        late.status.code(),
+        Some(2),
+        "a closed token takes no heartbeat"
+    );
 }

@@ -8,29 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use runbook_test_support::etcd::Cluster;
+use runbook_test_support::fleet;
 use runbook_test_support::runbook::{RunbookHome, fixture, tail};
 use runbook_test_support::serve::ServeProc;
 use runbook_test_support::wait;
 use serde_json::Value;
-
-/// `etcd://host:port,...` of every member.
-fn url(cluster: &Cluster) -> String {
-    let hosts: Vec<String> = (0..cluster.len())
-        .map(|i| format!("127.0.0.1:{}", cluster.member(i).client_port))
-        .collect();
-    format!("etcd://{}", hosts.join(","))
-}
-
-/// A serve's home: its own state dir, fleet mode with the fastest safe timing, the
-/// shared local cloud.
-fn home(url: &str, id: &str, local: &Path) -> RunbookHome {
-    RunbookHome::new().with_env([
-        ("RUNBOOK_JOURNAL", Some(url.to_string())),
-        ("RUNBOOK_FLEET_TIMING", Some("fast".into())),
-        ("RUNBOOK_RUNNER_ID", Some(id.to_string())),
-        ("RUNBOOK_LOCAL_DIR", Some(local.display().to_string())),
-    ])
-}
 
 fn utc_in(secs: i64) -> String {
     let now = SystemTime::now()
@@ -94,11 +76,7 @@ fn decisions(h: &RunbookHome, kind: &str) -> Vec<Value> {
 
 /// Executions of fleet-pause in the fleet journal (etcd).
 fn fleet_executions(h: &RunbookHome) -> Vec<Value> {
-    let (code, v) = h.json(&["executions", "--json", "--limit", "500"]);
-    assert_eq!(code, 0, "executions: {v}");
-    v.as_array()
-        .cloned()
-        .unwrap_or_default()
+    fleet::executions(h)
         .into_iter()
         .filter(|e| e["name"] == "fleet-pause")
         .collect()
@@ -126,12 +104,12 @@ fn logs(serves: &[ServeProc]) -> String {
 #[test]
 fn three_serves_fire_each_slot_once_and_losers_record_the_winner() {
     let cluster = Cluster::start(3).expect("3-member etcd");
-    let url = url(&cluster);
+    let url = fleet::url(&cluster);
     // Only its directory: the shared local cloud.
     let local = RunbookHome::new();
     let homes: Vec<RunbookHome> = ["serve-a", "serve-b", "serve-c"]
         .iter()
-        .map(|id| home(&url, id, local.path()))
+        .map(|id| fleet::home(&url, id, Some(local.path())))
         .collect();
     let notes = local.path().join("notes.txt");
     let names = ["s1", "s2", "s3"];
@@ -231,12 +209,12 @@ fn three_serves_fire_each_slot_once_and_losers_record_the_winner() {
 #[test]
 fn serves_stop_without_quorum_and_fire_again_when_it_returns() {
     let mut cluster = Cluster::start(3).expect("3-member etcd");
-    let url = url(&cluster);
+    let url = fleet::url(&cluster);
     // Only its directory: the shared local cloud.
     let local = RunbookHome::new();
     let homes: Vec<RunbookHome> = ["serve-a", "serve-b", "serve-c"]
         .iter()
-        .map(|id| home(&url, id, local.path()))
+        .map(|id| fleet::home(&url, id, Some(local.path())))
         .collect();
     let notes = local.path().join("notes.txt");
     // `during` comes due while two members are down; `after` once they are back.
@@ -347,10 +325,13 @@ fn serves_stop_without_quorum_and_fire_again_when_it_returns() {
 #[test]
 fn surviving_serve_takes_over_the_execution_of_a_killed_serve() {
     let cluster = Cluster::start(3).expect("3-member etcd");
-    let url = url(&cluster);
+    let url = fleet::url(&cluster);
     let local = RunbookHome::new();
     let ids = ["serve-a", "serve-b"];
-    let homes: Vec<RunbookHome> = ids.iter().map(|id| home(&url, id, local.path())).collect();
+    let homes: Vec<RunbookHome> = ids
+        .iter()
+        .map(|id| fleet::home(&url, id, Some(local.path())))
+        .collect();
     let notes = local.path().join("notes.txt");
     // One slot; its execution waits 25 s (time to kill its serve and take it over). The
     // schedule names its environment, so both serves take over on it.

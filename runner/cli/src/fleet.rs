@@ -5,15 +5,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use runbook_executor::{FleetMirror, FleetStore};
+use runbook_executor::{FleetMirror, FleetStore, Runner};
 use runbook_fleet::{EtcdJournal, EtcdJournalConfig, Timing};
-use runbook_journal::{BackendError, Fence, JournalBackend};
+use runbook_journal::{BackendError, Fence, GameDayBackend, Journal, JournalBackend, TokenBackend};
 
 /// The etcd journal as the executor's fleet store.
 struct EtcdStore(EtcdJournal);
 
 impl FleetStore for EtcdStore {
     fn backend(&self) -> &dyn JournalBackend {
+        &self.0
+    }
+    fn gameday(&self) -> &dyn GameDayBackend {
+        &self.0
+    }
+    fn tokens(&self) -> &dyn TokenBackend {
         &self.0
     }
     fn may_act_on(&self, fence: &Fence) -> bool {
@@ -77,6 +83,34 @@ pub fn mirror(url: &str, runner_id: &str, timing: Timing) -> anyhow::Result<Arc<
     let journal = EtcdJournal::connect(config)
         .map_err(|e| anyhow::anyhow!("--journal {}: {e} ({})", redact_url(url), e.code()))?;
     Ok(FleetMirror::new(Arc::new(EtcdStore(journal))))
+}
+
+/// Fleet mode's reads (`show`, `report`): execution `id` (a full id, or a prefix this
+/// runner's own journal resolves) and its children as the fleet journal has them, in a
+/// scratch journal (this runner's cache is left alone).
+pub fn scratch_tree(
+    runner: &Runner,
+    mirror: &FleetMirror,
+    id: &str,
+) -> anyhow::Result<(Journal, String)> {
+    let scratch = Journal::open_in_memory()?;
+    let full = runner.full_id(id);
+    mirror.import_tree(&scratch, &full)?;
+    Ok((scratch, full))
+}
+
+/// `executions` in fleet mode: the most recent `limit` as the fleet journal has them.
+pub fn scratch_recent(mirror: &FleetMirror, limit: usize) -> anyhow::Result<Journal> {
+    let scratch = Journal::open_in_memory()?;
+    for row in mirror
+        .store()
+        .backend()
+        .executions(limit)
+        .map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?
+    {
+        mirror.import(&scratch, &row.id)?;
+    }
+    Ok(scratch)
 }
 
 /// The URL without its query (file paths only, but keep messages short).

@@ -100,12 +100,12 @@ pub fn traffic_driver(runner: &Runner, session: &str) -> anyhow::Result<ExitCode
 /// `runbook report ID`: the game-day report from the journal, to stdout in one format
 /// or as every format into a directory.
 pub fn report(
-    runner: &Runner,
+    journal: &runbook_journal::Journal,
     id: &str,
     format: &str,
     out: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    let Some(g) = runbook_executor::report::gameday_report(runner.journal(), id)? else {
+    let Some(g) = runbook_executor::report::gameday_report(journal, id)? else {
         anyhow::bail!(
             "execution {id} is not a game day (its runbook neither injects faults nor drives a client)"
         );

@@ -421,15 +421,27 @@ fn runner_sqlite(cli: &Cli) -> anyhow::Result<Runner> {
         args.push("--local-dir".into());
         args.push(d.into());
     }
+    let program = std::env::current_exe().context("locating the runbook binary")?;
     // Fleet mode: children run in this process, under this runner's fencing token (a
-    // worker process would be another runner without it); no traffic sessions yet.
-    cfg.worker = match fleet_url(cli)? {
-        Some(_) => None,
-        None => Some(WorkerCommand {
-            program: std::env::current_exe().context("locating the runbook binary")?,
-            args,
-        }),
-    };
+    // worker process would be another runner without it). Traffic drivers still run in
+    // their own process, writing their ledgers to the fleet's store too.
+    match fleet_url(cli)? {
+        Some(url) => {
+            for (flag, value) in [
+                ("--journal", url.to_string()),
+                ("--fleet-timing", cli.fleet_timing.clone()),
+                (
+                    "--runner-id",
+                    format!("{}-traffic", fleet::runner_id(cli.runner_id.as_deref())),
+                ),
+            ] {
+                args.push(flag.into());
+                args.push(value.into());
+            }
+            cfg.traffic_driver = Some(WorkerCommand { program, args });
+        }
+        None => cfg.worker = Some(WorkerCommand { program, args }),
+    }
     Ok(Runner::open(
         cfg,
         Arc::new(providers::Factory::new(local_dir(cli))),
@@ -574,19 +586,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Executions { limit, json } => {
             let runner = runner(&cli)?;
             match runner.fleet() {
-                // Fleet mode: what the fleet journal has, read into a scratch journal
-                // (this runner's cache is left alone).
                 Some(mirror) => {
-                    let scratch = runbook_journal::Journal::open_in_memory()?;
-                    for row in mirror
-                        .store()
-                        .backend()
-                        .executions(*limit)
-                        .map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?
-                    {
-                        mirror.import(&scratch, &row.id)?;
-                    }
-                    show::executions(&scratch, *limit, *json)?;
+                    show::executions(&fleet::scratch_recent(mirror, *limit)?, *limit, *json)?
                 }
                 None => show::executions(runner.journal(), *limit, *json)?,
             }
@@ -617,7 +618,16 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
         } => match (id, last) {
             (_, Some(n)) => gameday::trend(&runner(&cli)?, runbook, *n, format),
-            (Some(id), None) => gameday::report(&runner(&cli)?, id, format, out.as_deref()),
+            (Some(id), None) => {
+                let runner = runner(&cli)?;
+                match runner.fleet() {
+                    Some(mirror) => {
+                        let (scratch, full) = fleet::scratch_tree(&runner, mirror, id)?;
+                        gameday::report(&scratch, &full, format, out.as_deref())
+                    }
+                    None => gameday::report(runner.journal(), id, format, out.as_deref()),
+                }
+            }
             (None, None) => unreachable!("clap requires ID or --last"),
         },
         Command::TrafficDriver { session } => gameday::traffic_driver(&runner(&cli)?, session),
@@ -626,14 +636,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let runner = runner(&cli)?;
             match runner.fleet() {
                 Some(mirror) => {
-                    let scratch = runbook_journal::Journal::open_in_memory()?;
-                    // A full id, or a prefix this runner's own journal resolves.
-                    let full = runner
-                        .journal()
-                        .resolve(id)
-                        .map(|r| r.id)
-                        .unwrap_or_else(|_| id.clone());
-                    mirror.import(&scratch, &full)?;
+                    let (scratch, full) = fleet::scratch_tree(&runner, mirror, id)?;
                     show::execution(&scratch, &full, *json)?;
                 }
                 None => show::execution(runner.journal(), id, *json)?,

@@ -17,8 +17,10 @@ use std::sync::{Arc, Mutex};
 
 use runbook_caps::{BoxFuture, CapCall, CapError, ConnectInfo, ErrorKind, Provider};
 use runbook_journal::{
-    BackendError, CallRow, Claimant, ExecutionRow, Fence, Imported, Journal, JournalBackend,
-    JournalError, NewHistory, WriteThrough,
+    BackendError, CallRow, Claimant, ExecutionRow, FaultRow, Fence, GameDayBackend, GameDayThrough,
+    Imported, Journal, JournalBackend, JournalError, LagRow, LedgerRow, LeverState, NewHistory,
+    SessionRow, SessionState, TaskTokenRow, TokenAnswer, TokenBackend, TokenRefusal, TokenThrough,
+    WriteThrough,
 };
 use serde_json::Value;
 
@@ -26,6 +28,10 @@ use serde_json::Value;
 /// journal of `runbook-fleet`).
 pub trait FleetStore: Send + Sync {
     fn backend(&self) -> &dyn JournalBackend;
+    /// Game-day records (sessions, ledgers, faults, the lever) in the same store.
+    fn gameday(&self) -> &dyn GameDayBackend;
+    /// Task tokens in the same store.
+    fn tokens(&self) -> &dyn TokenBackend;
     /// This runner still holds the lease `fence` was won under, alive by its local
     /// deadline: it may act on what the fence guards.
     fn may_act_on(&self, fence: &Fence) -> bool;
@@ -177,7 +183,82 @@ impl FleetMirror {
         }
         let head = b.execution(id).map_err(read_error)?;
         journal.import_execution(&self.read(head, Some(std::process::id()))?)?;
+        // Its children as the store has them (a game day's report names the failover
+        // its previous owner ran); a RUNNING one is claimed when the parent resumes it.
+        self.import_children(journal, id)?;
         Ok(true)
+    }
+
+    /// Become the driver of a FAILED or TIMED_OUT execution to redrive it: claim its
+    /// environment (`fleet.taken` while another runner holds it) and copy it here.
+    pub fn take_over_for_redrive(&self, journal: &Journal, id: &str) -> Result<(), JournalError> {
+        let b = self.store.backend();
+        let Some(fence) = b.claim_redrive(id).map_err(read_error)? else {
+            let head = b.execution(id).map_err(read_error)?;
+            if matches!(head.status.as_str(), "FAILED" | "TIMED_OUT") {
+                return Err(mirror_error(
+                    "fleet.taken",
+                    format!(
+                        "fleet.taken: execution {id}'s environment is held by another runner; \
+                         redrive it once that runner is done"
+                    ),
+                ));
+            }
+            // Not redrivable: copied, so the caller says what it is.
+            journal.import_execution(&self.read(head, None)?)?;
+            return Ok(());
+        };
+        {
+            let mut st = self.state();
+            st.lost.remove(id);
+            st.fences.insert(id.to_string(), fence);
+        }
+        let head = b.execution(id).map_err(read_error)?;
+        journal.import_execution(&self.read(head, Some(std::process::id()))?)?;
+        self.import_children(journal, id)
+    }
+
+    /// The fleet journal's children of `id`.
+    pub fn children(&self, id: &str) -> Result<Vec<ExecutionRow>, JournalError> {
+        Ok(self
+            .store
+            .backend()
+            .executions(usize::MAX)
+            .map_err(read_error)?
+            .into_iter()
+            .filter(|h| h.parent_id.as_deref() == Some(id))
+            .collect())
+    }
+
+    /// Copy `id` and its child executions from the fleet journal into `journal`
+    /// without claiming them (`show`, `report` on any runner).
+    pub fn import_tree(&self, journal: &Journal, id: &str) -> Result<ExecutionRow, JournalError> {
+        let row = self.import(journal, id)?;
+        self.import_children(journal, id)?;
+        Ok(row)
+    }
+
+    fn import_children(&self, journal: &Journal, id: &str) -> Result<(), JournalError> {
+        for h in self.children(id)? {
+            journal.import_execution(&self.read(h, None)?)?;
+        }
+        Ok(())
+    }
+
+    /// Replace `journal`'s copy of `execution_id`'s game-day records (sessions with
+    /// their ledgers, faults) with the store's: a driver on another machine, or the
+    /// previous owner, may have written since.
+    pub fn refresh_gameday(
+        &self,
+        journal: &Journal,
+        execution_id: &str,
+    ) -> Result<(), JournalError> {
+        let r = self
+            .store
+            .gameday()
+            .gameday_records(execution_id)
+            .map_err(read_error)?;
+        journal.import_gameday(execution_id, &r)
     }
 
     /// Copy `id` from the fleet journal into `journal` without claiming it (`show`).
@@ -194,6 +275,16 @@ impl FleetMirror {
         // A PID of another machine means nothing here: the local claim is by our PID.
         head.runner_pid = pid;
         Ok(Imported {
+            gameday: self
+                .store
+                .gameday()
+                .gameday_records(&id)
+                .map_err(read_error)?,
+            tokens: self
+                .store
+                .tokens()
+                .execution_task_tokens(&id)
+                .map_err(read_error)?,
             events: b.events(&id).map_err(read_error)?,
             history: b.history(&id).map_err(read_error)?,
             calls: b.calls(&id).map_err(read_error)?,
@@ -271,6 +362,23 @@ impl WriteThrough for FleetMirror {
         self.written(id, r)
     }
 
+    fn record_log(
+        &self,
+        id: &str,
+        at_ms: i64,
+        state: &str,
+        plugin: &str,
+        level: &str,
+        message: &str,
+    ) -> Result<(), JournalError> {
+        let fence = self.fence(id)?;
+        let r = self
+            .store
+            .backend()
+            .record_log(id, &fence, at_ms, state, plugin, level, message);
+        self.written(id, r)
+    }
+
     fn finish(
         &self,
         id: &str,
@@ -286,6 +394,181 @@ impl WriteThrough for FleetMirror {
             .backend()
             .finish(id, &fence, status, at_ms, output, error, cause);
         self.written(id, r)
+    }
+
+    fn request_stop(
+        &self,
+        id: &str,
+        error: Option<&str>,
+        cause: Option<&str>,
+    ) -> Result<(), JournalError> {
+        plain(self.store.backend().request_stop(id, error, cause))
+    }
+
+    fn stop_request(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Option<String>, Option<String>)>, JournalError> {
+        self.store.backend().stop_request(id).map_err(read_error)
+    }
+
+    fn gameday(&self) -> Option<&dyn GameDayThrough> {
+        Some(self)
+    }
+
+    fn tokens(&self) -> Option<&dyn TokenThrough> {
+        Some(self)
+    }
+}
+
+impl TokenThrough for FleetMirror {
+    fn register_task_token(&self, t: &TaskTokenRow) -> Result<TaskTokenRow, JournalError> {
+        let fence = self.fence(&t.execution_id)?;
+        let r = self.store.tokens().register_task_token(&fence, t);
+        self.written(&t.execution_id, r)
+    }
+
+    fn task_token(&self, token: &str) -> Result<Option<TaskTokenRow>, JournalError> {
+        self.store.tokens().task_token(token).map_err(read_error)
+    }
+
+    fn task_token_plugin_done(&self, token: &str, at_ms: i64) -> Result<(), JournalError> {
+        plain(self.store.tokens().task_token_plugin_done(token, at_ms))
+    }
+
+    fn answer_task_token(
+        &self,
+        token: &str,
+        answer: &TokenAnswer,
+        at_ms: i64,
+    ) -> Result<Result<TaskTokenRow, TokenRefusal>, JournalError> {
+        self.store
+            .tokens()
+            .answer_task_token(token, answer, at_ms)
+            .map_err(read_error)
+    }
+
+    fn close_task_token(&self, token: &str, reason: &str) -> Result<(), JournalError> {
+        plain(self.store.tokens().close_task_token(token, reason))
+    }
+
+    fn close_execution_task_tokens(
+        &self,
+        execution_id: &str,
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        for t in self.execution_task_tokens(execution_id)? {
+            if t.status != runbook_journal::TOKEN_CLOSED {
+                self.close_task_token(&t.token, reason)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn execution_task_tokens(&self, execution_id: &str) -> Result<Vec<TaskTokenRow>, JournalError> {
+        self.store
+            .tokens()
+            .execution_task_tokens(execution_id)
+            .map_err(read_error)
+    }
+}
+
+/// A write of the store that is not the owner's (the traffic driver, the lever, a stop
+/// request): its error is the caller's; nothing is marked lost.
+fn plain(r: Result<(), BackendError>) -> Result<(), JournalError> {
+    r.map_err(|e| {
+        let code = e.code();
+        mirror_error(code, format!("{code}: fleet journal: {e}"))
+    })
+}
+
+impl GameDayThrough for FleetMirror {
+    fn create_session(&self, s: &SessionRow) -> Result<(), JournalError> {
+        let fence = self.fence(&s.execution_id)?;
+        let r = self.store.gameday().create_session(&fence, s);
+        self.written(&s.execution_id, r)
+    }
+
+    fn put_session_state(
+        &self,
+        execution_id: &str,
+        session: &str,
+        s: &SessionState,
+    ) -> Result<(), JournalError> {
+        plain(
+            self.store
+                .gameday()
+                .put_session_state(execution_id, session, s),
+        )
+    }
+
+    fn request_session_stop(&self, execution_id: &str, session: &str) -> Result<(), JournalError> {
+        plain(
+            self.store
+                .gameday()
+                .request_session_stop(execution_id, session),
+        )
+    }
+
+    fn session_stop_requested(
+        &self,
+        execution_id: &str,
+        session: &str,
+    ) -> Result<bool, JournalError> {
+        self.store
+            .gameday()
+            .session_stop_requested(execution_id, session)
+            .map_err(read_error)
+    }
+
+    fn set_session_verification(
+        &self,
+        execution_id: &str,
+        session: &str,
+        v: &Value,
+    ) -> Result<(), JournalError> {
+        let fence = self.fence(execution_id)?;
+        let r = self
+            .store
+            .gameday()
+            .set_session_verification(&fence, execution_id, session, v);
+        self.written(execution_id, r)
+    }
+
+    fn append_ledger(
+        &self,
+        execution_id: &str,
+        session: &str,
+        rows: &[LedgerRow],
+    ) -> Result<(), JournalError> {
+        plain(
+            self.store
+                .gameday()
+                .append_ledger(execution_id, session, rows),
+        )
+    }
+
+    fn append_lag(
+        &self,
+        execution_id: &str,
+        session: &str,
+        rows: &[LagRow],
+    ) -> Result<(), JournalError> {
+        plain(self.store.gameday().append_lag(execution_id, session, rows))
+    }
+
+    fn put_fault(&self, f: &FaultRow) -> Result<(), JournalError> {
+        let fence = self.fence(&f.execution_id)?;
+        let r = self.store.gameday().put_fault(&fence, f);
+        self.written(&f.execution_id, r)
+    }
+
+    fn set_lever(&self, l: &LeverState) -> Result<(), JournalError> {
+        plain(self.store.gameday().set_lever(l))
+    }
+
+    fn lever_history(&self) -> Result<Vec<LeverState>, JournalError> {
+        self.store.gameday().lever_history().map_err(read_error)
     }
 }
 

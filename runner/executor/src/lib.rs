@@ -21,6 +21,7 @@ mod plugins;
 mod prepare;
 pub mod report;
 mod services;
+mod stop;
 mod traffic;
 
 use std::ffi::OsString;
@@ -117,6 +118,9 @@ pub struct RunnerConfig {
     /// crashing itself). When unset, children run in this process and traffic sessions
     /// are unavailable.
     pub worker: Option<WorkerCommand>,
+    /// How to start a traffic driver process, when it differs from `worker` (fleet
+    /// mode: children run in this process, drivers still in their own).
+    pub traffic_driver: Option<WorkerCommand>,
 }
 
 /// A command line that starts the runner: `program args... <subcommand> ...`.
@@ -142,6 +146,7 @@ impl RunnerConfig {
             default_task_deadline: Duration::from_secs(300),
             plugin_memory_bytes: 64 << 20,
             worker: None,
+            traffic_driver: None,
         }
     }
 }
@@ -407,14 +412,7 @@ impl Runner {
     /// The provider an existing execution was started with, behind the host services
     /// (faults, lever, traffic) that the executor itself answers.
     fn provider_for(&self, row: &ExecutionRow) -> Arc<dyn Provider> {
-        let provider = services::HostServices::wrap(
-            self.clone(),
-            row,
-            LazyProvider::new(
-                row.provider.clone().unwrap_or_else(|| "local".into()),
-                self.providers.clone(),
-            ),
-        );
+        let provider = self.unfenced_provider_for(row);
         match &self.fleet {
             Some(mirror) => Arc::new(fleet::Fenced {
                 inner: provider,
@@ -425,10 +423,32 @@ impl Runner {
         }
     }
 
+    /// The provider of an execution without fleet mode's fence: for the traffic
+    /// driver, which measures and does not act.
+    fn unfenced_provider_for(&self, row: &ExecutionRow) -> Arc<dyn Provider> {
+        services::HostServices::wrap(
+            self.clone(),
+            row,
+            LazyProvider::new(
+                row.provider.clone().unwrap_or_else(|| "local".into()),
+                self.providers.clone(),
+            ),
+        )
+    }
+
     fn load(&self, id: &str) -> Result<(ExecutionRow, Prepared), RunError> {
         let row = self.journal.resolve(id)?;
         let prepared = self.prepare_text(Path::new(&row.runbook_path), row.runbook_text.clone())?;
         Ok((row, prepared))
+    }
+
+    /// The full id of `id` (a prefix this runner's journal resolves), else `id` itself:
+    /// in fleet mode an execution another runner started is known only by its full id.
+    pub fn full_id(&self, id: &str) -> String {
+        self.journal
+            .resolve(id)
+            .map(|r| r.id)
+            .unwrap_or_else(|_| id.to_string())
     }
 
     /// Continue an interrupted execution.
@@ -438,11 +458,7 @@ impl Runner {
             // Fleet mode: the fleet journal is the truth; claim it there (a new, higher
             // token) and copy it here, whether or not this runner had a copy.
             Some(mirror) => {
-                full = self
-                    .journal
-                    .resolve(id)
-                    .map(|r| r.id)
-                    .unwrap_or_else(|_| id.to_string());
+                full = self.full_id(id);
                 mirror.take_over(&self.journal, &full)?;
                 full.as_str()
             }
@@ -488,6 +504,17 @@ impl Runner {
         id: &str,
         progress: Arc<dyn Progress>,
     ) -> Result<Outcome, RunError> {
+        let full;
+        let id = match &self.fleet {
+            // Fleet mode: claim its environment in the fleet journal (a new token) and
+            // copy it here, whichever runner ran it before.
+            Some(mirror) => {
+                full = self.full_id(id);
+                mirror.take_over_for_redrive(&self.journal, &full)?;
+                full.as_str()
+            }
+            None => id,
+        };
         let (row, prepared) = self.load(id)?;
         if row.status != "FAILED" && row.status != "TIMED_OUT" {
             return Err(RunError::WrongStatus {
@@ -507,68 +534,6 @@ impl Runner {
         let provider = self.provider_for(&row);
         self.drive(&row, &mut exec, &prepared, provider, actions, progress)
             .await
-    }
-
-    /// Stop a RUNNING execution (Step Functions' StopExecution): the runner driving it
-    /// aborts it at its next step, cancelling running Tasks and stopping its children;
-    /// when no runner drives it (it died), it is aborted here from its journal.
-    pub async fn stop(
-        &self,
-        id: &str,
-        error: Option<String>,
-        cause: Option<String>,
-    ) -> Result<Outcome, RunError> {
-        let row = self.journal.resolve(id)?;
-        if row.status != "RUNNING" {
-            return Err(RunError::WrongStatus {
-                id: row.id.clone(),
-                status: row.status.clone(),
-                what: "only a RUNNING execution can be stopped".into(),
-            });
-        }
-        self.journal
-            .request_stop(&row.id, error.as_deref(), cause.as_deref())?;
-        for child in self.journal.children(&row.id)? {
-            if child.status == "RUNNING" {
-                Box::pin(self.stop(&child.id, error.clone(), cause.clone())).await?;
-            }
-        }
-        if self
-            .journal
-            .claim(&row.id, std::process::id(), process_alive)?
-        {
-            // Nobody drives it: abort it ourselves from its journal.
-            let prepared =
-                self.prepare_text(Path::new(&row.runbook_path), row.runbook_text.clone())?;
-            let (mut exec, _) = self.replay(&row, &prepared)?;
-            if exec.status() == Status::Running {
-                let at = now_ms();
-                self.journal.append_event(
-                    &row.id,
-                    at,
-                    &json!({"type": "Abort", "error": error, "cause": cause}),
-                )?;
-                let actions = exec.abort(error, cause, Timestamp::from_unix_millis(at));
-                let rows: Vec<_> = actions
-                    .iter()
-                    .filter_map(|a| match a {
-                        Action::History(h) => Some(history_row(at, h)),
-                        _ => None,
-                    })
-                    .collect();
-                self.journal.append_history(&row.id, &rows)?;
-            }
-            return self.finish_from_engine(&row.id, &exec, Arc::new(Quiet));
-        }
-        // A live runner drives it: wait (bounded) until it has aborted.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let now = self.journal.execution(&row.id)?;
-            if now.status != "RUNNING" || std::time::Instant::now() > deadline {
-                return Ok(outcome_of(&now));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
 
     fn finish_from_engine(

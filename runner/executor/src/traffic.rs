@@ -69,7 +69,12 @@ async fn start(
             "traffic:StartSession: client-token is required (it makes the start idempotent)",
         ));
     }
-    let Some(worker) = runner.config.worker.clone() else {
+    let Some(worker) = runner
+        .config
+        .traffic_driver
+        .clone()
+        .or_else(|| runner.config.worker.clone())
+    else {
         return Err(CapError::new(
             ErrorKind::InvalidParameter,
             "UnsupportedOperation",
@@ -163,20 +168,42 @@ async fn start(
     }
 }
 
+/// Fleet mode: bring the local copy of `id`'s execution's game-day records up to what
+/// the fleet's store has (its driver may write from another machine, or for the
+/// previous owner). A session this journal does not know is looked up there by the
+/// execution it belongs to, which the caller may not know: then nothing is refreshed.
+fn refresh(runner: &Runner, id: &str) -> Result<(), CapError> {
+    let Some(mirror) = runner.fleet() else {
+        return Ok(());
+    };
+    let Ok(s) = runner.journal.session(id) else {
+        return Ok(());
+    };
+    mirror
+        .refresh_gameday(&runner.journal, &s.execution_id)
+        .map_err(internal)
+}
+
 async fn stop(runner: &Runner, id: &str) -> Result<SessionSummary, CapError> {
     let journal = runner.journal.clone();
+    refresh(runner, id)?;
     let s = journal.session(id).map_err(|_| no_session(id))?;
     if matches!(s.state.as_str(), "starting" | "running") {
         journal.request_session_stop(id).map_err(internal)?;
         let spec: SessionSpec = serde_json::from_value(s.spec.clone()).unwrap_or_default();
         let grace = Duration::from_millis(u64::from(spec.write_timeout_ms.max(1000)) + 10_000);
         let deadline = std::time::Instant::now() + grace;
+        // Fleet mode: the driver may run on another machine, where its PID means
+        // nothing here; it answers through the store, or the grace runs out.
+        let fleet = runner.fleet().is_some();
         loop {
+            refresh(runner, id)?;
             let now = journal.session(id).map_err(internal)?;
             if !matches!(now.state.as_str(), "starting" | "running") {
                 break;
             }
-            if !now.pid.is_some_and(crate::process_alive) || std::time::Instant::now() > deadline {
+            let gone = !fleet && !now.pid.is_some_and(crate::process_alive);
+            if gone || std::time::Instant::now() > deadline {
                 // The driver is gone (or hung): what it journaled is the ledger.
                 journal
                     .set_session_state(
@@ -189,7 +216,7 @@ async fn stop(runner: &Runner, id: &str) -> Result<SessionSummary, CapError> {
                     .map_err(internal)?;
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(if fleet { 250 } else { 50 })).await;
         }
     }
     summary(runner, id)
@@ -198,6 +225,7 @@ async fn stop(runner: &Runner, id: &str) -> Result<SessionSummary, CapError> {
 /// A session's summary, recomputed from the journaled ledger (so it is the same
 /// before and after a runner restart).
 pub(crate) fn summary(runner: &Runner, id: &str) -> Result<SessionSummary, CapError> {
+    refresh(runner, id)?;
     let journal = &runner.journal;
     let s = journal.session(id).map_err(|_| no_session(id))?;
     let ledger = journal.ledger(id).map_err(internal)?;
@@ -343,6 +371,8 @@ struct JournalSink {
     execution: String,
     started: bool,
     checked_ms: i64,
+    /// Fleet mode: when the store was last asked (less often than the local journal).
+    fleet_checked_ms: i64,
 }
 
 impl runbook_traffic::Sink for JournalSink {
@@ -392,7 +422,23 @@ impl runbook_traffic::Sink for JournalSink {
             .execution(&self.execution)
             .map(|e| e.status != "RUNNING")
             .unwrap_or(true);
-        asked || ended
+        if asked || ended {
+            return true;
+        }
+        // Fleet mode: the owner may be another runner now, whose stop request and
+        // whose end of the execution only the store has.
+        if now - self.fleet_checked_ms >= 1000 {
+            self.fleet_checked_ms = now;
+            match self
+                .journal
+                .fleet_session_stop_requested(&self.execution, &self.session)
+            {
+                Ok(Some(true)) => return true,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(session = self.session, "fleet stop check: {e}"),
+            }
+        }
+        false
     }
 }
 
@@ -405,8 +451,10 @@ impl Runner {
         let spec = spec_of(&s).map_err(|e| anyhow::anyhow!("{e}"))?;
         let row = journal.execution(&s.execution_id)?;
         journal.set_session_state(session, &s.state, Some(std::process::id()), None, None)?;
+        // The client is the application's stand-in, not an actor: in fleet mode it holds
+        // no fencing token and resolves the routed name without one.
         let resolver = Arc::new(ProviderTarget {
-            provider: self.provider_for(&row),
+            provider: self.unfenced_provider_for(&row),
             spec: spec.clone(),
         });
         let sink = Box::new(JournalSink {
@@ -415,6 +463,7 @@ impl Runner {
             execution: s.execution_id.clone(),
             started: false,
             checked_ms: 0,
+            fleet_checked_ms: 0,
         });
         let config = runbook_traffic::Config::from_spec(session, &spec);
         match runbook_traffic::run(config, resolver, sink).await {
@@ -441,6 +490,7 @@ async fn verify(
     provider: &Arc<dyn Provider>,
     id: &str,
 ) -> Result<Value, CapError> {
+    refresh(runner, id)?;
     let journal = &runner.journal;
     let s = journal.session(id).map_err(|_| no_session(id))?;
     if matches!(s.state.as_str(), "starting" | "running") {
@@ -482,6 +532,7 @@ async fn verify(
 /// (`{"fault-at": RFC 3339}` or `{"fault-at-ms": N}`); without it the largest outage
 /// is measured from its own start.
 fn measure(runner: &Runner, id: &str, context: &str) -> Result<Value, CapError> {
+    refresh(runner, id)?;
     let journal = &runner.journal;
     let s = journal.session(id).map_err(|_| no_session(id))?;
     let ctx: Value = if context.trim().is_empty() {

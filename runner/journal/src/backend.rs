@@ -10,7 +10,11 @@
 
 use serde_json::Value;
 
-use crate::{CallRow, EventRow, ExecutionRow, HistoryRow, Journal, JournalError, LogRow};
+use crate::{
+    CallRow, EventRow, ExecutionRow, FaultRow, GameDayRecords, HistoryRow, Journal, JournalError,
+    LagRow, LedgerRow, LeverState, LogRow, SessionRow, SessionState, TaskTokenRow, TokenAnswer,
+    TokenRefusal,
+};
 
 /// Proof that the caller drives an execution, carried by every owner-only write.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -69,6 +73,59 @@ pub struct Claimant<'a> {
     pub alive: &'a dyn Fn(u32) -> bool,
 }
 
+/// Game-day records in a fleet's shared store (see [`crate::GameDayThrough`] for who
+/// writes what). Fenced writes are the owner's; the others are idempotent.
+pub trait GameDayBackend: Send + Sync {
+    fn create_session(&self, fence: &Fence, s: &SessionRow) -> BackendResult<()>;
+    fn put_session_state(
+        &self,
+        execution_id: &str,
+        session: &str,
+        s: &SessionState,
+    ) -> BackendResult<()>;
+    fn request_session_stop(&self, execution_id: &str, session: &str) -> BackendResult<()>;
+    /// A stop was requested, or the execution is no longer RUNNING.
+    fn session_stop_requested(&self, execution_id: &str, session: &str) -> BackendResult<bool>;
+    fn set_session_verification(
+        &self,
+        fence: &Fence,
+        execution_id: &str,
+        session: &str,
+        v: &Value,
+    ) -> BackendResult<()>;
+    fn append_ledger(
+        &self,
+        execution_id: &str,
+        session: &str,
+        rows: &[LedgerRow],
+    ) -> BackendResult<()>;
+    fn append_lag(&self, execution_id: &str, session: &str, rows: &[LagRow]) -> BackendResult<()>;
+    fn put_fault(&self, fence: &Fence, f: &FaultRow) -> BackendResult<()>;
+    fn set_lever(&self, l: &LeverState) -> BackendResult<()>;
+    fn lever_history(&self) -> BackendResult<Vec<LeverState>>;
+    /// An execution's sessions (merged), ledgers, lag samples and faults.
+    fn gameday_records(&self, execution_id: &str) -> BackendResult<GameDayRecords>;
+}
+
+/// Task tokens in a fleet's shared store (see [`crate::TokenThrough`]).
+pub trait TokenBackend: Send + Sync {
+    /// Register `t` under the owner's fence unless the token exists; the token as the
+    /// store has it.
+    fn register_task_token(&self, fence: &Fence, t: &TaskTokenRow) -> BackendResult<TaskTokenRow>;
+    fn task_token(&self, token: &str) -> BackendResult<Option<TaskTokenRow>>;
+    fn task_token_plugin_done(&self, token: &str, at_ms: i64) -> BackendResult<()>;
+    /// The first answer wins; a later one, one to a closed token or to a token of an
+    /// execution that is not RUNNING is refused with Step Functions' error.
+    fn answer_task_token(
+        &self,
+        token: &str,
+        answer: &TokenAnswer,
+        at_ms: i64,
+    ) -> BackendResult<std::result::Result<TaskTokenRow, TokenRefusal>>;
+    fn close_task_token(&self, token: &str, reason: &str) -> BackendResult<()>;
+    fn execution_task_tokens(&self, execution_id: &str) -> BackendResult<Vec<TaskTokenRow>>;
+}
+
 /// The journal an execution is written to and resumed from. Every write is durable
 /// when it returns; a write that failed with an ambiguous error may be repeated with
 /// the same arguments (the backends make that idempotent).
@@ -79,6 +136,9 @@ pub trait JournalBackend: Send + Sync {
     /// Take over driving a RUNNING execution (resume, or after its runner died):
     /// `None` when it is not RUNNING or someone alive drives it.
     fn claim(&self, id: &str, who: &Claimant<'_>) -> BackendResult<Option<Fence>>;
+    /// Become the driver of a FAILED or TIMED_OUT execution to redrive it: `None` when
+    /// it is neither, or another runner holds its environment.
+    fn claim_redrive(&self, id: &str) -> BackendResult<Option<Fence>>;
     /// Mark it RUNNING again (resume, redrive).
     fn set_running(
         &self,
@@ -146,6 +206,11 @@ impl JournalBackend for Journal {
 
     fn claim(&self, id: &str, who: &Claimant<'_>) -> BackendResult<Option<Fence>> {
         Ok(Journal::claim(self, id, who.pid, who.alive)?.then_some(Fence::Local))
+    }
+
+    fn claim_redrive(&self, id: &str) -> BackendResult<Option<Fence>> {
+        let status = Journal::execution(self, id)?.status;
+        Ok(matches!(status.as_str(), "FAILED" | "TIMED_OUT").then_some(Fence::Local))
     }
 
     fn set_running(&self, id: &str, _: &Fence, pid: u32, redrive_count: u32) -> BackendResult<()> {

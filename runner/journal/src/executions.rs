@@ -126,6 +126,10 @@ impl Journal {
     /// Ask whoever drives a RUNNING execution to abort it (Step Functions'
     /// StopExecution); the runner sees it within a second.
     pub fn request_stop(&self, id: &str, error: Option<&str>, cause: Option<&str>) -> Result<()> {
+        // Fleet mode: the driver may be another runner, which reads the store.
+        if let Some(w) = self.through() {
+            w.request_stop(id, error, cause)?;
+        }
         let req = serde_json::json!({"error": error, "cause": cause});
         self.with(|c| {
             c.execute(
@@ -138,6 +142,11 @@ impl Journal {
 
     /// A pending stop request: `(error, cause)`.
     pub fn stop_request(&self, id: &str) -> Result<Option<(Option<String>, Option<String>)>> {
+        if let Some(w) = self.through()
+            && let Some(req) = w.stop_request(id)?
+        {
+            return Ok(Some(req));
+        }
         let raw: Option<Option<String>> = self.with(|c| {
             c.query_row(
                 "SELECT stop_request FROM executions WHERE id = ?1 AND status = 'RUNNING'",

@@ -1,13 +1,14 @@
 //! Game-day records: the safety lever, injected faults, traffic sessions and their
 //! ledgers. The traffic driver runs in its own process and appends to the same
 //! database (SQLite WAL allows one writer at a time across processes; every append is
-//! a short transaction).
+//! a short transaction). In fleet mode every write goes to the fleet's store first
+//! (`gameday_fleet.rs`).
 
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Journal, JournalError, Result, json, parse};
+use crate::{Journal, JournalError, Result, SessionState, json, parse};
 
 pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS lever (
@@ -163,6 +164,25 @@ fn fault_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(FaultRow, String)> {
     ))
 }
 
+pub(crate) fn upsert_fault(c: &rusqlite::Connection, f: &FaultRow) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO faults (id, execution_id, client_token, kind, state, injected_ms, undone_ms, record)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (id) DO UPDATE SET state = ?5, undone_ms = ?7, record = ?8",
+        params![
+            f.id,
+            f.execution_id,
+            f.client_token,
+            f.kind,
+            f.state,
+            f.injected_ms,
+            f.undone_ms,
+            json(&f.record)
+        ],
+    )
+    .map(|_| ())
+}
+
 const FAULT_COLS: &str =
     "id, execution_id, client_token, kind, state, injected_ms, undone_ms, record";
 
@@ -170,6 +190,10 @@ impl Journal {
     // ---- safety lever -------------------------------------------------------------
 
     pub fn lever(&self) -> Result<LeverState> {
+        // Fleet mode: the lever is the fleet's, not this runner's.
+        if let Some(g) = self.gameday_through() {
+            return Ok(g.lever_history()?.pop().unwrap_or_default());
+        }
         self.with(|c| {
             c.query_row(
                 "SELECT engaged, reason, at_ms, actor FROM lever ORDER BY seq DESC LIMIT 1",
@@ -195,6 +219,14 @@ impl Journal {
         actor: &str,
         at_ms: i64,
     ) -> Result<()> {
+        if let Some(g) = self.gameday_through() {
+            g.set_lever(&LeverState {
+                engaged,
+                reason: reason.map(String::from),
+                since_ms: Some(at_ms),
+                actor: Some(actor.to_string()),
+            })?;
+        }
         self.with(|c| {
             c.execute(
                 "INSERT INTO lever (at_ms, engaged, reason, actor) VALUES (?1, ?2, ?3, ?4)",
@@ -206,6 +238,9 @@ impl Journal {
 
     /// Every lever change, oldest first (for `runbook show` of an execution's window).
     pub fn lever_history(&self) -> Result<Vec<LeverState>> {
+        if let Some(g) = self.gameday_through() {
+            return g.lever_history();
+        }
         self.with(|c| {
             let mut s =
                 c.prepare("SELECT engaged, reason, at_ms, actor FROM lever ORDER BY seq")?;
@@ -244,24 +279,10 @@ impl Journal {
 
     /// Insert or replace a fault's row.
     pub fn put_fault(&self, f: &FaultRow) -> Result<()> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO faults (id, execution_id, client_token, kind, state, injected_ms, undone_ms, record)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (id) DO UPDATE SET state = ?5, undone_ms = ?7, record = ?8",
-                params![
-                    f.id,
-                    f.execution_id,
-                    f.client_token,
-                    f.kind,
-                    f.state,
-                    f.injected_ms,
-                    f.undone_ms,
-                    json(&f.record)
-                ],
-            )
-            .map(|_| ())
-        })
+        if let Some(g) = self.gameday_through() {
+            g.put_fault(f)?;
+        }
+        self.with(|c| upsert_fault(c, f))
     }
 
     /// Faults injected by any of these executions, oldest first.
@@ -306,6 +327,9 @@ impl Journal {
     pub fn create_session(&self, s: &SessionRow) -> Result<SessionRow> {
         if let Some(existing) = self.session_by_token(&s.client_token)? {
             return Ok(existing);
+        }
+        if let Some(g) = self.gameday_through() {
+            g.create_session(s)?;
         }
         self.with(|c| {
             c.execute(
@@ -379,6 +403,20 @@ impl Journal {
         stopped_ms: Option<i64>,
         error: Option<&str>,
     ) -> Result<()> {
+        if let Some(g) = self.gameday_through() {
+            // The store keeps the merged state, as the UPDATE below computes it.
+            let now = self.session(id)?;
+            g.put_session_state(
+                &now.execution_id,
+                id,
+                &SessionState {
+                    state: state.to_string(),
+                    pid: pid.or(now.pid),
+                    stopped_ms: stopped_ms.or(now.stopped_ms),
+                    error: error.map(String::from).or(now.error),
+                },
+            )?;
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE traffic_sessions SET state = ?2, pid = COALESCE(?3, pid),
@@ -390,6 +428,9 @@ impl Journal {
     }
 
     pub fn request_session_stop(&self, id: &str) -> Result<()> {
+        if let Some(g) = self.gameday_through() {
+            g.request_session_stop(&self.session(id)?.execution_id, id)?;
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE traffic_sessions SET stop_requested = 1 WHERE id = ?1",
@@ -400,6 +441,9 @@ impl Journal {
     }
 
     pub fn set_session_verification(&self, id: &str, verification: &Value) -> Result<()> {
+        if let Some(g) = self.gameday_through() {
+            g.set_session_verification(&self.session(id)?.execution_id, id, verification)?;
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE traffic_sessions SET verification = ?2 WHERE id = ?1",
@@ -413,6 +457,9 @@ impl Journal {
     pub fn append_ledger(&self, session_id: &str, rows: &[LedgerRow]) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
+        }
+        if let Some(g) = self.gameday_through() {
+            g.append_ledger(&self.session(session_id)?.execution_id, session_id, rows)?;
         }
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         // IMMEDIATE: other processes (workers, traffic drivers) write too; a deferred
@@ -466,13 +513,18 @@ impl Journal {
         if rows.is_empty() {
             return Ok(());
         }
+        if let Some(g) = self.gameday_through() {
+            g.append_lag(&self.session(session_id)?.execution_id, session_id, rows)?;
+        }
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         // IMMEDIATE: other processes (workers, traffic drivers) write too; a deferred
         // transaction that reads first could not upgrade (SQLITE_BUSY_SNAPSHOT).
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
             let mut stmt = tx.prepare_cached(
-                "INSERT INTO lag_samples (session_id, at_ms, lag) VALUES (?1, ?2, ?3)",
+                // A sample the fleet's store already brought here is not added twice.
+                "INSERT INTO lag_samples (session_id, at_ms, lag) SELECT ?1, ?2, ?3
+                 WHERE NOT EXISTS (SELECT 1 FROM lag_samples WHERE session_id = ?1 AND at_ms = ?2)",
             )?;
             for r in rows {
                 stmt.execute(params![session_id, r.at_ms, r.lag])?;

@@ -104,6 +104,9 @@ impl Journal {
         level: &str,
         message: &str,
     ) -> Result<()> {
+        if let Some(w) = self.through() {
+            w.record_log(id, at_ms, state, plugin, level, message)?;
+        }
         self.with(|c| {
             c.execute(
                 "INSERT INTO logs (execution_id, seq, at_ms, state, plugin, level, message)

@@ -17,11 +17,13 @@
 mod backend;
 mod executions;
 mod gameday;
+mod gameday_fleet;
 mod history;
 mod rows;
 mod schema;
 mod serve;
 mod tokens;
+mod tokens_fleet;
 mod write_through;
 
 use std::path::Path;
@@ -67,8 +69,14 @@ impl JournalError {
 
 pub type Result<T> = std::result::Result<T, JournalError>;
 
-pub use backend::{BackendError, BackendResult, Claimant, Fence, JournalBackend, NewHistory};
+pub use backend::{
+    BackendError, BackendResult, Claimant, Fence, GameDayBackend, JournalBackend, NewHistory,
+    TokenBackend,
+};
 pub use gameday::{FaultRow, LagRow, LedgerRow, LeverState, SessionRow};
+pub use gameday_fleet::{
+    GameDayRecords, GameDayThrough, ImportedSession, SessionState, merge_ledger,
+};
 pub use rows::{
     CallRow, EventRow, ExecutionRow, HistoryRow, LogRow, MAX_CALL_RESULT_BYTES, redact,
 };
@@ -77,6 +85,7 @@ pub use tokens::{
     NewTaskToken, TOKEN_CLOSED, TOKEN_FAILED, TOKEN_SUCCEEDED, TOKEN_WAITING, TaskTokenRow,
     TokenAnswer, TokenRefusal,
 };
+pub use tokens_fleet::TokenThrough;
 pub use write_through::{Imported, WriteThrough};
 
 // The JSON column codec, used by every table's module.

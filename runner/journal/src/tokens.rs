@@ -164,6 +164,33 @@ impl Journal {
     /// Register a token before the Task's plugin runs; registering it again (a resumed
     /// runner re-issuing the same Task) keeps the existing row and its answer.
     pub fn register_task_token(&self, t: &NewTaskToken<'_>) -> Result<TaskTokenRow> {
+        // Fleet mode: the store's registration wins (a runner that took the execution
+        // over finds the token its previous owner registered, plugin completion included).
+        if let Some(through) = self.token_through() {
+            let remote = through.register_task_token(&TaskTokenRow {
+                token: t.token.to_string(),
+                execution_id: t.execution_id.to_string(),
+                task_id: t.task_id.to_string(),
+                state: t.state.to_string(),
+                created_ms: t.at_ms,
+                heartbeat_seconds: t.heartbeat_seconds,
+                timeout_seconds: t.timeout_seconds,
+                plugin_done_ms: None,
+                status: TOKEN_WAITING.into(),
+                output: None,
+                error: None,
+                cause: None,
+                answered_ms: None,
+                heartbeats: 0,
+                heartbeats_seen: 0,
+                last_heartbeat_ms: None,
+                closed_reason: None,
+            })?;
+            self.sync_task_token(&remote)?;
+            return self
+                .local_task_token(t.token)?
+                .ok_or_else(|| crate::JournalError::NotFound(t.token.to_string()));
+        }
         self.with(|c| {
             c.execute(
                 "INSERT OR IGNORE INTO task_tokens (token, execution_id, task_id, state,
@@ -185,7 +212,19 @@ impl Journal {
             .ok_or_else(|| crate::JournalError::NotFound(t.token.to_string()))
     }
 
+    /// A token as this runner knows it; in fleet mode brought up to the store's first
+    /// (an answer given on any machine).
     pub fn task_token(&self, token: &str) -> Result<Option<TaskTokenRow>> {
+        if let Some(through) = self.token_through() {
+            match through.task_token(token)? {
+                Some(remote) => self.sync_task_token(&remote)?,
+                None => return Ok(None),
+            }
+        }
+        self.local_task_token(token)
+    }
+
+    fn local_task_token(&self, token: &str) -> Result<Option<TaskTokenRow>> {
         let r = self.with(|c| {
             c.query_row(
                 &format!("SELECT {COLUMNS} FROM task_tokens WHERE token = ?1"),
@@ -213,6 +252,9 @@ impl Journal {
 
     /// The Task's plugin returned: from now on the Task only waits for its token.
     pub fn task_token_plugin_done(&self, token: &str, at_ms: i64) -> Result<()> {
+        if let Some(through) = self.token_through() {
+            through.task_token_plugin_done(token, at_ms)?;
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE task_tokens SET plugin_done_ms = ?2
@@ -242,6 +284,14 @@ impl Journal {
         answer: &TokenAnswer,
         at_ms: i64,
     ) -> Result<std::result::Result<TaskTokenRow, TokenRefusal>> {
+        // Fleet mode: the store decides (the first answer wins across the fleet).
+        if let Some(through) = self.token_through() {
+            let decided = through.answer_task_token(token, answer, at_ms)?;
+            if let Ok(row) = &decided {
+                self.sync_task_token(row)?;
+            }
+            return Ok(decided);
+        }
         let changed = self.with(|c| {
             // Only a waiting token of a RUNNING execution takes an answer.
             let open = "token = ?1 AND status = 'waiting' AND execution_id IN
@@ -292,6 +342,9 @@ impl Journal {
 
     /// The Task ended (answer taken, timed out, cancelled): no answer is accepted any more.
     pub fn close_task_token(&self, token: &str, reason: &str) -> Result<()> {
+        if let Some(through) = self.token_through() {
+            through.close_task_token(token, reason)?;
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE task_tokens SET status = ?2, closed_reason = ?3
@@ -304,6 +357,9 @@ impl Journal {
 
     /// The execution ended: close every token it still had open.
     pub fn close_execution_task_tokens(&self, execution_id: &str, reason: &str) -> Result<()> {
+        if let Some(through) = self.token_through() {
+            through.close_execution_task_tokens(execution_id, reason)?;
+        }
         self.with(|c| {
             c.execute(
                 "UPDATE task_tokens SET status = ?2, closed_reason = ?3

@@ -8,7 +8,10 @@ use serde_json::Value;
 
 use crate::executions::root_of;
 use crate::json;
-use crate::{CallRow, EventRow, ExecutionRow, HistoryRow, Journal, LogRow, NewHistory, Result};
+use crate::{
+    CallRow, EventRow, ExecutionRow, GameDayRecords, GameDayThrough, HistoryRow, Journal, LogRow,
+    NewHistory, Result, TaskTokenRow, TokenThrough,
+};
 
 /// Fleet mode (docs/fleet.md): a store every write of an execution's core record
 /// (creation, status, events, history, capability calls) goes to *before* SQLite, so
@@ -20,6 +23,16 @@ pub trait WriteThrough: Send + Sync {
     fn append_event(&self, id: &str, at_ms: i64, event: &Value) -> Result<()>;
     fn append_history(&self, id: &str, rows: &[NewHistory]) -> Result<()>;
     fn record_call(&self, id: &str, at_ms: i64, row: &CallRow) -> Result<()>;
+    /// A plugin's log line.
+    fn record_log(
+        &self,
+        id: &str,
+        at_ms: i64,
+        state: &str,
+        plugin: &str,
+        level: &str,
+        message: &str,
+    ) -> Result<()>;
     #[allow(clippy::too_many_arguments)]
     fn finish(
         &self,
@@ -30,6 +43,19 @@ pub trait WriteThrough: Send + Sync {
         error: Option<&str>,
         cause: Option<&str>,
     ) -> Result<()>;
+    /// Anyone may ask an execution to stop; the store keeps the request for its driver.
+    fn request_stop(&self, id: &str, error: Option<&str>, cause: Option<&str>) -> Result<()>;
+    /// A pending stop request as the store has it: `(error, cause)`.
+    #[allow(clippy::type_complexity)]
+    fn stop_request(&self, id: &str) -> Result<Option<(Option<String>, Option<String>)>>;
+    /// The store of game-day records, if this store keeps them (fleet mode's does).
+    fn gameday(&self) -> Option<&dyn GameDayThrough> {
+        None
+    }
+    /// The store of task tokens, if this store keeps them (fleet mode's does).
+    fn tokens(&self) -> Option<&dyn TokenThrough> {
+        None
+    }
 }
 
 /// An execution as another store has it, to copy into this journal verbatim.
@@ -39,6 +65,10 @@ pub struct Imported {
     pub history: Vec<HistoryRow>,
     pub calls: Vec<CallRow>,
     pub logs: Vec<LogRow>,
+    /// Its traffic sessions (with ledgers) and faults.
+    pub gameday: GameDayRecords,
+    /// Its task tokens.
+    pub tokens: Vec<TaskTokenRow>,
 }
 
 impl Journal {
@@ -136,7 +166,9 @@ impl Journal {
             )?;
         }
         tx.commit()?;
-        Ok(())
+        drop(conn);
+        self.import_gameday(&e.id, &x.gameday)?;
+        self.import_task_tokens(&e.id, &x.tokens)
     }
 }
 
@@ -185,6 +217,9 @@ mod tests {
         fn record_call(&self, _: &str, _: i64, _: &CallRow) -> Result<()> {
             self.next()
         }
+        fn record_log(&self, _: &str, _: i64, _: &str, _: &str, _: &str, _: &str) -> Result<()> {
+            self.next()
+        }
         fn finish(
             &self,
             _: &str,
@@ -195,6 +230,12 @@ mod tests {
             _: Option<&str>,
         ) -> Result<()> {
             self.next()
+        }
+        fn request_stop(&self, _: &str, _: Option<&str>, _: Option<&str>) -> Result<()> {
+            self.next()
+        }
+        fn stop_request(&self, _: &str) -> Result<Option<(Option<String>, Option<String>)>> {
+            Ok(None)
         }
     }
 
@@ -230,6 +271,8 @@ mod tests {
             history: vec![],
             calls: vec![],
             logs: vec![],
+            gameday: Default::default(),
+            tokens: vec![],
         })
         .unwrap();
         assert_eq!(j.execution("e3").unwrap().status, "SUCCEEDED");

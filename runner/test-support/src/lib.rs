@@ -24,6 +24,7 @@ pub mod caps;
 pub mod chromium;
 pub mod client;
 pub mod etcd;
+pub mod fleet;
 pub mod http;
 pub mod local;
 pub mod moto;

@@ -199,3 +199,16 @@ pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// How many plugin log lines of a `show --json` start with `prefix` (how often a
+/// plugin that logs once per run ran).
+pub fn log_lines_starting(show: &Value, prefix: &str) -> usize {
+    show["logs"]
+        .as_array()
+        .map(|logs| {
+            logs.iter()
+                .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with(prefix)))
+                .count()
+        })
+        .unwrap_or(0)
+}

@@ -17,6 +17,29 @@ struct StopRequest {
     cause: Option<String>,
 }
 
+impl EtcdJournal {
+    /// Acquire the execution's scope when its status passes `wanted`: `None` when it
+    /// does not, or someone alive (its lease renewed) holds the scope.
+    fn claim_when(&self, id: &str, wanted: fn(&str) -> bool) -> BackendResult<Option<Fence>> {
+        let inner = self.inner.clone();
+        let id = id.to_string();
+        self.run(async move {
+            let (row, _) = inner.head(&id).await?;
+            if !wanted(&row.status) {
+                return Ok(None);
+            }
+            match inner.acquire(&Inner::scope(&row)).await {
+                Ok(token) => {
+                    inner.forget(&id);
+                    Ok(Some(Inner::fence(&token)))
+                }
+                Err(BackendError::Taken(_)) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
 impl JournalBackend for EtcdJournal {
     fn create_execution(&self, e: &ExecutionRow) -> BackendResult<Fence> {
         let inner = self.inner.clone();
@@ -36,23 +59,11 @@ impl JournalBackend for EtcdJournal {
     }
 
     fn claim(&self, id: &str, _who: &Claimant<'_>) -> BackendResult<Option<Fence>> {
-        let inner = self.inner.clone();
-        let id = id.to_string();
-        self.run(async move {
-            let (row, _) = inner.head(&id).await?;
-            if row.status != "RUNNING" {
-                return Ok(None);
-            }
-            match inner.acquire(&Inner::scope(&row)).await {
-                Ok(token) => {
-                    inner.forget(&id);
-                    Ok(Some(Inner::fence(&token)))
-                }
-                // Someone alive (its lease renewed) drives it.
-                Err(BackendError::Taken(_)) => Ok(None),
-                Err(e) => Err(e),
-            }
-        })
+        self.claim_when(id, |status| status == "RUNNING")
+    }
+
+    fn claim_redrive(&self, id: &str) -> BackendResult<Option<Fence>> {
+        self.claim_when(id, |status| matches!(status, "FAILED" | "TIMED_OUT"))
     }
 
     fn set_running(

@@ -12,6 +12,9 @@
 //! <p>/exec/<id>/calls/<seq:016>         CallRow
 //! <p>/exec/<id>/logs/<seq:016>          LogRow
 //! <p>/exec/<id>/stop                    stop request (unfenced: anyone may ask)
+//! <p>/exec/<id>/sessions/..., faults/...  game-day records (see `gameday.rs`)
+//! <p>/lever/...                         the safety lever's changes
+//! <p>/tokens/<token>/...                task tokens (see `tokens.rs`)
 //! <p>/exec/<id>/chunks/<sha256>/<n:08>  parts of a document over the chunk threshold
 //! ```
 //!
@@ -42,7 +45,9 @@
 
 mod backend;
 mod documents;
+mod gameday;
 mod streams;
+mod tokens;
 
 use std::collections::HashMap;
 use std::future::Future;
