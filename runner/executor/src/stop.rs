@@ -116,29 +116,26 @@ impl Runner {
         error: Option<String>,
         cause: Option<String>,
     ) -> Result<Outcome, RunError> {
-        {
-            let prepared =
-                self.prepare_text(Path::new(&row.runbook_path), row.runbook_text.clone())?;
-            let (mut exec, _) = self.replay(&row, &prepared)?;
-            if exec.status() == Status::Running {
-                let at = now_ms();
-                self.journal.append_event(
-                    &row.id,
-                    at,
-                    &json!({"type": "Abort", "error": error, "cause": cause}),
-                )?;
-                let actions = exec.abort(error, cause, Timestamp::from_unix_millis(at));
-                let rows: Vec<_> = actions
-                    .iter()
-                    .filter_map(|a| match a {
-                        Action::History(h) => Some(history_row(at, h)),
-                        _ => None,
-                    })
-                    .collect();
-                self.journal.append_history(&row.id, &rows)?;
-            }
-            self.finish_from_engine(&row.id, &exec, Arc::new(Quiet))
+        let prepared = self.prepare_text(Path::new(&row.runbook_path), row.runbook_text.clone())?;
+        let (mut exec, _) = self.replay(row, &prepared)?;
+        if exec.status() == Status::Running {
+            let at = now_ms();
+            self.journal.append_event(
+                &row.id,
+                at,
+                &json!({"type": "Abort", "error": error, "cause": cause}),
+            )?;
+            let actions = exec.abort(error, cause, Timestamp::from_unix_millis(at));
+            let rows: Vec<_> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::History(h) => Some(history_row(at, h)),
+                    _ => None,
+                })
+                .collect();
+            self.journal.append_history(&row.id, &rows)?;
         }
+        self.finish_from_engine(&row.id, &exec, Arc::new(Quiet))
     }
 }
 
