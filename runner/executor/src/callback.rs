@@ -56,6 +56,12 @@ async fn wait(
         let row = match journal.task_token(token) {
             Ok(Some(row)) => row,
             Ok(None) => return runtime(task_id, format!("task token {token} vanished")),
+            // Fleet mode: the store did not answer this poll; the next one asks again
+            // (the Task's own timeout and heartbeat timers still bound the wait).
+            Err(e @ runbook_journal::JournalError::Mirror { .. }) => {
+                tracing::warn!(token, "task token poll: {e}");
+                continue;
+            }
             Err(e) => return runtime(task_id, format!("journal: {e}")),
         };
         match row.status.as_str() {

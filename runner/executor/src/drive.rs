@@ -250,7 +250,18 @@ impl Runner {
                         }
                         return Err(e.into());
                     }
-                    if let Some((error, cause)) = self.journal.stop_request(id)? {
+                    let request = match self.journal.stop_request(id) {
+                        Ok(r) => r,
+                        // Fleet mode: the store did not answer this tick (a member
+                        // died, an election): ask again at the next one. Writes that
+                        // fail still stop the execution here (fail closed).
+                        Err(e @ runbook_journal::JournalError::Mirror { .. }) => {
+                            tracing::warn!(execution = id, "stop check: {e}");
+                            None
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    if let Some((error, cause)) = request {
                         let at = now_ms();
                         self.journal.append_event(
                             id,

@@ -172,21 +172,26 @@ async fn start(
 /// the fleet's store has (its driver may write from another machine, or for the
 /// previous owner). A session this journal does not know is looked up there by the
 /// execution it belongs to, which the caller may not know: then nothing is refreshed.
-fn refresh(runner: &Runner, id: &str) -> Result<(), CapError> {
+fn refresh(runner: &Runner, id: &str) {
     let Some(mirror) = runner.fleet() else {
-        return Ok(());
+        return;
     };
     let Ok(s) = runner.journal.session(id) else {
-        return Ok(());
+        return;
     };
-    mirror
-        .refresh_gameday(&runner.journal, &s.execution_id)
-        .map_err(internal)
+    // A store that does not answer leaves the local copy as it is (what this runner
+    // or its own driver wrote); the next read refreshes again.
+    if let Err(e) = mirror.refresh_gameday(&runner.journal, &s.execution_id) {
+        tracing::warn!(
+            session = id,
+            "refreshing the session from the fleet journal: {e}"
+        );
+    }
 }
 
 async fn stop(runner: &Runner, id: &str) -> Result<SessionSummary, CapError> {
     let journal = runner.journal.clone();
-    refresh(runner, id)?;
+    refresh(runner, id);
     let s = journal.session(id).map_err(|_| no_session(id))?;
     if matches!(s.state.as_str(), "starting" | "running") {
         journal.request_session_stop(id).map_err(internal)?;
@@ -197,7 +202,7 @@ async fn stop(runner: &Runner, id: &str) -> Result<SessionSummary, CapError> {
         // nothing here; it answers through the store, or the grace runs out.
         let fleet = runner.fleet().is_some();
         loop {
-            refresh(runner, id)?;
+            refresh(runner, id);
             let now = journal.session(id).map_err(internal)?;
             if !matches!(now.state.as_str(), "starting" | "running") {
                 break;
@@ -225,7 +230,7 @@ async fn stop(runner: &Runner, id: &str) -> Result<SessionSummary, CapError> {
 /// A session's summary, recomputed from the journaled ledger (so it is the same
 /// before and after a runner restart).
 pub(crate) fn summary(runner: &Runner, id: &str) -> Result<SessionSummary, CapError> {
-    refresh(runner, id)?;
+    refresh(runner, id);
     let journal = &runner.journal;
     let s = journal.session(id).map_err(|_| no_session(id))?;
     let ledger = journal.ledger(id).map_err(internal)?;
@@ -490,7 +495,7 @@ async fn verify(
     provider: &Arc<dyn Provider>,
     id: &str,
 ) -> Result<Value, CapError> {
-    refresh(runner, id)?;
+    refresh(runner, id);
     let journal = &runner.journal;
     let s = journal.session(id).map_err(|_| no_session(id))?;
     if matches!(s.state.as_str(), "starting" | "running") {
@@ -532,7 +537,7 @@ async fn verify(
 /// (`{"fault-at": RFC 3339}` or `{"fault-at-ms": N}`); without it the largest outage
 /// is measured from its own start.
 fn measure(runner: &Runner, id: &str, context: &str) -> Result<Value, CapError> {
-    refresh(runner, id)?;
+    refresh(runner, id);
     let journal = &runner.journal;
     let s = journal.session(id).map_err(|_| no_session(id))?;
     let ctx: Value = if context.trim().is_empty() {

@@ -236,10 +236,10 @@ impl GameDayBackend for EtcdJournal {
     fn lever_history(&self) -> BackendResult<Vec<LeverState>> {
         let inner = self.inner.clone();
         self.run(async move {
-            let kvs = inner
-                .fleet
-                .client()
-                .get_prefix(&format!("{}/lever/", inner.prefix))
+            // Read at every step of a running game day: ride out a leader election
+            // rather than abort the game day on one unanswered read.
+            let prefix = format!("{}/lever/", inner.prefix);
+            let kvs = retry(|| inner.fleet.client().get_prefix(&prefix))
                 .await
                 .map_err(store)?;
             let mut out = Vec::with_capacity(kvs.len());
