@@ -442,13 +442,21 @@ impl Runner {
         Ok((row, prepared))
     }
 
-    /// The full id of `id` (a prefix this runner's journal resolves), else `id` itself:
-    /// in fleet mode an execution another runner started is known only by its full id.
+    /// The full id of `id`: a prefix this runner's journal resolves, else (fleet mode)
+    /// the one execution of the fleet journal whose id starts with it, else `id` itself.
     pub fn full_id(&self, id: &str) -> String {
-        self.journal
-            .resolve(id)
-            .map(|r| r.id)
-            .unwrap_or_else(|_| id.to_string())
+        if let Ok(r) = self.journal.resolve(id) {
+            return r.id;
+        }
+        if let Some(mirror) = &self.fleet
+            && let Ok(heads) = mirror.store().backend().executions(usize::MAX)
+        {
+            let mut found = heads.into_iter().filter(|h| h.id.starts_with(id));
+            if let (Some(one), None) = (found.next(), found.next()) {
+                return one.id;
+            }
+        }
+        id.to_string()
     }
 
     /// Continue an interrupted execution.
