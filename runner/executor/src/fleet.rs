@@ -51,6 +51,9 @@ struct State {
     fences: HashMap<String, Fence>,
     /// Executions this runner stopped driving: the first refusal's code and message.
     lost: HashMap<String, (&'static str, String)>,
+    /// Traffic sessions this runner started: their drivers write this runner's journal
+    /// too, so reading them needs no refresh from the store.
+    own_sessions: std::collections::HashSet<String>,
 }
 
 fn mirror_error(code: &'static str, message: String) -> JournalError {
@@ -243,6 +246,12 @@ impl FleetMirror {
             journal.import_execution(&self.read(h, None)?)?;
         }
         Ok(())
+    }
+
+    /// Whether this runner started traffic session `id` (its driver runs here and
+    /// writes this runner's journal as well as the store).
+    pub fn started_session(&self, id: &str) -> bool {
+        self.state().own_sessions.contains(id)
     }
 
     /// Replace `journal`'s copy of `execution_id`'s game-day records (sessions with
@@ -486,7 +495,9 @@ impl GameDayThrough for FleetMirror {
     fn create_session(&self, s: &SessionRow) -> Result<(), JournalError> {
         let fence = self.fence(&s.execution_id)?;
         let r = self.store.gameday().create_session(&fence, s);
-        self.written(&s.execution_id, r)
+        self.written(&s.execution_id, r)?;
+        self.state().own_sessions.insert(s.id.clone());
+        Ok(())
     }
 
     fn put_session_state(

@@ -168,12 +168,17 @@ async fn start(
     }
 }
 
-/// Fleet mode: bring the local copy of `id`'s execution's game-day records up to what
-/// the fleet's store has (its driver may write from another machine, or for the
-/// previous owner). A session this journal does not know is looked up there by the
-/// execution it belongs to, which the caller may not know: then nothing is refreshed.
+/// Fleet mode, a session this runner did not start: its driver writes the store, not
+/// this runner's journal.
+fn driver_elsewhere(runner: &Runner, id: &str) -> bool {
+    runner.fleet().is_some_and(|m| !m.started_session(id))
+}
+
+/// Fleet mode, a session this runner did not start: bring the local copy of its
+/// execution's game-day records up to what the fleet's store has (its driver writes
+/// there, maybe from another machine, for the previous owner).
 fn refresh(runner: &Runner, id: &str) {
-    let Some(mirror) = runner.fleet() else {
+    let Some(mirror) = runner.fleet().filter(|m| !m.started_session(id)) else {
         return;
     };
     let Ok(s) = runner.journal.session(id) else {
@@ -198,9 +203,10 @@ async fn stop(runner: &Runner, id: &str) -> Result<SessionSummary, CapError> {
         let spec: SessionSpec = serde_json::from_value(s.spec.clone()).unwrap_or_default();
         let grace = Duration::from_millis(u64::from(spec.write_timeout_ms.max(1000)) + 10_000);
         let deadline = std::time::Instant::now() + grace;
-        // Fleet mode: the driver may run on another machine, where its PID means
-        // nothing here; it answers through the store, or the grace runs out.
-        let fleet = runner.fleet().is_some();
+        // A driver this runner did not start (fleet mode, after a takeover) may run on
+        // another machine, where its PID means nothing here; it answers through the
+        // store, or the grace runs out.
+        let fleet = driver_elsewhere(runner, id);
         loop {
             refresh(runner, id);
             let now = journal.session(id).map_err(internal)?;
