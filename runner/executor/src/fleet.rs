@@ -179,17 +179,23 @@ impl FleetMirror {
                 ),
             ));
         };
+        self.adopt(journal, id, fence)?;
+        Ok(true)
+    }
+
+    /// `id` was claimed with `fence`: drive it from now on, and copy it (and its
+    /// children) from the store, which nobody else writes after the claim.
+    fn adopt(&self, journal: &Journal, id: &str, fence: Fence) -> Result<(), JournalError> {
         {
             let mut st = self.state();
             st.lost.remove(id);
             st.fences.insert(id.to_string(), fence);
         }
-        let head = b.execution(id).map_err(read_error)?;
+        let head = self.store.backend().execution(id).map_err(read_error)?;
         journal.import_execution(&self.read(head, Some(std::process::id()))?)?;
         // Its children as the store has them (a game day's report names the failover
         // its previous owner ran); a RUNNING one is claimed when the parent resumes it.
-        self.import_children(journal, id)?;
-        Ok(true)
+        self.import_children(journal, id)
     }
 
     /// Become the driver of a FAILED or TIMED_OUT execution to redrive it: claim its
@@ -211,14 +217,7 @@ impl FleetMirror {
             journal.import_execution(&self.read(head, None)?)?;
             return Ok(());
         };
-        {
-            let mut st = self.state();
-            st.lost.remove(id);
-            st.fences.insert(id.to_string(), fence);
-        }
-        let head = b.execution(id).map_err(read_error)?;
-        journal.import_execution(&self.read(head, Some(std::process::id()))?)?;
-        self.import_children(journal, id)
+        self.adopt(journal, id, fence)
     }
 
     /// The fleet journal's children of `id`.

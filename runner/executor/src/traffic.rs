@@ -168,17 +168,17 @@ async fn start(
     }
 }
 
-/// Fleet mode, a session this runner did not start: its driver writes the store, not
-/// this runner's journal.
-fn driver_elsewhere(runner: &Runner, id: &str) -> bool {
-    runner.fleet().is_some_and(|m| !m.started_session(id))
+/// Fleet mode, a session this runner did not start: its driver writes the store (the
+/// fleet's mirror, returned), not this runner's journal.
+fn driver_elsewhere<'a>(runner: &'a Runner, id: &str) -> Option<&'a Arc<crate::FleetMirror>> {
+    runner.fleet().filter(|m| !m.started_session(id))
 }
 
 /// Fleet mode, a session this runner did not start: bring the local copy of its
 /// execution's game-day records up to what the fleet's store has (its driver writes
 /// there, maybe from another machine, for the previous owner).
 fn refresh(runner: &Runner, id: &str) {
-    let Some(mirror) = runner.fleet().filter(|m| !m.started_session(id)) else {
+    let Some(mirror) = driver_elsewhere(runner, id) else {
         return;
     };
     let Ok(s) = runner.journal.session(id) else {
@@ -206,7 +206,7 @@ async fn stop(runner: &Runner, id: &str) -> Result<SessionSummary, CapError> {
         // A driver this runner did not start (fleet mode, after a takeover) may run on
         // another machine, where its PID means nothing here; it answers through the
         // store, or the grace runs out.
-        let fleet = driver_elsewhere(runner, id);
+        let fleet = driver_elsewhere(runner, id).is_some();
         loop {
             refresh(runner, id);
             let now = journal.session(id).map_err(internal)?;

@@ -31,6 +31,15 @@ use crate::client::{Compare, Op, OpResult};
 /// Ledger batches are split so that each stored value stays far below etcd's request limit.
 const BATCH_BYTES: usize = 256 * 1024;
 
+/// Unique enough to keep two keys written in the same millisecond apart.
+pub(super) fn nonce() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{}-{nanos:09}", std::process::id())
+}
+
 pub(super) fn tagged(doc: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(doc.len() + 1);
     v.push(b'j');
@@ -219,11 +228,7 @@ impl GameDayBackend for EtcdJournal {
     fn set_lever(&self, l: &LeverState) -> BackendResult<()> {
         let inner = self.inner.clone();
         // Two changes in the same millisecond must not overwrite each other.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let nonce = format!("{}-{nanos:09}", std::process::id());
+        let nonce = nonce();
         let key = format!(
             "{}/lever/{:020}-{nonce}",
             inner.prefix,

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::documents::{corrupt, retry, store, to_json};
-use super::gameday::tagged;
+use super::gameday::{nonce, tagged};
 use super::{EtcdJournal, Inner};
 use crate::client::{Compare, Op};
 use crate::error::FleetError;
@@ -180,17 +180,10 @@ impl TokenBackend for EtcdJournal {
                 return Ok(Err(r));
             }
             let (key, doc) = match &answer {
-                TokenAnswer::Heartbeat => {
-                    let nanos = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.subsec_nanos())
-                        .unwrap_or(0);
-                    let n = format!("{}-{nanos:09}", std::process::id());
-                    (
-                        inner.token_key(&token, &format!("hb/{:020}-{n}", at_ms.max(0))),
-                        to_json(&at_ms),
-                    )
-                }
+                TokenAnswer::Heartbeat => (
+                    inner.token_key(&token, &format!("hb/{:020}-{}", at_ms.max(0), nonce())),
+                    to_json(&at_ms),
+                ),
                 TokenAnswer::Success(v) => (
                     inner.token_key(&token, "answer"),
                     to_json(&AnswerDoc {
